@@ -1,0 +1,9 @@
+//! What Herald's producer and consumer share: the notification model and its Kafka codec,
+//! Kafka client configuration, telemetry, shutdown and HTTP plumbing.
+
+pub mod config;
+pub mod http;
+pub mod kafka;
+pub mod model;
+pub mod shutdown;
+pub mod telemetry;

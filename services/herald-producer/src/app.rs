@@ -1,0 +1,161 @@
+//! The producer's HTTP API: `POST /send` plus the operational routes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use herald_kit::http::{HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
+use herald_kit::model::Notification;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prometheus::Registry;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::auth::BearerToken;
+use crate::kafka::{SendError, Sender};
+use crate::metrics::{Outcome, ProducerMetrics};
+use crate::request::{self, BodyFormat};
+use crate::users::Directory;
+
+/// Largest accepted `/send` body.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub directory: Arc<Directory>,
+    pub sender: Arc<Sender>,
+    pub token: Option<BearerToken>,
+    pub metrics: ProducerMetrics,
+}
+
+/// Every way `/send` can fail, each with its status.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("Content-Type must be application/x-www-form-urlencoded or application/json")]
+    UnsupportedMediaType,
+    #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
+    PayloadTooLarge,
+    #[error("could not read the request body: {0}")]
+    ReadBody(String),
+    #[error(transparent)]
+    BadRequest(#[from] request::BadRequest),
+    #[error("User not found")]
+    UserNotFound,
+    #[error("notification not sent: {0}; try again")]
+    Unavailable(#[from] SendError),
+}
+
+impl AppError {
+    fn outcome(&self) -> Outcome {
+        match self {
+            AppError::Unavailable(_) => Outcome::Failed,
+            _ => Outcome::Rejected,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        match self {
+            AppError::Unauthorized => {
+                let mut r = JsonError::new(StatusCode::UNAUTHORIZED, message).into_response();
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                r
+            }
+            AppError::UnsupportedMediaType => JsonError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response(),
+            AppError::PayloadTooLarge => JsonError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response(),
+            AppError::ReadBody(_) | AppError::BadRequest(_) => JsonError::new(StatusCode::BAD_REQUEST, message).into_response(),
+            AppError::UserNotFound => JsonError::new(StatusCode::NOT_FOUND, message).into_response(),
+            AppError::Unavailable(_) => JsonError::unavailable(message, Duration::from_secs(1)).into_response(),
+        }
+    }
+}
+
+/// The body of a 200.
+#[derive(Debug, Serialize)]
+pub struct Sent {
+    pub message: &'static str,
+    pub id: Uuid,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// The whole producer API.
+pub fn router(state: AppState, registry: Registry, http: HttpMetrics) -> Router {
+    let live_sender = state.sender.clone();
+    let ready_sender = state.sender.clone();
+    let live: ReadyCheck = Arc::new(move || live_sender.live());
+    let ready: ReadyCheck = Arc::new(move || ready_sender.ready());
+    let api = Router::new().route("/send", post(send)).with_state(state);
+    with_operational_routes(api, registry, http, live, ready)
+}
+
+async fn send(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let start = Instant::now();
+    match handle_send(&state, &headers, body).await {
+        Ok(sent) => {
+            state.metrics.count(Outcome::Sent);
+            state.metrics.send_duration.observe(start.elapsed().as_secs_f64());
+            axum::Json(sent).into_response()
+        }
+        Err(error) => {
+            state.metrics.count(error.outcome());
+            if let AppError::Unavailable(cause) = &error {
+                tracing::warn!(error = %cause, "send failed");
+            }
+            error.into_response()
+        }
+    }
+}
+
+async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Sent, AppError> {
+    if let Some(token) = &state.token {
+        if !token.accepts(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
+            return Err(AppError::Unauthorized);
+        }
+    }
+    let format = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(BodyFormat::from_content_type)
+        .ok_or(AppError::UnsupportedMediaType)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(AppError::PayloadTooLarge);
+    }
+    let bytes = Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::ReadBody(e.to_string())
+            }
+        })?
+        .to_bytes();
+    let req = request::parse(format, &bytes)?;
+    let from = state.directory.get(req.from_id).ok_or(AppError::UserNotFound)?;
+    let to = state.directory.get(req.to_id).ok_or(AppError::UserNotFound)?;
+    let notification = Notification::new(from.clone(), to.clone(), req.message);
+    let delivered = state.sender.send(&notification).await?;
+    tracing::debug!(id = %notification.id, partition = delivered.partition, offset = delivered.offset, "sent");
+    Ok(Sent {
+        message: "Notification sent successfully!",
+        id: notification.id,
+        partition: delivered.partition,
+        offset: delivered.offset,
+    })
+}

@@ -1,0 +1,105 @@
+//! The user directory: who may send and receive notifications.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use herald_kit::model::User;
+
+/// Why a users file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("reading users file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("parsing users file {path}: expected a JSON array of {{\"id\": <positive integer>, \"name\": <string>}}: {source}")]
+    Parse { path: String, source: serde_json::Error },
+    #[error("users file {path}: {problem}")]
+    Invalid { path: String, problem: String },
+}
+
+/// Users by id.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    users: HashMap<u64, User>,
+}
+
+impl Directory {
+    /// A directory of the given users; ids must be positive and unique, names non-empty.
+    pub fn new(users: Vec<User>) -> Result<Self, String> {
+        let mut by_id = HashMap::with_capacity(users.len());
+        for user in users {
+            if user.id == 0 {
+                return Err("user id 0 is not allowed: ids are positive integers".into());
+            }
+            if user.name.trim().is_empty() {
+                return Err(format!("user {} has an empty name", user.id));
+            }
+            let id = user.id;
+            if by_id.insert(id, user).is_some() {
+                return Err(format!("user id {id} appears more than once"));
+            }
+        }
+        if by_id.is_empty() {
+            return Err("the directory has no users".into());
+        }
+        Ok(Self { users: by_id })
+    }
+
+    /// Loads a JSON array of users from `path`.
+    pub fn load(path: &Path) -> Result<Self, DirectoryError> {
+        let shown = path.display().to_string();
+        let raw = std::fs::read(path).map_err(|source| DirectoryError::Read { path: shown.clone(), source })?;
+        let users: Vec<User> =
+            serde_json::from_slice(&raw).map_err(|source| DirectoryError::Parse { path: shown.clone(), source })?;
+        Self::new(users).map_err(|problem| DirectoryError::Invalid { path: shown, problem })
+    }
+
+    pub fn get(&self, id: u64) -> Option<&User> {
+        self.users.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(content: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(content.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn loads_a_users_file() {
+        let f = write(r#"[{"id":1,"name":"Emma"},{"id":42,"name":"Zoe"}]"#);
+        let d = Directory::load(f.path()).unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.get(42).unwrap().name, "Zoe");
+        assert!(d.get(2).is_none());
+    }
+
+    #[test]
+    fn rejects_bad_files_with_a_reason() {
+        for (content, expect) in [
+            ("not json", "expected a JSON array"),
+            (r#"[{"id":-1,"name":"x"}]"#, "expected a JSON array"),
+            (r#"[{"id":0,"name":"x"}]"#, "id 0"),
+            (r#"[{"id":1,"name":" "}]"#, "empty name"),
+            (r#"[{"id":1,"name":"a"},{"id":1,"name":"b"}]"#, "more than once"),
+            ("[]", "no users"),
+        ] {
+            let err = Directory::load(write(content).path()).unwrap_err().to_string();
+            assert!(err.contains(expect), "{content}: {err}");
+        }
+        let err = Directory::load(Path::new("/nonexistent/users.json")).unwrap_err().to_string();
+        assert!(err.contains("reading users file /nonexistent/users.json"), "{err}");
+    }
+}

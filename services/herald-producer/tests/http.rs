@@ -1,0 +1,171 @@
+//! Every `/send` status through the real router (no port opened). 200s go through librdkafka's
+//! in-process mock cluster; 503s through a producer whose broker does not exist.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use herald_kit::http::HttpMetrics;
+use herald_kit::kafka::KafkaArgs;
+use herald_kit::model::seed_users;
+use herald_producer::app::{AppState, router};
+use herald_producer::auth::BearerToken;
+use herald_producer::kafka::Sender;
+use herald_producer::metrics::ProducerMetrics;
+use herald_producer::users::Directory;
+use http_body_util::BodyExt;
+use prometheus::Registry;
+use rdkafka::mocking::MockCluster;
+use tower::ServiceExt;
+
+const TOPIC: &str = "notifications";
+
+fn mk_app(bootstrap: &str, token: Option<&str>, timeout: Duration) -> Router {
+    let kafka = KafkaArgs {
+        bootstrap_servers: bootstrap.into(),
+        topic: TOPIC.into(),
+        kafka_properties: vec![],
+    };
+    let registry = Registry::new();
+    let state = AppState {
+        directory: Arc::new(Directory::new(seed_users()).unwrap()),
+        sender: Arc::new(Sender::new(&kafka, timeout).unwrap()),
+        token: token.and_then(BearerToken::new),
+        metrics: ProducerMetrics::register(&registry).unwrap(),
+    };
+    let http = HttpMetrics::register(&registry).unwrap();
+    router(state, registry, http)
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    json: serde_json::Value,
+}
+
+async fn post(app: &Router, content_type: Option<&str>, auth: Option<&str>, body: impl Into<Body>) -> Answer {
+    let mut req = Request::builder().method("POST").uri("/send");
+    if let Some(ct) = content_type {
+        req = req.header(header::CONTENT_TYPE, ct);
+    }
+    if let Some(a) = auth {
+        req = req.header(header::AUTHORIZATION, a);
+    }
+    let resp = app.clone().oneshot(req.body(body.into()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+    Answer { status, headers, json }
+}
+
+const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+const JSON: Option<&str> = Some("application/json");
+
+async fn metrics_text(app: &Router) -> String {
+    let req = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn sends_form_and_json_once_acknowledged() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 6, 1).unwrap();
+    let app = mk_app(&cluster.bootstrap_servers(), None, Duration::from_secs(10));
+
+    let a = post(&app, FORM, None, "fromID=1&toID=2&message=Hello+Bruno").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    assert_eq!(a.json["message"], "Notification sent successfully!");
+    assert!(a.json["id"].as_str().unwrap().len() == 36);
+    let partition = a.json["partition"].as_i64().unwrap();
+    assert!((0..6).contains(&partition));
+    assert_eq!(a.json["offset"], 0);
+
+    let b = post(&app, JSON, None, r#"{"fromID":3,"toID":2,"message":"Hi again"}"#).await;
+    assert_eq!(b.status, StatusCode::OK, "{}", b.json);
+    // Same recipient, same key, same partition, next offset.
+    assert_eq!(b.json["partition"].as_i64().unwrap(), partition);
+    assert_eq!(b.json["offset"], 1);
+
+    let text = metrics_text(&app).await;
+    assert!(text.contains(r#"herald_producer_notifications_total{outcome="sent"} 2"#), "{text}");
+    assert!(text.contains("herald_producer_send_duration_seconds_count 2"), "{text}");
+}
+
+#[tokio::test]
+async fn client_mistakes_get_4xx_with_a_message() {
+    // No broker is needed: none of these reach Kafka.
+    let app = mk_app("127.0.0.1:1", None, Duration::from_millis(200));
+    let cases: Vec<(Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+        (FORM, b"fromID=1&toID=abc&message=x".to_vec(), StatusCode::BAD_REQUEST, "toID must be a positive integer"),
+        (JSON, b"{\"fromID\":1}".to_vec(), StatusCode::BAD_REQUEST, "toID is required"),
+        (JSON, b"{not json".to_vec(), StatusCode::BAD_REQUEST, "body is not a valid JSON object"),
+        (FORM, b"fromID=1&toID=99&message=x".to_vec(), StatusCode::NOT_FOUND, "User not found"),
+        (FORM, b"fromID=99&toID=1&message=x".to_vec(), StatusCode::NOT_FOUND, "User not found"),
+        (Some("text/plain"), b"fromID=1&toID=2&message=x".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be"),
+        (None, b"fromID=1&toID=2&message=x".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be"),
+        (FORM, format!("fromID=1&toID=2&message={}", "a".repeat(17 * 1024)).into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "larger than 16384 bytes"),
+    ];
+    for (ct, body, status, message) in cases {
+        let a = post(&app, ct, None, body).await;
+        assert_eq!(a.status, status, "{ct:?}: {}", a.json);
+        assert!(a.json["message"].as_str().unwrap().contains(message), "{}", a.json);
+    }
+    let text = metrics_text(&app).await;
+    assert!(text.contains(r#"herald_producer_notifications_total{outcome="rejected"} 8"#), "{text}");
+    assert!(text.contains(r#"herald_producer_notifications_total{outcome="sent"} 0"#), "{text}");
+}
+
+#[tokio::test]
+async fn a_body_without_content_length_is_still_bounded() {
+    let app = mk_app("127.0.0.1:1", None, Duration::from_millis(200));
+    let chunks = (0..20).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'a'; 1024])));
+    let body = Body::from_stream(futures_stream(chunks.collect()));
+    let a = post(&app, FORM, None, body).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.json);
+}
+
+fn futures_stream(items: Vec<Result<bytes::Bytes, std::io::Error>>) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    tokio_stream::iter(items)
+}
+
+#[tokio::test]
+async fn bearer_token_is_required_when_configured() {
+    let app = mk_app("127.0.0.1:1", Some("s3cret"), Duration::from_millis(200));
+    for auth in [None, Some("Bearer wrong"), Some("Basic s3cret")] {
+        let a = post(&app, FORM, auth, "fromID=1&toID=2&message=x").await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(a.headers[header::WWW_AUTHENTICATE], "Bearer");
+        assert!(!a.json.to_string().contains("s3cret"));
+    }
+    // With the right token the request gets past authentication (and fails on the dead broker).
+    let a = post(&app, FORM, Some("Bearer s3cret"), "fromID=1&toID=2&message=x").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn unconfirmed_records_get_503_with_retry_after_within_the_timeout() {
+    let app = mk_app("127.0.0.1:1", None, Duration::from_millis(500));
+    let start = std::time::Instant::now();
+    let a = post(&app, JSON, None, r#"{"fromID":1,"toID":2,"message":"lost?"}"#).await;
+    let took = start.elapsed();
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.json);
+    assert_eq!(a.headers[header::RETRY_AFTER], "1");
+    assert!(a.json["message"].as_str().unwrap().contains("not sent"), "{}", a.json);
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    let text = metrics_text(&app).await;
+    assert!(text.contains(r#"herald_producer_notifications_total{outcome="failed"} 1"#), "{text}");
+}
+
+#[tokio::test]
+async fn readiness_follows_the_broker() {
+    let app = mk_app("127.0.0.1:1", None, Duration::from_millis(200));
+    let req = Request::builder().uri("/readyz").body(Body::empty()).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let req = Request::builder().uri("/healthz").body(Body::empty()).unwrap();
+    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+}
