@@ -5,5 +5,6 @@ pub mod config;
 pub mod http;
 pub mod kafka;
 pub mod model;
+pub mod partition;
 pub mod shutdown;
 pub mod telemetry;

@@ -20,10 +20,17 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing).
+/// The filter used when `RUST_LOG` is not set.
+pub const DEFAULT_FILTER: &str = "info,rdkafka=warn,librdkafka=warn";
+
+/// Installs the global subscriber with [`DEFAULT_FILTER`]. Safe to call more than once.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn"));
+    init_with_default(format, DEFAULT_FILTER);
+}
+
+/// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is not set.
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,0 +1,324 @@
+//! The consumer-group member: a poll loop on its own thread that stores each notification and
+//! only then stores its offset (at-least-once), commits on revoke and at shutdown, and keeps the
+//! per-partition metrics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use herald_kit::kafka::{KafkaArgs, Required, ReservedProperty, client_config};
+use herald_kit::model::decode;
+use prometheus::{IntCounter, IntGauge};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{ConsumerMetrics, RecordOutcome};
+use crate::store::{Insert, Store};
+
+/// Properties the at-least-once contract depends on.
+pub const REQUIRED: &[Required] = &[Required {
+    key: "enable.auto.offset.store",
+    value: "false",
+    why: "an offset is stored only after its notification is in the store",
+}];
+
+/// Why the consumer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error(transparent)]
+    Reserved(#[from] ReservedProperty),
+    #[error("creating the Kafka consumer: {0}")]
+    Create(KafkaError),
+    #[error("subscribing to topic {topic}: {source}")]
+    Subscribe { topic: String, source: KafkaError },
+}
+
+/// What the rest of the process can see of the member.
+#[derive(Debug, Default)]
+pub struct GroupStatus {
+    ready: AtomicBool,
+    epoch: AtomicU64,
+    processed: AtomicU64,
+    assigned: Mutex<Vec<i32>>,
+}
+
+impl GroupStatus {
+    /// Joined the group and received an assignment (possibly empty).
+    pub fn ready(&self) -> Result<(), String> {
+        if self.ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err("waiting for a partition assignment from the consumer group".into())
+        }
+    }
+
+    /// Partitions assigned to this member, ascending.
+    pub fn assigned(&self) -> Vec<i32> {
+        self.assigned.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Records handled (stored, duplicate or invalid) since start.
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Offsets {
+    committed: Option<i64>,
+    log_start: Option<i64>,
+    log_end: Option<i64>,
+}
+
+/// Receives librdkafka's callbacks: rebalances, commits, statistics and errors.
+pub struct GroupContext {
+    topic: String,
+    metrics: ConsumerMetrics,
+    status: Arc<GroupStatus>,
+    partitions: Mutex<BTreeMap<i32, Offsets>>,
+}
+
+impl GroupContext {
+    fn publish(&self, partition: i32, o: &Offsets) {
+        let p = partition.to_string();
+        let labels = [self.topic.as_str(), p.as_str()];
+        if let Some(c) = o.committed {
+            self.metrics.committed_offset.with_label_values(&labels).set(c);
+        }
+        if let Some(end) = o.log_end {
+            self.metrics.log_end_offset.with_label_values(&labels).set(end);
+            // Without a committed offset the group owes everything still retained.
+            if let Some(from) = o.committed.or(o.log_start) {
+                self.metrics.lag.with_label_values(&labels).set((end - from).max(0));
+            }
+        }
+    }
+
+    fn update(&self, tpl: &TopicPartitionList, f: impl Fn(&mut Offsets, i64)) {
+        let Ok(mut partitions) = self.partitions.lock() else { return };
+        for elem in tpl.elements_for_topic(&self.topic) {
+            if let (Some(o), Offset::Offset(v)) = (partitions.get_mut(&elem.partition()), elem.offset()) {
+                f(o, v);
+                let snapshot = *o;
+                self.publish(elem.partition(), &snapshot);
+            }
+        }
+    }
+
+    fn set_assignment(&self) {
+        let Ok(partitions) = self.partitions.lock() else { return };
+        let assigned: Vec<i32> = partitions.keys().copied().collect();
+        self.metrics.assigned_partitions.with_label_values(&[&self.topic]).set(assigned.len() as i64);
+        if let Ok(mut a) = self.status.assigned.lock() {
+            *a = assigned;
+        }
+        self.status.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, stats: Statistics) {
+        let Some(topic) = stats.topics.get(&self.topic) else { return };
+        let Ok(mut partitions) = self.partitions.lock() else { return };
+        for (id, p) in &topic.partitions {
+            if let Some(o) = partitions.get_mut(id) {
+                if p.hi_offset >= 0 {
+                    o.log_end = Some(p.hi_offset);
+                }
+                if p.lo_offset >= 0 {
+                    o.log_start = Some(p.lo_offset);
+                }
+                if o.committed.is_none() && p.committed_offset >= 0 {
+                    o.committed = Some(p.committed_offset);
+                }
+                let snapshot = *o;
+                self.publish(*id, &snapshot);
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+                if consumer.assignment_lost() {
+                    tracing::warn!(?partitions, "assignment lost; offsets stored since the last commit will be redelivered to the new owner");
+                } else if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    // Nothing stored since the last commit is not an error worth a warning.
+                    if !matches!(error, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
+                        tracing::warn!(%error, ?partitions, "committing offsets before revocation failed");
+                    }
+                }
+                if let Ok(mut table) = self.partitions.lock() {
+                    for p in &partitions {
+                        table.remove(p);
+                        self.metrics.forget_partition(&self.topic, *p);
+                    }
+                }
+                tracing::info!(?partitions, "partitions revoked");
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.metrics.rebalances.inc();
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+                if let Ok(mut table) = self.partitions.lock() {
+                    for p in &partitions {
+                        table.entry(*p).or_default();
+                    }
+                }
+                self.set_assignment();
+                self.status.ready.store(true, Ordering::Release);
+                tracing::info!(?partitions, assigned = ?self.status.assigned(), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {
+                self.set_assignment();
+                if consumer.assignment_lost() {
+                    self.status.ready.store(false, Ordering::Release);
+                }
+            }
+            Rebalance::Error(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => self.update(offsets, |o, v| o.committed = Some(v)),
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => tracing::warn!(%error, "offset commit failed"),
+        }
+    }
+}
+
+/// Consumer settings derived from the flags.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub kafka: KafkaArgs,
+    pub group_id: String,
+}
+
+/// Creates the member and subscribes it to the topic.
+pub fn subscribe(
+    config: &GroupConfig,
+    metrics: ConsumerMetrics,
+    status: Arc<GroupStatus>,
+) -> Result<BaseConsumer<GroupContext>, GroupError> {
+    let defaults = [
+        ("partition.assignment.strategy", "cooperative-sticky"),
+        ("enable.auto.commit", "true"),
+        ("auto.commit.interval.ms", "1000"),
+        // A new group reads what was sent before it existed.
+        ("auto.offset.reset", "earliest"),
+        ("statistics.interval.ms", "5000"),
+        // The poll loop never blocks for long, so a dead member is noticed and a rebalance
+        // (which waits up to max.poll.interval.ms for members to rejoin) completes quickly.
+        ("session.timeout.ms", "10000"),
+        ("max.poll.interval.ms", "30000"),
+        ("client.id", "herald-consumer"),
+    ];
+    let mut client = client_config(&config.kafka.bootstrap_servers, &defaults, &config.kafka.kafka_properties, REQUIRED)?;
+    client.set("group.id", &config.group_id);
+    let context = GroupContext {
+        topic: config.kafka.topic.clone(),
+        metrics,
+        status,
+        partitions: Mutex::new(BTreeMap::new()),
+    };
+    let consumer: BaseConsumer<GroupContext> = client.create_with_context(context).map_err(GroupError::Create)?;
+    consumer
+        .subscribe(&[&config.kafka.topic])
+        .map_err(|source| GroupError::Subscribe { topic: config.kafka.topic.clone(), source })?;
+    tracing::info!(group_id = %config.group_id, topic = %config.kafka.topic, "joining consumer group");
+    Ok(consumer)
+}
+
+/// Polls until `shutdown` is cancelled, then commits what was stored and leaves the group.
+/// Returns the number of records handled.
+pub fn consume(consumer: BaseConsumer<GroupContext>, store: &Store, shutdown: &CancellationToken) -> u64 {
+    let ctx = consumer.context().clone();
+    let topic = ctx.topic.clone();
+    let counters: HashMap<&'static str, IntCounter> = RecordOutcome::ALL
+        .iter()
+        .map(|o| (o.label(), ctx.metrics.record_counter(&topic, *o)))
+        .collect();
+    let count = |o: RecordOutcome| {
+        if let Some(c) = counters.get(o.label()) {
+            c.inc();
+        }
+    };
+    let mut processed_gauges: HashMap<i32, IntGauge> = HashMap::new();
+    let mut epoch = ctx.status.epoch.load(Ordering::Acquire);
+
+    while !shutdown.is_cancelled() {
+        let polled = consumer.poll(Duration::from_millis(100));
+        let now_epoch = ctx.status.epoch.load(Ordering::Acquire);
+        if now_epoch != epoch {
+            processed_gauges.clear();
+            epoch = now_epoch;
+        }
+        let message = match polled {
+            None => continue,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "consumer error");
+                continue;
+            }
+            Some(Ok(m)) => m,
+        };
+        let (partition, offset) = (message.partition(), message.offset());
+        let outcome = match decode(message.key(), message.payload()) {
+            Ok(notification) => {
+                let sent_at = notification.sent_at;
+                match store.insert(notification, partition, offset) {
+                    Insert::Stored => {
+                        let latency = (Utc::now() - sent_at).to_std().unwrap_or_default();
+                        ctx.metrics.end_to_end_latency.observe(latency.as_secs_f64());
+                        RecordOutcome::Stored
+                    }
+                    Insert::Duplicate => RecordOutcome::Duplicate,
+                }
+            }
+            Err(error) => {
+                tracing::warn!(topic = %topic, partition, offset, %error, "invalid record skipped");
+                RecordOutcome::Invalid
+            }
+        };
+        count(outcome);
+        // Stored (or deliberately skipped): only now may the offset move past it.
+        if let Err(error) = consumer.store_offset_from_message(&message) {
+            tracing::debug!(partition, offset, %error, "offset not stored (partition no longer assigned)");
+        }
+        processed_gauges
+            .entry(partition)
+            .or_insert_with(|| ctx.metrics.processed_gauge(&topic, partition))
+            .set(offset + 1);
+        ctx.status.processed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    let processed = ctx.status.processed();
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::info!("final offsets committed"),
+        Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => tracing::warn!(%error, "committing final offsets failed; they will be redelivered"),
+    }
+    // Dropping closes the consumer: the assignment is revoked and the member leaves the group.
+    drop(consumer);
+    tracing::info!(processed, "left the consumer group");
+    processed
+}

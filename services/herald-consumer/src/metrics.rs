@@ -1,0 +1,90 @@
+//! The consumer's Prometheus metrics. Per-partition series exist only while the partition is
+//! assigned to this member.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// What happened to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    Stored,
+    Duplicate,
+    Invalid,
+}
+
+impl RecordOutcome {
+    pub const ALL: [RecordOutcome; 3] = [RecordOutcome::Stored, RecordOutcome::Duplicate, RecordOutcome::Invalid];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RecordOutcome::Stored => "stored",
+            RecordOutcome::Duplicate => "duplicate",
+            RecordOutcome::Invalid => "invalid",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    pub records: IntCounterVec,
+    pub processed_offset: IntGaugeVec,
+    pub committed_offset: IntGaugeVec,
+    pub log_end_offset: IntGaugeVec,
+    pub lag: IntGaugeVec,
+    pub assigned_partitions: IntGaugeVec,
+    pub rebalances: IntCounter,
+    pub end_to_end_latency: Histogram,
+}
+
+fn gauge_vec(name: &str, help: &str) -> prometheus::Result<IntGaugeVec> {
+    IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"])
+}
+
+impl ConsumerMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            records: IntCounterVec::new(
+                Opts::new("herald_consumer_records_total", "Records handled, by outcome: stored, duplicate (already stored), invalid (skipped)."),
+                &["topic", "outcome"],
+            )?,
+            processed_offset: gauge_vec("herald_consumer_processed_offset", "Next offset after the last record this member handled, per assigned partition.")?,
+            committed_offset: gauge_vec("herald_consumer_committed_offset", "Offset committed for the group, per assigned partition.")?,
+            log_end_offset: gauge_vec("herald_consumer_log_end_offset", "Log end offset (high watermark), per assigned partition.")?,
+            lag: gauge_vec("herald_consumer_lag", "Records between the committed offset and the log end, per assigned partition.")?,
+            assigned_partitions: IntGaugeVec::new(
+                Opts::new("herald_consumer_assigned_partitions", "Partitions currently assigned to this member."),
+                &["topic"],
+            )?,
+            rebalances: IntCounter::new("herald_consumer_rebalances_total", "Rebalance callbacks (assignments and revocations) this member handled.")?,
+            end_to_end_latency: Histogram::with_opts(
+                HistogramOpts::new("herald_consumer_end_to_end_latency_seconds", "Time from a notification's sentAt to its storage by a consumer.")
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+            )?,
+        };
+        registry.register(Box::new(m.records.clone()))?;
+        registry.register(Box::new(m.processed_offset.clone()))?;
+        registry.register(Box::new(m.committed_offset.clone()))?;
+        registry.register(Box::new(m.log_end_offset.clone()))?;
+        registry.register(Box::new(m.lag.clone()))?;
+        registry.register(Box::new(m.assigned_partitions.clone()))?;
+        registry.register(Box::new(m.rebalances.clone()))?;
+        registry.register(Box::new(m.end_to_end_latency.clone()))?;
+        Ok(m)
+    }
+
+    /// The counter for one outcome on `topic`, for callers that cache it.
+    pub fn record_counter(&self, topic: &str, outcome: RecordOutcome) -> IntCounter {
+        self.records.with_label_values(&[topic, outcome.label()])
+    }
+
+    pub fn processed_gauge(&self, topic: &str, partition: i32) -> IntGauge {
+        self.processed_offset.with_label_values(&[topic, &partition.to_string()])
+    }
+
+    /// Drops every per-partition series of `partition`.
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let p = partition.to_string();
+        for vec in [&self.processed_offset, &self.committed_offset, &self.log_end_offset, &self.lag] {
+            let _ = vec.remove_label_values(&[topic, &p]);
+        }
+    }
+}

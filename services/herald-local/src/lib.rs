@@ -1,0 +1,278 @@
+//! Local mode: a whole Herald pipeline in one process. An embedded Kafka-protocol cluster
+//! (librdkafka's mock cluster) unless `--bootstrap-servers` names a real one, the topic, one
+//! producer and consumers up to the partition count.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_consumer::ConsumerService;
+use herald_consumer::group::GroupStatus;
+use herald_kit::kafka::KafkaArgs;
+use herald_kit::partition::partition_for_user;
+use herald_kit::telemetry::LogArgs;
+use herald_producer::Producer;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Command-line flags; each one also reads an environment variable.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "herald-local", version, about = "Run a whole Herald pipeline on this machine")]
+pub struct Args {
+    /// A real Kafka cluster to use; an embedded one is started when not given.
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
+
+    /// Topic that carries the notifications (created when missing).
+    #[arg(long, env = "HERALD_TOPIC", default_value = "notifications")]
+    pub topic: String,
+
+    /// Partitions of the topic when Herald creates it.
+    #[arg(long, env = "HERALD_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub partitions: i32,
+
+    /// Consumers to run (default: one per partition; more would sit idle, so it is capped).
+    #[arg(long, env = "HERALD_CONSUMERS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub consumers: Option<u32>,
+
+    /// Consumer group the consumers join.
+    #[arg(long, env = "HERALD_GROUP_ID", default_value = "notifications-group")]
+    pub group_id: String,
+
+    /// Producer address.
+    #[arg(long, env = "HERALD_PRODUCER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub producer_listen: SocketAddr,
+
+    /// First consumer's address; consumer N listens on the next ports (port 0: any free ports).
+    #[arg(long, env = "HERALD_CONSUMER_LISTEN", default_value = "127.0.0.1:8081")]
+    pub consumer_listen: SocketAddr,
+
+    /// Extra librdkafka property `KEY=VALUE` for every client. Repeatable.
+    #[arg(long = "kafka-property", env = "HERALD_KAFKA_PROPERTIES", value_name = "KEY=VALUE", value_delimiter = ',')]
+    pub kafka_properties: Vec<String>,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// What can stop local mode, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("starting the embedded Kafka cluster: {0}")]
+    MockCluster(rdkafka::error::KafkaError),
+    #[error("creating topic {topic}: {message}")]
+    Topic { topic: String, message: String },
+    #[error("invalid --kafka-property {0:?}: expected KEY=VALUE")]
+    Property(String),
+    #[error("listening on {addr}: {source} (is another Herald already running? pick other ports with --producer-listen/--consumer-listen)")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("producer: {0}")]
+    Producer(#[from] herald_producer::Error),
+    #[error("consumer {index}: {source}")]
+    Consumer { index: usize, source: herald_consumer::Error },
+}
+
+enum Kafka {
+    Embedded(MockCluster<'static, DefaultProducerContext>),
+    External,
+}
+
+/// Runs local mode until `shutdown` is cancelled; prints the table and the final counts.
+pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
+    // One process, loopback only: members rejoin within milliseconds, so short group timeouts
+    // make startup and rebalances quick. The user's properties come later and win.
+    let local_defaults = ["session.timeout.ms=6000".to_string(), "max.poll.interval.ms=10000".to_string()];
+    let properties = local_defaults
+        .iter()
+        .chain(&args.kafka_properties)
+        .map(|raw| {
+            raw.split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| Error::Property(raw.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let (kafka, bootstrap) = match &args.bootstrap_servers {
+        None => {
+            let cluster = MockCluster::new(1).map_err(Error::MockCluster)?;
+            cluster
+                .create_topic(&args.topic, args.partitions, 1)
+                .map_err(|e| Error::Topic { topic: args.topic.clone(), message: e.to_string() })?;
+            let bootstrap = cluster.bootstrap_servers();
+            (Kafka::Embedded(cluster), bootstrap)
+        }
+        Some(servers) => {
+            ensure_topic(servers, &args.topic, args.partitions, &properties).await?;
+            (Kafka::External, servers.clone())
+        }
+    };
+    let kafka_args = KafkaArgs { bootstrap_servers: bootstrap.clone(), topic: args.topic.clone(), kafka_properties: properties };
+
+    let wanted = args.consumers.unwrap_or(args.partitions as u32);
+    let consumers = wanted.min(args.partitions as u32) as usize;
+    if (wanted as usize) > consumers {
+        tracing::warn!(wanted, partitions = args.partitions, running = consumers, "more consumers than partitions would sit idle; running one per partition");
+    }
+
+    let producer_args = herald_producer::Args {
+        kafka: kafka_args.clone(),
+        listen: args.producer_listen,
+        users_file: None,
+        auth_token_file: None,
+        send_timeout: Duration::from_secs(5),
+        shutdown_timeout: Duration::from_secs(10),
+        log: args.log.clone(),
+    };
+    let producer = Producer::new(&producer_args)?;
+    let producer_listener = bind(args.producer_listen).await?;
+    let producer_url = url(&producer_listener);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut rows = Vec::new();
+    for index in 0..consumers {
+        let mut addr = args.consumer_listen;
+        if addr.port() != 0 {
+            addr.set_port(addr.port() + index as u16);
+        }
+        let consumer_args = herald_consumer::Args {
+            kafka: kafka_args.clone(),
+            group_id: args.group_id.clone(),
+            listen: addr,
+            max_per_user: 100,
+            shutdown_timeout: Duration::from_secs(10),
+            log: args.log.clone(),
+        };
+        let service = ConsumerService::new(&consumer_args).map_err(|source| Error::Consumer { index: index + 1, source })?;
+        let listener = bind(addr).await?;
+        rows.push((format!("consumer-{}", index + 1), url(&listener), service.status()));
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            let result = service.serve(listener, token.clone()).await;
+            if result.is_err() {
+                token.cancel();
+            }
+            (Some(index), result.map(|s| s.processed).map_err(|source| Error::Consumer { index: index + 1, source }))
+        });
+    }
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        let result = producer.serve(producer_listener, token.clone()).await;
+        if result.is_err() {
+            token.cancel();
+        }
+        (None, result.map(|s| s.sent).map_err(Error::Producer))
+    });
+
+    let kafka_label = match &kafka {
+        Kafka::Embedded(cluster) => format!("embedded mock cluster at {}", cluster.bootstrap_servers()),
+        Kafka::External => bootstrap.clone(),
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = wait_for_assignment(&rows, args.partitions, Duration::from_secs(60)) => {
+            print_table(&args, &kafka_label, &producer_url, &rows);
+        }
+    }
+
+    let mut first_error = None;
+    let mut counts = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((who, Ok(count))) => {
+                counts.insert(who, count);
+            }
+            Ok((_, Err(e))) => {
+                tracing::error!(error = %e, "component failed");
+                first_error.get_or_insert(e);
+            }
+            Err(e) => tracing::error!(error = %e, "component task panicked"),
+        }
+    }
+    println!("\nHerald stopped.");
+    println!("  producer     sent {} notifications", counts.get(&None).copied().unwrap_or(0));
+    for (index, (name, _, _)) in rows.iter().enumerate() {
+        println!("  {name:<12} processed {} records", counts.get(&Some(index)).copied().unwrap_or(0));
+    }
+    drop(kafka);
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
+}
+
+fn url(listener: &TcpListener) -> String {
+    listener.local_addr().map(|a| format!("http://{a}")).unwrap_or_default()
+}
+
+async fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32, properties: &[(String, String)]) -> Result<(), Error> {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    let fail = |message: String| Error::Topic { topic: topic.to_string(), message };
+    let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| fail(e.to_string()))?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin.create_topics([&new], &options).await.map_err(|e| fail(e.to_string()))?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!(topic, partitions, "topic created"),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => tracing::info!(topic, "topic exists; using it as it is"),
+            Err((_, code)) => return Err(fail(code.to_string())),
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_assignment(rows: &[(String, String, Arc<GroupStatus>)], partitions: i32, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let assigned: usize = rows.iter().map(|(_, _, s)| s.assigned().len()).sum();
+        let all_ready = rows.iter().all(|(_, _, s)| s.ready().is_ok());
+        if all_ready && assigned == partitions as usize {
+            return;
+        }
+        if start.elapsed() > limit {
+            tracing::warn!(assigned, partitions, "not every partition is assigned yet; showing the current state");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_table(args: &Args, kafka: &str, producer_url: &str, rows: &[(String, String, Arc<GroupStatus>)]) {
+    println!();
+    println!("Herald is running: topic {:?}, {} partitions, group {:?}", args.topic, args.partitions, args.group_id);
+    println!("Kafka: {kafka}");
+    println!();
+    println!("  {:<12} {:<28} PARTITIONS", "COMPONENT", "URL");
+    println!("  {:<12} {:<28} -", "producer", producer_url);
+    let mut owner = BTreeMap::new();
+    for (name, url, status) in rows {
+        let assigned = status.assigned();
+        for p in &assigned {
+            owner.insert(*p, url.clone());
+        }
+        let shown = assigned.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+        println!("  {:<12} {:<28} {}", name, url, if shown.is_empty() { "-".into() } else { shown });
+    }
+    let user = 2;
+    let partition = partition_for_user(user, args.partitions);
+    let reader = owner.get(&partition).cloned().unwrap_or_else(|| rows.first().map(|r| r.1.clone()).unwrap_or_default());
+    println!();
+    println!("Send a notification (form or JSON; users 1 Emma, 2 Bruno, 3 Rick, 4 Lena):");
+    println!("  curl -X POST {producer_url}/send -d fromID=1 -d toID={user} -d message='Hello Bruno'");
+    println!("  curl -X POST {producer_url}/send -H 'Content-Type: application/json' -d '{{\"fromID\":3,\"toID\":{user},\"message\":\"Hi Bruno\"}}'");
+    println!("Read them (user {user} is on partition {partition}; each consumer answers for the users of its partitions):");
+    println!("  curl {reader}/notifications/{user}");
+    println!("Metrics: {producer_url}/metrics and /metrics on every consumer.");
+    println!("Press Ctrl-C to stop.");
+}
