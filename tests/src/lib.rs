@@ -1,1 +1,179 @@
+//! Test harness for Herald's cross-crate tests and benchmarks: a real Kafka-protocol broker
+//! (nisshi) per test, the real service binaries as child processes, and small clients for
+//! HTTP, Kafka and Prometheus text.
 
+pub mod broker;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod process;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Waits until `check` returns `Some`, polling every 50 ms; panics with `what` after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A name unique to this run, for topics and groups.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// The pieces of one pipeline under test: a broker, a topic and a group of its own.
+pub struct Setup {
+    pub broker: broker::Broker,
+    pub topic: String,
+    pub group: String,
+    pub partitions: i32,
+    pub users_file: tempfile::NamedTempFile,
+}
+
+impl Setup {
+    /// A broker with a fresh topic of `partitions` partitions and a directory of `users` users.
+    pub async fn new(storage: broker::Storage, partitions: i32, users: u64) -> Self {
+        let broker = broker::Broker::start(storage);
+        let topic = unique("notifications");
+        kafka::create_topic(&broker.bootstrap(), &topic, partitions).await;
+        let directory: Vec<serde_json::Value> =
+            (1..=users).map(|id| serde_json::json!({"id": id, "name": format!("user{id}")})).collect();
+        let users_file = tempfile::NamedTempFile::new().expect("users file");
+        std::fs::write(users_file.path(), serde_json::to_vec(&directory).expect("users json")).expect("write users");
+        Self { broker, topic, group: unique("group"), partitions, users_file }
+    }
+
+    fn common_env(&self) -> Vec<(&'static str, String)> {
+        vec![("KAFKA_BOOTSTRAP_SERVERS", self.broker.bootstrap()), ("HERALD_TOPIC", self.topic.clone())]
+    }
+
+    pub fn producer(&self, extra: &[(&'static str, String)]) -> process::Service {
+        let mut env = self.common_env();
+        env.push(("HERALD_USERS_FILE", self.users_file.path().display().to_string()));
+        env.extend_from_slice(extra);
+        process::Service::start("herald-producer", &[], &env)
+    }
+
+    pub fn consumer(&self, extra: &[(&'static str, String)]) -> process::Service {
+        let mut env = self.common_env();
+        env.push(("HERALD_GROUP_ID", self.group.clone()));
+        // nisshi holds a join for the whole rebalance timeout (max.poll.interval.ms): keep it short.
+        env.push((
+            "HERALD_KAFKA_PROPERTIES",
+            "max.poll.interval.ms=10000,session.timeout.ms=6000,statistics.interval.ms=1000".into(),
+        ));
+        env.extend_from_slice(extra);
+        process::Service::start("herald-consumer", &[], &env)
+    }
+
+    pub fn offsets(&self) -> BTreeMap<i32, (i64, i64)> {
+        kafka::offsets(&self.broker.bootstrap(), &self.topic, &self.group, self.partitions)
+    }
+
+    /// Waits until the group's committed offset of every partition in `ends` has reached the
+    /// log end given there; on timeout the panic shows the offsets per partition.
+    ///
+    /// The ends come from acknowledged produce offsets, not from the broker's ListOffsets:
+    /// nisshi 0.7.0-pre.2 answers ListOffsets(latest) with the last batch's base offset + 1.
+    pub async fn wait_committed_to(&self, ends: &BTreeMap<i32, i64>, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            let offsets = self.offsets();
+            let behind: Vec<_> = ends
+                .iter()
+                .filter(|(p, end)| offsets.get(p).is_none_or(|(_, committed)| committed < end))
+                .map(|(p, end)| (*p, *end, offsets.get(p).map(|o| o.1)))
+                .collect();
+            if behind.is_empty() {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "group {} did not commit up to the log end within {limit:?}: (partition, log end, committed) {behind:?}",
+                self.group
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Waits until `/readyz` answers 200.
+pub async fn wait_ready(http: &http::Http, service: &process::Service, limit: Duration) {
+    let url = format!("{}/readyz", service.url);
+    wait_for(&format!("{} ready at {url}", service.name), limit, || async {
+        http.get(&url).await.ok().filter(|a| a.status.is_success()).map(|_| ())
+    })
+    .await;
+}
+
+/// The service's `/metrics` text (empty when it does not answer).
+pub async fn scrape(http: &http::Http, service: &process::Service) -> String {
+    http.get(&format!("{}/metrics", service.url)).await.map(|a| a.text).unwrap_or_default()
+}
+
+/// One acknowledged send.
+#[derive(Debug, Clone)]
+pub struct Acked {
+    pub id: String,
+    pub to: u64,
+    pub partition: i64,
+    pub offset: i64,
+}
+
+/// Sends `n` notifications through `/send` with `concurrency` requests in flight; the
+/// recipient of the i-th is `to(i)`. Panics on anything but a 200.
+pub async fn send_many(http: &http::Http, producer: &str, n: usize, concurrency: usize, to: impl Fn(usize) -> u64) -> Vec<Acked> {
+    use futures::StreamExt;
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let recipient = to(i);
+            let http = http.clone();
+            let producer = producer.to_string();
+            async move {
+                let a = http.send_form(&producer, 1, recipient, &format!("message {i}")).await.expect("send");
+                assert_eq!(a.status, 200, "send {i}: {}", a.text);
+                Acked {
+                    id: a.json["id"].as_str().expect("id").to_string(),
+                    to: recipient,
+                    partition: a.json["partition"].as_i64().expect("partition"),
+                    offset: a.json["offset"].as_i64().expect("offset"),
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+/// The notification ids a consumer returns for `user`.
+pub async fn ids_for(http: &http::Http, consumer: &str, user: u64) -> Vec<String> {
+    let a = http.get(&format!("{consumer}/notifications/{user}")).await.expect("get notifications");
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.json["notifications"]
+        .as_array()
+        .expect("notifications array")
+        .iter()
+        .map(|n| n["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+/// The log end per partition implied by acknowledged records: highest offset + 1.
+pub fn log_ends(acked: impl IntoIterator<Item = (i32, i64)>) -> BTreeMap<i32, i64> {
+    let mut ends = BTreeMap::new();
+    for (partition, offset) in acked {
+        let end = ends.entry(partition).or_insert(0);
+        *end = (*end).max(offset + 1);
+    }
+    ends
+}

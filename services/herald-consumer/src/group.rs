@@ -91,7 +91,10 @@ impl GroupContext {
         if let Some(c) = o.committed {
             self.metrics.committed_offset.with_label_values(&labels).set(c);
         }
-        if let Some(end) = o.log_end {
+        if let Some(reported) = o.log_end {
+            // The log reaches at least as far as what the group committed, whatever a broker
+            // reports for its high watermark.
+            let end = reported.max(o.committed.unwrap_or(0));
             self.metrics.log_end_offset.with_label_values(&labels).set(end);
             // Without a committed offset the group owes everything still retained.
             if let Some(from) = o.committed.or(o.log_start) {
@@ -285,14 +288,17 @@ pub fn consume(consumer: BaseConsumer<GroupContext>, store: &Store, shutdown: &C
         let outcome = match decode(message.key(), message.payload()) {
             Ok(notification) => {
                 let sent_at = notification.sent_at;
-                match store.insert(notification, partition, offset) {
+                let id = notification.id;
+                let outcome = match store.insert(notification, partition, offset) {
                     Insert::Stored => {
                         let latency = (Utc::now() - sent_at).to_std().unwrap_or_default();
                         ctx.metrics.end_to_end_latency.observe(latency.as_secs_f64());
                         RecordOutcome::Stored
                     }
                     Insert::Duplicate => RecordOutcome::Duplicate,
-                }
+                };
+                tracing::debug!(partition, offset, %id, outcome = outcome.label(), "record handled");
+                outcome
             }
             Err(error) => {
                 tracing::warn!(topic = %topic, partition, offset, %error, "invalid record skipped");

@@ -1,0 +1,108 @@
+//! A nisshi broker process in its own scratch directory on a free loopback port.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How the broker stores records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Fast; lost when the broker stops.
+    Memory,
+    /// Durable across restarts; slower.
+    Sqlite,
+}
+
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    storage: Storage,
+    dir: tempfile::TempDir,
+}
+
+/// The nisshi binary: `$NISSHI_BIN`, else `nisshi` from `~/.cargo/bin` or `PATH`.
+pub fn nisshi_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NISSHI_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let p = PathBuf::from(home).join(".cargo/bin/nisshi");
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from("nisshi")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+impl Broker {
+    /// Starts a broker and waits until it accepts connections.
+    pub fn start(storage: Storage) -> Self {
+        let dir = tempfile::tempdir().expect("scratch dir for the broker");
+        let mut broker = Self { child: None, port: free_port(), storage, dir };
+        broker.spawn();
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let engine = match self.storage {
+            Storage::Memory => "memory://nisshi/".to_string(),
+            Storage::Sqlite => "sqlite://broker.db".to_string(),
+        };
+        let log = std::fs::File::create(self.dir.path().join("broker.log")).expect("broker log file");
+        let child = Command::new(nisshi_bin())
+            .arg("broker")
+            .current_dir(self.dir.path())
+            .env("LISTENER_URL", &url)
+            .env("ADVERTISED_LISTENER_URL", &url)
+            .env("STORAGE_ENGINE", engine)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start nisshi ({}): {e}; run tests/run.sh, which installs it", nisshi_bin().display()));
+        self.child = Some(child);
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "nisshi did not listen on {} within 20 s", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the broker (SIGKILL: an outage, not a goodbye).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

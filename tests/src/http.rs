@@ -1,0 +1,65 @@
+//! A small HTTP/1.1 client for tests and benchmarks.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+#[derive(Clone)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A response: status, headers and the body parsed as JSON (`Null` when it is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl Http {
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self { client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector) }
+    }
+
+    pub async fn request(&self, method: &str, url: &str, content_type: Option<&str>, body: Vec<u8>) -> Result<Answer, String> {
+        let mut req = hyper::Request::builder().method(method).uri(url);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Ok(Answer { status, headers, json, text })
+    }
+
+    pub async fn get(&self, url: &str) -> Result<Answer, String> {
+        self.request("GET", url, None, Vec::new()).await
+    }
+
+    pub async fn send_form(&self, producer: &str, from: u64, to: u64, message: &str) -> Result<Answer, String> {
+        let body = format!("fromID={from}&toID={to}&message={}", message.replace(' ', "+"));
+        self.request("POST", &format!("{producer}/send"), Some("application/x-www-form-urlencoded"), body.into_bytes()).await
+    }
+
+    pub async fn send_json(&self, producer: &str, from: u64, to: u64, message: &str) -> Result<Answer, String> {
+        let body = serde_json::json!({"fromID": from, "toID": to, "message": message}).to_string();
+        self.request("POST", &format!("{producer}/send"), Some("application/json"), body.into_bytes()).await
+    }
+}

@@ -1,0 +1,239 @@
+//! The data plane against a real Kafka-protocol broker (nisshi), with the real binaries.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use herald_kit::model::{Notification, User};
+use herald_tests::broker::Storage;
+use herald_tests::http::Http;
+use herald_tests::{Acked, Setup, ids_for, kafka, log_ends, metrics, scrape, send_many, wait_for, wait_ready};
+
+const READY: Duration = Duration::from_secs(90);
+const SETTLE: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn form_and_json_sends_are_readable_with_partition_and_offset() {
+    let s = Setup::new(Storage::Memory, 6, 4).await;
+    let http = Http::new();
+    let producer = s.producer(&[]);
+    let consumer = s.consumer(&[]);
+    wait_ready(&http, &producer, READY).await;
+    wait_ready(&http, &consumer, READY).await;
+
+    let a = http.send_form(&producer.url, 1, 2, "Hello Bruno").await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.text);
+    let b = http.send_json(&producer.url, 3, 2, "Hi again").await.unwrap();
+    assert_eq!(b.status, 200, "{}", b.text);
+    assert_eq!(a.json["partition"], b.json["partition"], "one user, one partition");
+    assert_eq!(b.json["offset"].as_i64().unwrap(), a.json["offset"].as_i64().unwrap() + 1);
+
+    let url = format!("{}/notifications/2", consumer.url);
+    let list = wait_for("both notifications stored", SETTLE, || async {
+        let got = http.get(&url).await.ok()?;
+        let list = got.json["notifications"].as_array()?.clone();
+        (list.len() == 2).then_some(list)
+    })
+    .await;
+    for (sent, stored) in [(&a, &list[0]), (&b, &list[1])] {
+        assert_eq!(stored["id"], sent.json["id"]);
+        assert_eq!(stored["partition"], sent.json["partition"]);
+        assert_eq!(stored["offset"], sent.json["offset"]);
+        assert_eq!(stored["to"], serde_json::json!({"id": 2, "name": "user2"}));
+        assert!(stored["sentAt"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(list[0]["message"], "Hello Bruno");
+    assert_eq!(list[0]["from"]["id"], 1);
+    assert_eq!(list[1]["message"], "Hi again");
+    assert_eq!(list[1]["from"]["id"], 3);
+
+    let none = http.get(&format!("{}/notifications/4", consumer.url)).await.unwrap();
+    assert_eq!(none.status, 200);
+    assert_eq!(none.json, serde_json::json!({"message": "No notifications found for user", "notifications": []}));
+    let bad = http.get(&format!("{}/notifications/bob", consumer.url)).await.unwrap();
+    assert_eq!(bad.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_spread_over_three_consumers_and_every_notification_is_stored_once() {
+    const USERS: u64 = 300;
+    const SENDS: usize = 6000;
+    let s = Setup::new(Storage::Memory, 6, USERS).await;
+    let http = Http::new();
+    let producer = s.producer(&[]);
+    let consumers: Vec<_> = (0..3).map(|_| s.consumer(&[])).collect();
+    wait_ready(&http, &producer, READY).await;
+    for c in &consumers {
+        wait_ready(&http, c, READY).await;
+    }
+    wait_for("each consumer assigned exactly 2 partitions", READY, || async {
+        let mut all = true;
+        for c in &consumers {
+            let text = scrape(&http, c).await;
+            all &= metrics::sum(&text, "herald_consumer_assigned_partitions", &[]) == 2.0;
+        }
+        all.then_some(())
+    })
+    .await;
+
+    let sent = send_many(&http, &producer.url, SENDS, 32, |i| (i as u64 % USERS) + 1).await;
+    assert_eq!(sent.len(), SENDS);
+
+    let ends = acked_ends(&sent);
+    assert_eq!(ends.values().sum::<i64>(), SENDS as i64, "{ends:?}");
+    s.wait_committed_to(&ends, SETTLE).await;
+
+    let mut stored_total = 0.0;
+    for c in &consumers {
+        let text = scrape(&http, c).await;
+        assert_eq!(metrics::sum(&text, "herald_consumer_assigned_partitions", &[]), 2.0);
+        assert_eq!(metrics::count(&text, "herald_consumer_processed_offset", &[]), 2, "{text}");
+        stored_total += metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "stored")]);
+        assert_eq!(metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "invalid")]), 0.0);
+    }
+    assert_eq!(stored_total, SENDS as f64);
+
+    // Every acknowledged notification is readable exactly once across the three consumers.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for user in 1..=USERS {
+        for c in &consumers {
+            for id in ids_for(&http, &c.url, user).await {
+                *seen.entry(id).or_default() += 1;
+            }
+        }
+    }
+    for a in &sent {
+        assert_eq!(seen.get(&a.id), Some(&1), "notification {a:?}");
+    }
+    assert_eq!(seen.len(), SENDS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_a_consumer_mid_stream_and_restart_it_loses_nothing() {
+    const USERS: u64 = 100;
+    const SENDS: usize = 3000;
+    let s = Setup::new(Storage::Memory, 6, USERS).await;
+    let http = Http::new();
+    // Each record a consumer handles is logged, so what a stopped process stored stays visible.
+    let debug = [("RUST_LOG", "info,herald_consumer::group=debug".to_string())];
+    let producer = s.producer(&[]);
+    let mut first = s.consumer(&debug);
+    let second = s.consumer(&debug);
+    wait_ready(&http, &producer, READY).await;
+    wait_ready(&http, &first, READY).await;
+    wait_ready(&http, &second, READY).await;
+
+    let sending = {
+        let http = http.clone();
+        let url = producer.url.clone();
+        tokio::spawn(async move { send_many(&http, &url, SENDS, 8, |i| (i as u64 % USERS) + 1).await })
+    };
+    wait_for("a third of the stream handled by the first consumer", SETTLE, || async {
+        let text = scrape(&http, &first).await;
+        (metrics::sum(&text, "herald_consumer_records_total", &[]) >= (SENDS / 6) as f64).then_some(())
+    })
+    .await;
+    let status = tokio::task::block_in_place(|| first.terminate(Duration::from_secs(30)));
+    assert!(status.success(), "SIGTERM must end the consumer cleanly: {status:?}\n{}", first.log());
+    assert!(!first.log_events("left the consumer group").is_empty(), "{}", first.log());
+    let restarted = s.consumer(&debug);
+    let sent = sending.await.unwrap();
+    wait_ready(&http, &restarted, READY).await;
+    s.wait_committed_to(&acked_ends(&sent), SETTLE).await;
+
+    let mut stopped = [second, restarted];
+    for c in &mut stopped {
+        let status = tokio::task::block_in_place(|| c.terminate(Duration::from_secs(30)));
+        assert!(status.success(), "{status:?}");
+    }
+    let mut handled: HashMap<String, usize> = HashMap::new();
+    for c in [&first, &stopped[0], &stopped[1]] {
+        for e in c.log_events("record handled") {
+            *handled.entry(e["id"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    let lost: Vec<_> = sent.iter().filter(|a| !handled.contains_key(&a.id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged notifications never stored, e.g. {:?}", lost.len(), lost.first());
+    let redelivered: usize = handled.values().map(|n| n - 1).sum();
+    println!("sent {SENDS}, lost 0, redelivered {redelivered}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
+    let s = Setup::new(Storage::Memory, 3, 4).await;
+    let http = Http::new();
+    let consumer = s.consumer(&[]);
+    let producer = s.producer(&[]);
+    wait_ready(&http, &consumer, READY).await;
+    wait_ready(&http, &producer, READY).await;
+
+    let raw = kafka::raw_producer(&s.broker.bootstrap());
+    let valid_for_2 = Notification::new(User { id: 1, name: "Emma".into() }, User { id: 2, name: "Bruno".into() }, "x".into()).encode();
+    let huge = vec![b'{'; 512 * 1024];
+    let poison: Vec<(Option<&[u8]>, Option<&[u8]>)> = vec![
+        (Some(b"2"), Some(b"\x00\xff not json at all")),
+        (Some(b"2"), Some(&valid_for_2[..valid_for_2.len() / 2])),
+        (Some(b"2"), Some(br#"{"id":"not-a-uuid","from":{"id":"1"},"to":{"id":2},"message":5}"#)),
+        (Some(b"3"), Some(&valid_for_2)),
+        (Some(b"2"), None),
+        (None, Some(&valid_for_2)),
+        (Some(b"2"), Some(&huge)),
+    ];
+    let mut written = Vec::new();
+    for (key, value) in &poison {
+        written.push(kafka::produce_raw(&raw, &s.topic, *key, *value).await);
+    }
+    let sent = send_many(&http, &producer.url, 5, 1, |_| 2).await;
+
+    let url = format!("{}/notifications/2", consumer.url);
+    let ids = wait_for("the valid notifications stored", SETTLE, || async {
+        let got = http.get(&url).await.ok()?;
+        let ids: Vec<String> = got.json["notifications"].as_array()?.iter().map(|n| n["id"].as_str().unwrap().to_string()).collect();
+        (ids.len() == sent.len()).then_some(ids)
+    })
+    .await;
+    assert_eq!(ids, sent.iter().map(|a| a.id.clone()).collect::<Vec<_>>(), "produce order");
+    let text = scrape(&http, &consumer).await;
+    assert_eq!(metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "invalid")]), poison.len() as f64, "{text}");
+    assert_eq!(metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "stored")]), sent.len() as f64);
+    written.extend(sent.iter().map(|a| (a.partition as i32, a.offset)));
+    s.wait_committed_to(&log_ends(written), SETTLE).await;
+    let skipped = consumer.log_events("invalid record skipped");
+    assert_eq!(skipped.len(), poison.len());
+    assert!(skipped.iter().all(|e| e["partition"].is_i64() && e["offset"].is_i64() && e["topic"] == s.topic.as_str()), "{skipped:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_outage_answers_503_within_the_send_timeout_never_200() {
+    let mut s = Setup::new(Storage::Memory, 3, 4).await;
+    let http = Http::new();
+    let producer = s.producer(&[("HERALD_SEND_TIMEOUT", "2s".to_string())]);
+    wait_ready(&http, &producer, READY).await;
+    let ok = http.send_form(&producer.url, 1, 2, "before").await.unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.text);
+
+    s.broker.stop();
+    let mut statuses = HashSet::new();
+    for i in 0..5 {
+        let start = Instant::now();
+        let a = http.send_json(&producer.url, 1, 2, &format!("during {i}")).await.unwrap();
+        let took = start.elapsed();
+        assert_eq!(a.status, 503, "send {i} during the outage: {}", a.text);
+        assert!(a.headers.contains_key("retry-after"));
+        assert!(a.json["message"].as_str().unwrap().contains("not sent"), "{}", a.text);
+        assert!(took < Duration::from_millis(3500), "send {i} answered after {took:?}");
+        statuses.insert(a.status);
+    }
+    assert_eq!(statuses.len(), 1);
+    wait_for("readiness to drop", Duration::from_secs(30), || async {
+        let a = http.get(&format!("{}/readyz", producer.url)).await.ok()?;
+        (a.status == 503).then_some(())
+    })
+    .await;
+    let text = scrape(&http, &producer).await;
+    assert_eq!(metrics::sum(&text, "herald_producer_notifications_total", &[("outcome", "failed")]), 5.0);
+    assert_eq!(metrics::sum(&text, "herald_producer_notifications_total", &[("outcome", "sent")]), 1.0);
+}
+
+fn acked_ends(sent: &[Acked]) -> std::collections::BTreeMap<i32, i64> {
+    log_ends(sent.iter().map(|a| (a.partition as i32, a.offset)))
+}
