@@ -73,7 +73,9 @@ impl Broker {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start nisshi ({}): {e}; run tests/run.sh, which installs it", nisshi_bin().display()));
+            .unwrap_or_else(|e| {
+                panic!("cannot start nisshi ({}): {e}; run tests/run.sh, which installs it", nisshi_bin().display())
+            });
         self.child = Some(child);
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {

@@ -34,7 +34,13 @@ impl Http {
         Self { client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector) }
     }
 
-    pub async fn request(&self, method: &str, url: &str, content_type: Option<&str>, body: Vec<u8>) -> Result<Answer, String> {
+    pub async fn request(
+        &self,
+        method: &str,
+        url: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
         let mut req = hyper::Request::builder().method(method).uri(url);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
@@ -55,7 +61,8 @@ impl Http {
 
     pub async fn send_form(&self, producer: &str, from: u64, to: u64, message: &str) -> Result<Answer, String> {
         let body = format!("fromID={from}&toID={to}&message={}", message.replace(' ', "+"));
-        self.request("POST", &format!("{producer}/send"), Some("application/x-www-form-urlencoded"), body.into_bytes()).await
+        self.request("POST", &format!("{producer}/send"), Some("application/x-www-form-urlencoded"), body.into_bytes())
+            .await
     }
 
     pub async fn send_json(&self, producer: &str, from: u64, to: u64, message: &str) -> Result<Answer, String> {

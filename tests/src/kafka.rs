@@ -32,7 +32,12 @@ pub fn raw_producer(bootstrap: &str) -> FutureProducer {
         .expect("raw producer")
 }
 
-pub async fn produce_raw(producer: &FutureProducer, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> (i32, i64) {
+pub async fn produce_raw(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> (i32, i64) {
     let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
     if let Some(k) = key {
         record = record.key(k);

@@ -2,6 +2,9 @@
 //! (nisshi) per test, the real service binaries as child processes, and small clients for
 //! HTTP, Kafka and Prometheus text.
 
+// A harness fails the test that uses it by panicking with a message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 pub mod broker;
 pub mod http;
 pub mod kafka;
@@ -133,7 +136,13 @@ pub struct Acked {
 
 /// Sends `n` notifications through `/send` with `concurrency` requests in flight; the
 /// recipient of the i-th is `to(i)`. Panics on anything but a 200.
-pub async fn send_many(http: &http::Http, producer: &str, n: usize, concurrency: usize, to: impl Fn(usize) -> u64) -> Vec<Acked> {
+pub async fn send_many(
+    http: &http::Http,
+    producer: &str,
+    n: usize,
+    concurrency: usize,
+    to: impl Fn(usize) -> u64,
+) -> Vec<Acked> {
     use futures::StreamExt;
     futures::stream::iter(0..n)
         .map(|i| {

@@ -63,7 +63,13 @@ impl Service {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {binary}: {e}"));
-        Self { name: binary.to_string(), url: format!("http://127.0.0.1:{port}"), child: Some(child), log_path, _dir: dir }
+        Self {
+            name: binary.to_string(),
+            url: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+            log_path,
+            _dir: dir,
+        }
     }
 
     fn signal(&self, name: &str) {

@@ -1,5 +1,7 @@
 //! The data plane against a real Kafka-protocol broker (nisshi), with the real binaries.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -7,6 +9,9 @@ use herald_kit::model::{Notification, User};
 use herald_tests::broker::Storage;
 use herald_tests::http::Http;
 use herald_tests::{Acked, Setup, ids_for, kafka, log_ends, metrics, scrape, send_many, wait_for, wait_ready};
+
+/// A record's key and value as written to the topic, either possibly missing.
+type RawRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
 const READY: Duration = Duration::from_secs(90);
 const SETTLE: Duration = Duration::from_secs(90);
@@ -167,9 +172,11 @@ async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
     wait_ready(&http, &producer, READY).await;
 
     let raw = kafka::raw_producer(&s.broker.bootstrap());
-    let valid_for_2 = Notification::new(User { id: 1, name: "Emma".into() }, User { id: 2, name: "Bruno".into() }, "x".into()).encode();
+    let valid_for_2 =
+        Notification::new(User { id: 1, name: "Emma".into() }, User { id: 2, name: "Bruno".into() }, "x".into())
+            .encode();
     let huge = vec![b'{'; 512 * 1024];
-    let poison: Vec<(Option<&[u8]>, Option<&[u8]>)> = vec![
+    let poison: Vec<RawRecord> = vec![
         (Some(b"2"), Some(b"\x00\xff not json at all")),
         (Some(b"2"), Some(&valid_for_2[..valid_for_2.len() / 2])),
         (Some(b"2"), Some(br#"{"id":"not-a-uuid","from":{"id":"1"},"to":{"id":2},"message":5}"#)),
@@ -187,19 +194,27 @@ async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
     let url = format!("{}/notifications/2", consumer.url);
     let ids = wait_for("the valid notifications stored", SETTLE, || async {
         let got = http.get(&url).await.ok()?;
-        let ids: Vec<String> = got.json["notifications"].as_array()?.iter().map(|n| n["id"].as_str().unwrap().to_string()).collect();
+        let ids: Vec<String> =
+            got.json["notifications"].as_array()?.iter().map(|n| n["id"].as_str().unwrap().to_string()).collect();
         (ids.len() == sent.len()).then_some(ids)
     })
     .await;
     assert_eq!(ids, sent.iter().map(|a| a.id.clone()).collect::<Vec<_>>(), "produce order");
     let text = scrape(&http, &consumer).await;
-    assert_eq!(metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "invalid")]), poison.len() as f64, "{text}");
+    assert_eq!(
+        metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "invalid")]),
+        poison.len() as f64,
+        "{text}"
+    );
     assert_eq!(metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "stored")]), sent.len() as f64);
     written.extend(sent.iter().map(|a| (a.partition as i32, a.offset)));
     s.wait_committed_to(&log_ends(written), SETTLE).await;
     let skipped = consumer.log_events("invalid record skipped");
     assert_eq!(skipped.len(), poison.len());
-    assert!(skipped.iter().all(|e| e["partition"].is_i64() && e["offset"].is_i64() && e["topic"] == s.topic.as_str()), "{skipped:?}");
+    assert!(
+        skipped.iter().all(|e| e["partition"].is_i64() && e["offset"].is_i64() && e["topic"] == s.topic.as_str()),
+        "{skipped:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -25,9 +25,7 @@ pub fn router(state: AppState, registry: Registry, http: HttpMetrics) -> Router 
     let status = state.status.clone();
     let ready: ReadyCheck = Arc::new(move || status.ready());
     let live: ReadyCheck = Arc::new(|| Ok(()));
-    let api = Router::new()
-        .route("/notifications/{user_id}", get(notifications))
-        .with_state(state);
+    let api = Router::new().route("/notifications/{user_id}", get(notifications)).with_state(state);
     with_operational_routes(api, registry, http, live, ready)
 }
 

@@ -157,7 +157,10 @@ impl ConsumerContext for GroupContext {
             Rebalance::Revoke(tpl) => {
                 let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
                 if consumer.assignment_lost() {
-                    tracing::warn!(?partitions, "assignment lost; offsets stored since the last commit will be redelivered to the new owner");
+                    tracing::warn!(
+                        ?partitions,
+                        "assignment lost; offsets stored since the last commit will be redelivered to the new owner"
+                    );
                 } else if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
                     // Nothing stored since the last commit is not an error worth a warning.
                     if !matches!(error, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
@@ -236,14 +239,11 @@ pub fn subscribe(
         ("max.poll.interval.ms", "30000"),
         ("client.id", "herald-consumer"),
     ];
-    let mut client = client_config(&config.kafka.bootstrap_servers, &defaults, &config.kafka.kafka_properties, REQUIRED)?;
+    let mut client =
+        client_config(&config.kafka.bootstrap_servers, &defaults, &config.kafka.kafka_properties, REQUIRED)?;
     client.set("group.id", &config.group_id);
-    let context = GroupContext {
-        topic: config.kafka.topic.clone(),
-        metrics,
-        status,
-        partitions: Mutex::new(BTreeMap::new()),
-    };
+    let context =
+        GroupContext { topic: config.kafka.topic.clone(), metrics, status, partitions: Mutex::new(BTreeMap::new()) };
     let consumer: BaseConsumer<GroupContext> = client.create_with_context(context).map_err(GroupError::Create)?;
     consumer
         .subscribe(&[&config.kafka.topic])
@@ -257,10 +257,8 @@ pub fn subscribe(
 pub fn consume(consumer: BaseConsumer<GroupContext>, store: &Store, shutdown: &CancellationToken) -> u64 {
     let ctx = consumer.context().clone();
     let topic = ctx.topic.clone();
-    let counters: HashMap<&'static str, IntCounter> = RecordOutcome::ALL
-        .iter()
-        .map(|o| (o.label(), ctx.metrics.record_counter(&topic, *o)))
-        .collect();
+    let counters: HashMap<&'static str, IntCounter> =
+        RecordOutcome::ALL.iter().map(|o| (o.label(), ctx.metrics.record_counter(&topic, *o))).collect();
     let count = |o: RecordOutcome| {
         if let Some(c) = counters.get(o.label()) {
             c.inc();

@@ -134,8 +134,7 @@ impl ConsumerService {
 /// Runs the consumer until `shutdown` is cancelled.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<Summary, Error> {
     let service = ConsumerService::new(&args)?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| Error::Bind { addr: args.listen, source })?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.map_err(|source| Error::Bind { addr: args.listen, source })?;
     service.serve(listener, shutdown).await
 }

@@ -43,21 +43,44 @@ impl ConsumerMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let m = Self {
             records: IntCounterVec::new(
-                Opts::new("herald_consumer_records_total", "Records handled, by outcome: stored, duplicate (already stored), invalid (skipped)."),
+                Opts::new(
+                    "herald_consumer_records_total",
+                    "Records handled, by outcome: stored, duplicate (already stored), invalid (skipped).",
+                ),
                 &["topic", "outcome"],
             )?,
-            processed_offset: gauge_vec("herald_consumer_processed_offset", "Next offset after the last record this member handled, per assigned partition.")?,
-            committed_offset: gauge_vec("herald_consumer_committed_offset", "Offset committed for the group, per assigned partition.")?,
-            log_end_offset: gauge_vec("herald_consumer_log_end_offset", "Log end offset (high watermark), per assigned partition.")?,
-            lag: gauge_vec("herald_consumer_lag", "Records between the committed offset and the log end, per assigned partition.")?,
+            processed_offset: gauge_vec(
+                "herald_consumer_processed_offset",
+                "Next offset after the last record this member handled, per assigned partition.",
+            )?,
+            committed_offset: gauge_vec(
+                "herald_consumer_committed_offset",
+                "Offset committed for the group, per assigned partition.",
+            )?,
+            log_end_offset: gauge_vec(
+                "herald_consumer_log_end_offset",
+                "Log end offset (high watermark), per assigned partition.",
+            )?,
+            lag: gauge_vec(
+                "herald_consumer_lag",
+                "Records between the committed offset and the log end, per assigned partition.",
+            )?,
             assigned_partitions: IntGaugeVec::new(
                 Opts::new("herald_consumer_assigned_partitions", "Partitions currently assigned to this member."),
                 &["topic"],
             )?,
-            rebalances: IntCounter::new("herald_consumer_rebalances_total", "Rebalance callbacks (assignments and revocations) this member handled.")?,
+            rebalances: IntCounter::new(
+                "herald_consumer_rebalances_total",
+                "Rebalance callbacks (assignments and revocations) this member handled.",
+            )?,
             end_to_end_latency: Histogram::with_opts(
-                HistogramOpts::new("herald_consumer_end_to_end_latency_seconds", "Time from a notification's sentAt to its storage by a consumer.")
-                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+                HistogramOpts::new(
+                    "herald_consumer_end_to_end_latency_seconds",
+                    "Time from a notification's sentAt to its storage by a consumer.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ]),
             )?,
         };
         registry.register(Box::new(m.records.clone()))?;

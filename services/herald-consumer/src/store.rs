@@ -43,10 +43,7 @@ pub struct Store {
 
 impl Store {
     pub fn new(max_per_user: usize) -> Self {
-        Self {
-            max_per_user: max_per_user.max(1),
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-        }
+        Self { max_per_user: max_per_user.max(1), shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect() }
     }
 
     fn shard(&self, user: u64) -> &RwLock<HashMap<u64, UserLog>> {

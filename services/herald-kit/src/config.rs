@@ -7,9 +7,7 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{raw}` is not a duration (examples: 5s, 250ms, 2m)"))?;
+    let value: f64 = number.parse().map_err(|_| format!("`{raw}` is not a duration (examples: 5s, 250ms, 2m)"))?;
     let secs = match unit.trim() {
         "" | "s" => value,
         "ms" => value / 1000.0,

@@ -22,20 +22,12 @@ pub struct JsonError {
 
 impl JsonError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            retry_after: None,
-        }
+        Self { status, message: message.into(), retry_after: None }
     }
 
     /// 503 with a `Retry-After` header.
     pub fn unavailable(message: impl Into<String>, retry_after: Duration) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: message.into(),
-            retry_after: Some(retry_after),
-        }
+        Self { status: StatusCode::SERVICE_UNAVAILABLE, message: message.into(), retry_after: Some(retry_after) }
     }
 }
 
@@ -63,12 +55,18 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
-            Opts::new("herald_http_requests_total", "HTTP requests answered, by route template, method and status code."),
+            Opts::new(
+                "herald_http_requests_total",
+                "HTTP requests answered, by route template, method and status code.",
+            ),
             &["route", "method", "status"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("herald_http_request_duration_seconds", "Time to answer an HTTP request, by route template and method.")
-                .buckets(latency_buckets()),
+            HistogramOpts::new(
+                "herald_http_request_duration_seconds",
+                "Time to answer an HTTP request, by route template and method.",
+            )
+            .buckets(latency_buckets()),
             &["route", "method"],
         )?;
         registry.register(Box::new(requests.clone()))?;
@@ -79,9 +77,7 @@ impl HttpMetrics {
 
 /// Histogram buckets for request and send latencies: 250 µs to 10 s.
 pub fn latency_buckets() -> Vec<f64> {
-    vec![
-        0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    ]
+    vec![0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 }
 
 fn method_label(method: &Method) -> &'static str {
@@ -108,14 +104,8 @@ async fn track(State(metrics): State<HttpMetrics>, request: Request, next: Next)
     let method = method_label(request.method());
     let response = next.run(request).await;
     let status = response.status();
-    metrics
-        .requests
-        .with_label_values(&[route.as_str(), method, status.as_str()])
-        .inc();
-    metrics
-        .duration
-        .with_label_values(&[route.as_str(), method])
-        .observe(start.elapsed().as_secs_f64());
+    metrics.requests.with_label_values(&[route.as_str(), method, status.as_str()]).inc();
+    metrics.duration.with_label_values(&[route.as_str(), method]).observe(start.elapsed().as_secs_f64());
     response
 }
 
@@ -142,9 +132,7 @@ pub fn with_operational_routes(
         .route("/readyz", axum::routing::get(move || probe(ready.clone())));
     app.merge(ops)
         .fallback(|| async { JsonError::new(StatusCode::NOT_FOUND, "Not found") })
-        .method_not_allowed_fallback(|| async {
-            JsonError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
-        })
+        .method_not_allowed_fallback(|| async { JsonError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed") })
         .layer(middleware::from_fn_with_state(metrics, track))
 }
 
@@ -163,12 +151,9 @@ async fn probe(check: ReadyCheck) -> Response {
 pub fn render_metrics(registry: &Registry) -> Response {
     let encoder = TextEncoder::new();
     match encoder.encode_to_string(&registry.gather()) {
-        Ok(body) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            body,
-        )
+        Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response(),
+        Err(error) => JsonError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics failed: {error}"))
             .into_response(),
-        Err(error) => JsonError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics failed: {error}")).into_response(),
     }
 }
 
@@ -181,9 +166,8 @@ pub async fn serve(
     drain: Duration,
 ) -> std::io::Result<()> {
     let signal = shutdown.clone();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { signal.cancelled().await })
-        .into_future();
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await }).into_future();
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result,
@@ -256,7 +240,10 @@ mod tests {
         call(&app, "GET", "/random/path/42").await;
         let (_, resp) = call(&app, "GET", "/metrics").await;
         let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-        assert!(text.contains(r#"herald_http_requests_total{method="GET",route="/things/{id}",status="503"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"herald_http_requests_total{method="GET",route="/things/{id}",status="503"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
         assert!(!text.contains("123") && !text.contains("/random"), "raw paths leaked: {text}");
         drop(registry);

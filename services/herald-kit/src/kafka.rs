@@ -27,9 +27,7 @@ pub struct KafkaArgs {
 }
 
 fn parse_property(raw: &str) -> Result<(String, String), String> {
-    let (key, value) = raw
-        .split_once('=')
-        .ok_or_else(|| format!("`{raw}` is not KEY=VALUE"))?;
+    let (key, value) = raw.split_once('=').ok_or_else(|| format!("`{raw}` is not KEY=VALUE"))?;
     let key = key.trim();
     if key.is_empty() {
         return Err(format!("`{raw}` has an empty key"));
@@ -69,15 +67,15 @@ pub fn client_config(
         config.set(*k, *v);
     }
     for (k, v) in user {
-        if let Some(r) = required.iter().find(|r| r.key == k) {
-            if r.value != v {
-                return Err(ReservedProperty {
-                    key: k.clone(),
-                    given: v.clone(),
-                    required: r.value.to_string(),
-                    why: r.why,
-                });
-            }
+        if let Some(r) = required.iter().find(|r| r.key == k)
+            && r.value != v
+        {
+            return Err(ReservedProperty {
+                key: k.clone(),
+                given: v.clone(),
+                required: r.value.to_string(),
+                why: r.why,
+            });
         }
         config.set(k, v);
     }
@@ -96,17 +94,13 @@ pub fn property_ms(config: &ClientConfig, key: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    const REQUIRED: &[Required] = &[Required {
-        key: "enable.idempotence",
-        value: "true",
-        why: "a record must be written once",
-    }];
+    const REQUIRED: &[Required] =
+        &[Required { key: "enable.idempotence", value: "true", why: "a record must be written once" }];
 
     #[test]
     fn user_overrides_defaults_and_required_wins() {
         let user = vec![("linger.ms".to_string(), "7".to_string())];
-        let c = client_config("b:9092", &[("linger.ms", "1"), ("acks", "all")], &user, REQUIRED)
-            .unwrap();
+        let c = client_config("b:9092", &[("linger.ms", "1"), ("acks", "all")], &user, REQUIRED).unwrap();
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
         assert_eq!(c.get("linger.ms"), Some("7"));
         assert_eq!(c.get("acks"), Some("all"));

@@ -32,13 +32,7 @@ pub struct Notification {
 impl Notification {
     /// A new notification with a fresh id, sent now.
     pub fn new(from: User, to: User, message: String) -> Self {
-        Self {
-            id: Uuid::new_v4(),
-            from,
-            to,
-            message,
-            sent_at: Utc::now(),
-        }
+        Self { id: Uuid::new_v4(), from, to, message, sent_at: Utc::now() }
     }
 
     /// The record key: the recipient's id in decimal.
@@ -99,9 +93,7 @@ mod rfc3339_utc {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&raw)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+        DateTime::parse_from_rfc3339(&raw).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
     }
 }
 
@@ -114,10 +106,7 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
 pub fn seed_users() -> Vec<User> {
     [(1, "Emma"), (2, "Bruno"), (3, "Rick"), (4, "Lena")]
         .into_iter()
-        .map(|(id, name)| User {
-            id,
-            name: name.to_string(),
-        })
+        .map(|(id, name)| User { id, name: name.to_string() })
         .collect()
 }
 

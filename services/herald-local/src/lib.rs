@@ -69,7 +69,9 @@ pub enum Error {
     Topic { topic: String, message: String },
     #[error("invalid --kafka-property {0:?}: expected KEY=VALUE")]
     Property(String),
-    #[error("listening on {addr}: {source} (is another Herald already running? pick other ports with --producer-listen/--consumer-listen)")]
+    #[error(
+        "listening on {addr}: {source} (is another Herald already running? pick other ports with --producer-listen/--consumer-listen)"
+    )]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("producer: {0}")]
     Producer(#[from] herald_producer::Error),
@@ -112,12 +114,18 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             (Kafka::External, servers.clone())
         }
     };
-    let kafka_args = KafkaArgs { bootstrap_servers: bootstrap.clone(), topic: args.topic.clone(), kafka_properties: properties };
+    let kafka_args =
+        KafkaArgs { bootstrap_servers: bootstrap.clone(), topic: args.topic.clone(), kafka_properties: properties };
 
     let wanted = args.consumers.unwrap_or(args.partitions as u32);
     let consumers = wanted.min(args.partitions as u32) as usize;
     if (wanted as usize) > consumers {
-        tracing::warn!(wanted, partitions = args.partitions, running = consumers, "more consumers than partitions would sit idle; running one per partition");
+        tracing::warn!(
+            wanted,
+            partitions = args.partitions,
+            running = consumers,
+            "more consumers than partitions would sit idle; running one per partition"
+        );
     }
 
     let producer_args = herald_producer::Args {
@@ -148,7 +156,8 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             shutdown_timeout: Duration::from_secs(10),
             log: args.log.clone(),
         };
-        let service = ConsumerService::new(&consumer_args).map_err(|source| Error::Consumer { index: index + 1, source })?;
+        let service =
+            ConsumerService::new(&consumer_args).map_err(|source| Error::Consumer { index: index + 1, source })?;
         let listener = bind(addr).await?;
         rows.push((format!("consumer-{}", index + 1), url(&listener), service.status()));
         let token = shutdown.clone();
@@ -211,7 +220,12 @@ fn url(listener: &TcpListener) -> String {
     listener.local_addr().map(|a| format!("http://{a}")).unwrap_or_default()
 }
 
-async fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32, properties: &[(String, String)]) -> Result<(), Error> {
+async fn ensure_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    properties: &[(String, String)],
+) -> Result<(), Error> {
     let mut config = rdkafka::ClientConfig::new();
     config.set("bootstrap.servers", bootstrap);
     for (k, v) in properties {
@@ -225,7 +239,9 @@ async fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32, properties:
     for result in results {
         match result {
             Ok(_) => tracing::info!(topic, partitions, "topic created"),
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => tracing::info!(topic, "topic exists; using it as it is"),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::info!(topic, "topic exists; using it as it is")
+            }
             Err((_, code)) => return Err(fail(code.to_string())),
         }
     }
@@ -266,12 +282,17 @@ fn print_table(args: &Args, kafka: &str, producer_url: &str, rows: &[(String, St
     }
     let user = 2;
     let partition = partition_for_user(user, args.partitions);
-    let reader = owner.get(&partition).cloned().unwrap_or_else(|| rows.first().map(|r| r.1.clone()).unwrap_or_default());
+    let reader =
+        owner.get(&partition).cloned().unwrap_or_else(|| rows.first().map(|r| r.1.clone()).unwrap_or_default());
     println!();
     println!("Send a notification (form or JSON; users 1 Emma, 2 Bruno, 3 Rick, 4 Lena):");
     println!("  curl -X POST {producer_url}/send -d fromID=1 -d toID={user} -d message='Hello Bruno'");
-    println!("  curl -X POST {producer_url}/send -H 'Content-Type: application/json' -d '{{\"fromID\":3,\"toID\":{user},\"message\":\"Hi Bruno\"}}'");
-    println!("Read them (user {user} is on partition {partition}; each consumer answers for the users of its partitions):");
+    println!(
+        "  curl -X POST {producer_url}/send -H 'Content-Type: application/json' -d '{{\"fromID\":3,\"toID\":{user},\"message\":\"Hi Bruno\"}}'"
+    );
+    println!(
+        "Read them (user {user} is on partition {partition}; each consumer answers for the users of its partitions):"
+    );
     println!("  curl {reader}/notifications/{user}");
     println!("Metrics: {producer_url}/metrics and /metrics on every consumer.");
     println!("Press Ctrl-C to stop.");

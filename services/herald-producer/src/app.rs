@@ -71,9 +71,13 @@ impl IntoResponse for AppError {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
                 r
             }
-            AppError::UnsupportedMediaType => JsonError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response(),
+            AppError::UnsupportedMediaType => {
+                JsonError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response()
+            }
             AppError::PayloadTooLarge => JsonError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response(),
-            AppError::ReadBody(_) | AppError::BadRequest(_) => JsonError::new(StatusCode::BAD_REQUEST, message).into_response(),
+            AppError::ReadBody(_) | AppError::BadRequest(_) => {
+                JsonError::new(StatusCode::BAD_REQUEST, message).into_response()
+            }
             AppError::UserNotFound => JsonError::new(StatusCode::NOT_FOUND, message).into_response(),
             AppError::Unavailable(_) => JsonError::unavailable(message, Duration::from_secs(1)).into_response(),
         }
@@ -118,20 +122,18 @@ async fn send(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
 }
 
 async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Sent, AppError> {
-    if let Some(token) = &state.token {
-        if !token.accepts(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
-            return Err(AppError::Unauthorized);
-        }
+    if let Some(token) = &state.token
+        && !token.accepts(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+    {
+        return Err(AppError::Unauthorized);
     }
     let format = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(BodyFormat::from_content_type)
         .ok_or(AppError::UnsupportedMediaType)?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(AppError::PayloadTooLarge);
     }
@@ -139,11 +141,7 @@ async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
         .collect()
         .await
         .map_err(|e| {
-            if e.is::<LengthLimitError>() {
-                AppError::PayloadTooLarge
-            } else {
-                AppError::ReadBody(e.to_string())
-            }
+            if e.is::<LengthLimitError>() { AppError::PayloadTooLarge } else { AppError::ReadBody(e.to_string()) }
         })?
         .to_bytes();
     let req = request::parse(format, &bytes)?;

@@ -85,9 +85,8 @@ impl Sender {
         ];
         let config = client_config(&kafka.bootstrap_servers, &defaults, &kafka.kafka_properties, REQUIRED)?;
         let fatal = Arc::new(Mutex::new(None));
-        let producer = config
-            .create_with_context(ProducerContext { fatal: fatal.clone() })
-            .map_err(CreateError::Client)?;
+        let producer =
+            config.create_with_context(ProducerContext { fatal: fatal.clone() }).map_err(CreateError::Client)?;
         Ok(Self {
             producer,
             fatal,
@@ -148,11 +147,9 @@ impl Sender {
         let topic = metadata.topics().iter().find(|t| t.name() == self.topic);
         match topic {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
-            Some(t) => Err(format!(
-                "topic {} is not available: {:?}",
-                self.topic,
-                t.error().map(RDKafkaErrorCode::from)
-            )),
+            Some(t) => {
+                Err(format!("topic {} is not available: {:?}", self.topic, t.error().map(RDKafkaErrorCode::from)))
+            }
             None => Err(format!("topic {} does not exist", self.topic)),
         }
     }
@@ -183,7 +180,8 @@ impl Sender {
                     self.ready.store(false, Ordering::Release);
                 }
             }
-            let pause = if self.ready.load(Ordering::Acquire) { Duration::from_secs(5) } else { Duration::from_secs(1) };
+            let pause =
+                if self.ready.load(Ordering::Acquire) { Duration::from_secs(5) } else { Duration::from_secs(1) };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(pause) => {}

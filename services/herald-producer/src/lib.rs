@@ -96,7 +96,8 @@ impl Producer {
     pub fn new(args: &Args) -> Result<Self, Error> {
         let directory = match &args.users_file {
             Some(path) => Directory::load(path)?,
-            None => Directory::new(seed_users()).map_err(|problem| DirectoryError::Invalid { path: "<seed>".into(), problem })?,
+            None => Directory::new(seed_users())
+                .map_err(|problem| DirectoryError::Invalid { path: "<seed>".into(), problem })?,
         };
         let token = args.auth_token_file.as_deref().map(BearerToken::load).transpose()?;
         let sender = Sender::new(&args.kafka, args.send_timeout)?;
@@ -142,8 +143,7 @@ impl Producer {
 /// Runs the producer until `shutdown` is cancelled.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<Summary, Error> {
     let producer = Producer::new(&args)?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| Error::Bind { addr: args.listen, source })?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.map_err(|source| Error::Bind { addr: args.listen, source })?;
     producer.serve(listener, shutdown).await
 }

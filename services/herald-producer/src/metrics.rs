@@ -33,12 +33,18 @@ pub struct ProducerMetrics {
 impl ProducerMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let notifications = IntCounterVec::new(
-            Opts::new("herald_producer_notifications_total", "Send requests by outcome: sent (acknowledged by Kafka), rejected (client error), failed (Kafka did not confirm)."),
+            Opts::new(
+                "herald_producer_notifications_total",
+                "Send requests by outcome: sent (acknowledged by Kafka), rejected (client error), failed (Kafka did not confirm).",
+            ),
             &["outcome"],
         )?;
         let send_duration = Histogram::with_opts(
-            HistogramOpts::new("herald_producer_send_duration_seconds", "Time from a /send request to the broker's acknowledgement of its record.")
-                .buckets(latency_buckets()),
+            HistogramOpts::new(
+                "herald_producer_send_duration_seconds",
+                "Time from a /send request to the broker's acknowledgement of its record.",
+            )
+            .buckets(latency_buckets()),
         )?;
         registry.register(Box::new(notifications.clone()))?;
         registry.register(Box::new(send_duration.clone()))?;

@@ -107,7 +107,8 @@ fn parse_json(body: &[u8]) -> Result<RawFields, BadRequest> {
     if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(bad("body is not a valid JSON object: expected `{`"));
     }
-    let parsed: JsonBody = serde_json::from_slice(body).map_err(|e| bad(format!("body is not a valid JSON object: {e}")))?;
+    let parsed: JsonBody =
+        serde_json::from_slice(body).map_err(|e| bad(format!("body is not a valid JSON object: {e}")))?;
     let message = match parsed.message {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(s),
@@ -149,10 +150,7 @@ fn validate(raw: RawFields) -> Result<SendRequest, BadRequest> {
         return Err(bad("message must not be empty"));
     }
     if message.len() > MAX_MESSAGE_BYTES {
-        return Err(bad(format!(
-            "message is {} bytes; at most {MAX_MESSAGE_BYTES} are allowed",
-            message.len()
-        )));
+        return Err(bad(format!("message is {} bytes; at most {MAX_MESSAGE_BYTES} are allowed", message.len())));
     }
     Ok(SendRequest { from_id, to_id, message })
 }
@@ -241,7 +239,8 @@ mod tests {
         let deep = format!("{{\"fromID\":{}1{},\"toID\":2,\"message\":\"m\"}}", "[".repeat(depth), "]".repeat(depth));
         assert!(err(BodyFormat::Json, deep.as_bytes()).contains("body is not a valid JSON object"));
         // In a field we ignore: skipped without recursion trouble.
-        let deep = format!("{{\"fromID\":1,\"toID\":2,\"message\":\"m\",\"x\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+        let deep =
+            format!("{{\"fromID\":1,\"toID\":2,\"message\":\"m\",\"x\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
         assert!(parse(BodyFormat::Json, deep.as_bytes()).is_ok());
     }
 }

@@ -10,7 +10,9 @@ use herald_kit::model::User;
 pub enum DirectoryError {
     #[error("reading users file {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error("parsing users file {path}: expected a JSON array of {{\"id\": <positive integer>, \"name\": <string>}}: {source}")]
+    #[error(
+        "parsing users file {path}: expected a JSON array of {{\"id\": <positive integer>, \"name\": <string>}}: {source}"
+    )]
     Parse { path: String, source: serde_json::Error },
     #[error("users file {path}: {problem}")]
     Invalid { path: String, problem: String },

@@ -1,6 +1,8 @@
 //! Every `/send` status through the real router (no port opened). 200s go through librdkafka's
 //! in-process mock cluster; 503s through a producer whose broker does not exist.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,11 +25,7 @@ use tower::ServiceExt;
 const TOPIC: &str = "notifications";
 
 fn mk_app(bootstrap: &str, token: Option<&str>, timeout: Duration) -> Router {
-    let kafka = KafkaArgs {
-        bootstrap_servers: bootstrap.into(),
-        topic: TOPIC.into(),
-        kafka_properties: vec![],
-    };
+    let kafka = KafkaArgs { bootstrap_servers: bootstrap.into(), topic: TOPIC.into(), kafka_properties: vec![] };
     let registry = Registry::new();
     let state = AppState {
         directory: Arc::new(Directory::new(seed_users()).unwrap()),
@@ -57,7 +55,8 @@ async fn post(app: &Router, content_type: Option<&str>, auth: Option<&str>, body
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+    let json =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
     Answer { status, headers, json }
 }
 
@@ -106,9 +105,19 @@ async fn client_mistakes_get_4xx_with_a_message() {
         (JSON, b"{not json".to_vec(), StatusCode::BAD_REQUEST, "body is not a valid JSON object"),
         (FORM, b"fromID=1&toID=99&message=x".to_vec(), StatusCode::NOT_FOUND, "User not found"),
         (FORM, b"fromID=99&toID=1&message=x".to_vec(), StatusCode::NOT_FOUND, "User not found"),
-        (Some("text/plain"), b"fromID=1&toID=2&message=x".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be"),
+        (
+            Some("text/plain"),
+            b"fromID=1&toID=2&message=x".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be",
+        ),
         (None, b"fromID=1&toID=2&message=x".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be"),
-        (FORM, format!("fromID=1&toID=2&message={}", "a".repeat(17 * 1024)).into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "larger than 16384 bytes"),
+        (
+            FORM,
+            format!("fromID=1&toID=2&message={}", "a".repeat(17 * 1024)).into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than 16384 bytes",
+        ),
     ];
     for (ct, body, status, message) in cases {
         let a = post(&app, ct, None, body).await;
@@ -129,7 +138,9 @@ async fn a_body_without_content_length_is_still_bounded() {
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.json);
 }
 
-fn futures_stream(items: Vec<Result<bytes::Bytes, std::io::Error>>) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+fn futures_stream(
+    items: Vec<Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     tokio_stream::iter(items)
 }
 
