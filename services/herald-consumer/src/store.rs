@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use herald_kit::model::Notification;
 use serde::Serialize;
+use uuid::Uuid;
 
 const SHARDS: usize = 32;
 
@@ -29,6 +30,8 @@ pub enum Insert {
 #[derive(Debug, Default)]
 struct UserLog {
     entries: VecDeque<Arc<Stored>>,
+    /// The ids of `entries`, side by side, so the duplicate check scans contiguous memory.
+    ids: VecDeque<Uuid>,
     /// The newest record stored for this user: records of one user come from one partition in
     /// offset order, so a record at or before it is a redelivery even once evicted.
     newest: Option<(i32, i64)>,
@@ -61,12 +64,14 @@ impl Store {
         if log.newest.is_some_and(|(p, o)| p == partition && offset <= o) {
             return Insert::Duplicate;
         }
-        if log.entries.iter().rev().any(|e| e.notification.id == notification.id) {
+        if log.ids.contains(&notification.id) {
             return Insert::Duplicate;
         }
+        log.ids.push_back(notification.id);
         log.entries.push_back(Arc::new(Stored { notification, partition, offset }));
         while log.entries.len() > self.max_per_user {
             log.entries.pop_front();
+            log.ids.pop_front();
         }
         log.newest = Some((partition, offset));
         Insert::Stored

@@ -1,0 +1,294 @@
+//! Herald's benchmarks: prints figures, asserts nothing.
+//!
+//! - `send`: `/send` under N concurrent connections against nisshi (memory storage), and in the
+//!   same run a raw rdkafka producer with the producer's settings sending the same payloads.
+//! - `consume`: records/s stored by one herald-consumer from a pre-filled topic, a raw rdkafka
+//!   consumer reading the same topic in the same run, and the consumer's resident memory.
+//!
+//! Run through `tests/bench.sh`, which builds the release binaries first.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use herald_kit::model::{Notification, User};
+use herald_tests::broker::{Broker, Storage};
+use herald_tests::http::Http;
+use herald_tests::{Setup, kafka, metrics, process, scrape, wait_for, wait_ready};
+use http_body_util::{BodyExt, Full};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+#[derive(Parser)]
+#[command(name = "herald-bench", about = "Herald benchmarks (figures, not pass/fail)")]
+struct Args {
+    /// Which benchmark: send, consume or all.
+    #[arg(default_value = "all")]
+    which: String,
+    /// Load duration of the send benchmark.
+    #[arg(long, default_value = "15s", value_parser = herald_kit::config::parse_duration)]
+    duration: Duration,
+    /// Concurrent HTTP connections of the send benchmark.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Records of the consume benchmark.
+    #[arg(long, default_value_t = 200_000)]
+    records: usize,
+    /// Distinct recipients of the consume benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    users: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if matches!(args.which.as_str(), "send" | "all") {
+        bench_send(&args).await;
+    }
+    if matches!(args.which.as_str(), "consume" | "all") {
+        bench_consume(&args).await;
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+async fn bench_send(args: &Args) {
+    let s = Setup::new(Storage::Memory, 6, 4).await;
+    let http = Http::new();
+    let producer = s.producer(&[("RUST_LOG", "warn".into())]);
+    wait_ready(&http, &producer, Duration::from_secs(60)).await;
+    let addr = producer.url.trim_start_matches("http://").to_string();
+    let message = "x".repeat(100);
+
+    // Warm up connections and the producer's batches.
+    let _ = run_load(&addr, args.connections, Duration::from_secs(2), &message).await;
+    let (latencies, errors, took) = run_load(&addr, args.connections, args.duration, &message).await;
+    let mut sorted = latencies;
+    sorted.sort_unstable();
+    let ok = sorted.len();
+    println!(
+        "send: {} connections for {:.1} s against nisshi (memory storage), 6 partitions",
+        args.connections,
+        took.as_secs_f64()
+    );
+    println!(
+        "  /send 200s          {ok} ({:.0} requests/s), other answers or errors: {errors}",
+        ok as f64 / took.as_secs_f64()
+    );
+    println!(
+        "  latency ms          p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&sorted, 0.50),
+        percentile(&sorted, 0.90),
+        percentile(&sorted, 0.99),
+        percentile(&sorted, 1.0)
+    );
+    let rss = producer.rss_bytes().unwrap_or(0);
+    println!("  producer RSS        {:.1} MiB", rss as f64 / 1048576.0);
+
+    // The ceiling: a raw rdkafka producer with the producer's settings and payloads.
+    let raw: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", s.broker.bootstrap())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "1")
+        .create()
+        .expect("raw producer");
+    let users: Vec<User> = herald_kit::model::seed_users();
+    let n = ok.max(100_000);
+    let start = Instant::now();
+    let mut in_flight = std::collections::VecDeque::new();
+    for i in 0..n {
+        let to = users[i % users.len()].clone();
+        let note = Notification::new(users[0].clone(), to, message.clone());
+        let key = note.key();
+        let payload = note.encode();
+        loop {
+            match raw.send_result(FutureRecord::to(&s.topic).key(&key).payload(&payload)) {
+                Ok(f) => {
+                    in_flight.push_back(f);
+                    break;
+                }
+                Err(_) => {
+                    if let Some(f) = in_flight.pop_front() {
+                        f.await.expect("delivery").expect("raw send");
+                    }
+                }
+            }
+        }
+        if in_flight.len() >= 20_000 {
+            in_flight.pop_front().unwrap().await.expect("delivery").expect("raw send");
+        }
+    }
+    for f in in_flight {
+        f.await.expect("delivery").expect("raw send");
+    }
+    raw.flush(Duration::from_secs(30)).expect("flush");
+    let raw_rate = n as f64 / start.elapsed().as_secs_f64();
+    println!("  raw rdkafka producer {n} records, {raw_rate:.0} records/s (the ceiling)");
+    println!("  ratio /send : raw   {:.2}", (ok as f64 / took.as_secs_f64()) / raw_rate);
+}
+
+/// Runs `connections` keep-alive connections, each sending one request at a time, for `duration`.
+/// Returns the latencies of the 200s in µs, the count of everything else, and the elapsed time.
+async fn run_load(addr: &str, connections: usize, duration: Duration, message: &str) -> (Vec<u32>, usize, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let addr = addr.to_string();
+        let stop = stop.clone();
+        let body = format!("fromID=1&toID={}&message={message}", c % 4 + 1);
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+            stream.set_nodelay(true).ok();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
+            tokio::spawn(conn);
+            let mut latencies = Vec::with_capacity(1 << 16);
+            let mut errors = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let req = hyper::Request::post("/send")
+                    .header("host", &addr)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Full::new(Bytes::from(body.clone())))
+                    .expect("request");
+                let t = Instant::now();
+                match sender.send_request(req).await {
+                    Ok(resp) => {
+                        let ok = resp.status() == 200;
+                        let _ = resp.into_body().collect().await;
+                        if ok {
+                            latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.expect("load task");
+        all.extend(l);
+        errors += e;
+    }
+    (all, errors, start.elapsed())
+}
+
+async fn bench_consume(args: &Args) {
+    let broker = Broker::start(Storage::Memory);
+    let bootstrap = broker.bootstrap();
+    let topic = herald_tests::unique("consume");
+    kafka::create_topic(&bootstrap, &topic, 6).await;
+
+    // Pre-fill: `records` notifications for `users` recipients.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let from = User { id: 1, name: "Emma".into() };
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..args.records {
+        let to = User { id: (i as u64 % args.users) + 1, name: format!("user{}", i as u64 % args.users + 1) };
+        let note = Notification::new(from.clone(), to, format!("notification number {i} with some text"));
+        let (key, payload) = (note.key(), note.encode());
+        pending.push_back(producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)).expect("enqueue"));
+        if pending.len() >= 20_000 {
+            pending.pop_front().unwrap().await.expect("delivery").expect("prefill");
+        }
+    }
+    for f in pending {
+        f.await.expect("delivery").expect("prefill");
+    }
+    println!("\nconsume: {} records for {} users on 6 partitions (nisshi, memory storage)", args.records, args.users);
+
+    // Raw rdkafka consumer: the ceiling.
+    let raw: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", herald_tests::unique("raw"))
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("max.poll.interval.ms", "10000")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("raw consumer");
+    raw.subscribe(&[&topic]).expect("subscribe");
+    let (mut seen, mut bytes, mut first) = (0usize, 0usize, None);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen < args.records && Instant::now() < deadline {
+        if let Some(Ok(m)) = raw.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            bytes += m.payload().map_or(0, <[u8]>::len);
+            seen += 1;
+        }
+    }
+    let raw_secs = first.map_or(f64::NAN, |f| f.elapsed().as_secs_f64());
+    let raw_rate = seen as f64 / raw_secs;
+    drop(raw);
+    println!(
+        "  raw rdkafka consumer {seen} records ({:.1} MiB) in {raw_secs:.2} s: {raw_rate:.0} records/s",
+        bytes as f64 / 1048576.0
+    );
+
+    // herald-consumer, measured from its first handled record to the last.
+    let consumer = process::Service::start(
+        "herald-consumer",
+        &[],
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
+            ("HERALD_TOPIC", topic.clone()),
+            ("HERALD_GROUP_ID", herald_tests::unique("herald")),
+            ("HERALD_KAFKA_PROPERTIES", "max.poll.interval.ms=10000,session.timeout.ms=6000".into()),
+            ("RUST_LOG", "warn".into()),
+        ],
+    );
+    let http = Http::new();
+    let total = args.records as f64;
+    let first = wait_for("the first stored record", Duration::from_secs(120), || async {
+        let t = metrics::sum(&scrape(&http, &consumer).await, "herald_consumer_records_total", &[]);
+        (t > 0.0).then(Instant::now)
+    })
+    .await;
+    wait_for("every record handled", Duration::from_secs(600), || async {
+        let t = metrics::sum(&scrape(&http, &consumer).await, "herald_consumer_records_total", &[]);
+        (t >= total).then_some(())
+    })
+    .await;
+    let secs = first.elapsed().as_secs_f64();
+    let rate = total / secs;
+    let text = scrape(&http, &consumer).await;
+    let stored = metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "stored")]);
+    println!("  herald-consumer      {stored} stored in {secs:.2} s: {rate:.0} records/s (sampled every 50 ms)");
+    println!("  ratio herald : raw   {:.2}", rate / raw_rate);
+    let rss = consumer.rss_bytes().unwrap_or(0);
+    println!(
+        "  consumer RSS         {:.1} MiB holding {stored} notifications for {} users",
+        rss as f64 / 1048576.0,
+        args.users
+    );
+    wait_ready(&http, &consumer, Duration::from_secs(5)).await;
+}
