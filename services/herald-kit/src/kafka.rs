@@ -26,7 +26,8 @@ pub struct KafkaArgs {
     pub kafka_properties: Vec<(String, String)>,
 }
 
-fn parse_property(raw: &str) -> Result<(String, String), String> {
+/// Parses `KEY=VALUE` (surrounding spaces trimmed; the value may contain `=`).
+pub fn parse_property(raw: &str) -> Result<(String, String), String> {
     let (key, value) = raw.split_once('=').ok_or_else(|| format!("`{raw}` is not KEY=VALUE"))?;
     let key = key.trim();
     if key.is_empty() {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use herald_consumer::ConsumerService;
 use herald_consumer::group::GroupStatus;
-use herald_kit::kafka::KafkaArgs;
+use herald_kit::kafka::{KafkaArgs, parse_property};
 use herald_kit::partition::partition_for_user;
 use herald_kit::telemetry::LogArgs;
 use herald_producer::Producer;
@@ -53,8 +53,14 @@ pub struct Args {
     pub consumer_listen: SocketAddr,
 
     /// Extra librdkafka property `KEY=VALUE` for every client. Repeatable.
-    #[arg(long = "kafka-property", env = "HERALD_KAFKA_PROPERTIES", value_name = "KEY=VALUE", value_delimiter = ',')]
-    pub kafka_properties: Vec<String>,
+    #[arg(
+        long = "kafka-property",
+        env = "HERALD_KAFKA_PROPERTIES",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        value_parser = parse_property
+    )]
+    pub kafka_properties: Vec<(String, String)>,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -67,8 +73,6 @@ pub enum Error {
     MockCluster(rdkafka::error::KafkaError),
     #[error("creating topic {topic}: {message}")]
     Topic { topic: String, message: String },
-    #[error("invalid --kafka-property {0:?}: expected KEY=VALUE")]
-    Property(String),
     #[error(
         "listening on {addr}: {source} (is another Herald already running? pick other ports with --producer-listen/--consumer-listen)"
     )]
@@ -88,17 +92,11 @@ enum Kafka {
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     // One process, loopback only: members rejoin within milliseconds, so short group timeouts
     // make startup and rebalances quick. The user's properties come later and win.
-    let local_defaults = ["session.timeout.ms=6000".to_string(), "max.poll.interval.ms=10000".to_string()];
-    let properties = local_defaults
-        .iter()
-        .chain(&args.kafka_properties)
-        .map(|raw| {
-            raw.split_once('=')
-                .filter(|(k, _)| !k.trim().is_empty())
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| Error::Property(raw.clone()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let properties: Vec<(String, String)> = [("session.timeout.ms", "6000"), ("max.poll.interval.ms", "10000")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(args.kafka_properties.iter().cloned())
+        .collect();
 
     let (kafka, bootstrap) = match &args.bootstrap_servers {
         None => {
