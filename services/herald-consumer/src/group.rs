@@ -233,6 +233,9 @@ pub fn subscribe(
         // A new group reads what was sent before it existed.
         ("auto.offset.reset", "earliest"),
         ("statistics.interval.ms", "5000"),
+        // When the pre-fetch queue is full librdkafka pauses fetching for this long (default
+        // 1 s), leaving some partitions idle while others drain; resume quickly instead.
+        ("fetch.queue.backoff.ms", "50"),
         // The poll loop never blocks for long, so a dead member is noticed and a rebalance
         // (which waits up to max.poll.interval.ms for members to rejoin) completes quickly.
         ("session.timeout.ms", "10000"),

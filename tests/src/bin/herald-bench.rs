@@ -43,6 +43,9 @@ struct Args {
     /// Distinct recipients of the consume benchmark.
     #[arg(long, default_value_t = 10_000)]
     users: u64,
+    /// Extra librdkafka property `KEY=VALUE` for herald-consumer in the consume benchmark.
+    #[arg(long = "consumer-property")]
+    consumer_properties: Vec<String>,
 }
 
 #[tokio::main]
@@ -262,7 +265,15 @@ async fn bench_consume(args: &Args) {
             ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
             ("HERALD_TOPIC", topic.clone()),
             ("HERALD_GROUP_ID", herald_tests::unique("herald")),
-            ("HERALD_KAFKA_PROPERTIES", "max.poll.interval.ms=10000,session.timeout.ms=6000".into()),
+            (
+                "HERALD_KAFKA_PROPERTIES",
+                ["max.poll.interval.ms=10000", "session.timeout.ms=6000"]
+                    .iter()
+                    .map(|p| p.to_string())
+                    .chain(args.consumer_properties.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             ("RUST_LOG", "warn".into()),
         ],
     );
