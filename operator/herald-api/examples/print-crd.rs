@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", herald_api::crd_yaml());
+}

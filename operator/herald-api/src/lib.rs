@@ -1,0 +1,351 @@
+//! The `NotificationPipeline` custom resource (`herald.dev/v1alpha1`): what an app team writes to
+//! get a producer, consumers scaled to the topic's partitions and the topic itself.
+//!
+//! Validation lives in the schema (bounds, enums, CEL rules), so the API server rejects a bad
+//! spec with a message before the operator ever sees it.
+
+pub mod labels;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::core::crd::CustomResourceExt;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of Herald's resources.
+pub const GROUP: &str = "herald.dev";
+/// API version of `NotificationPipeline`.
+pub const VERSION: &str = "v1alpha1";
+
+/// A notification pipeline: a Kafka topic, a producer that accepts `POST /send`, and a consumer
+/// group whose members split the topic's partitions.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "herald.dev",
+    version = "v1alpha1",
+    kind = "NotificationPipeline",
+    plural = "notificationpipelines",
+    shortname = "npipe",
+    namespaced,
+    status = "NotificationPipelineStatus",
+    derive = "PartialEq",
+    doc = "A notification pipeline: a Kafka topic, a producer behind POST /send, and consumers scaled up to the topic's partition count.",
+    scale = r#"{"specReplicasPath":".spec.consumer.replicas","statusReplicasPath":".status.consumer.replicas","labelSelectorPath":".status.consumer.selector"}"#,
+    printcolumn = r#"{"name":"Topic","type":"string","jsonPath":".status.topic.name"}"#,
+    printcolumn = r#"{"name":"Partitions","type":"integer","jsonPath":".status.topic.partitions"}"#,
+    printcolumn = r#"{"name":"Consumers","type":"integer","jsonPath":".status.consumer.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Lag","type":"integer","jsonPath":".status.consumer.lag"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new(
+        "(has(self.spec.topic.name) ? self.spec.topic.name : self.metadata.name) == (has(oldSelf.spec.topic.name) ? oldSelf.spec.topic.name : oldSelf.metadata.name)"
+    ).message("spec.topic.name is immutable: a pipeline cannot move to another topic"),
+)]
+#[x_kube(validation = Rule::new("!has(self.consumer.maxReplicas) || self.consumer.maxReplicas <= self.topic.partitions").message("spec.consumer.maxReplicas must not exceed spec.topic.partitions: a consumer without a partition sits idle"))]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationPipelineSpec {
+    /// How to reach the Kafka cluster.
+    pub kafka: KafkaSpec,
+    /// The topic that carries the notifications.
+    #[serde(default)]
+    pub topic: TopicSpec,
+    /// The producer Deployment (`POST /send`).
+    #[serde(default)]
+    pub producer: ProducerSpec,
+    /// The consumer Deployment (`GET /notifications/{userID}`) and how it scales.
+    #[serde(default)]
+    pub consumer: ConsumerSpec,
+}
+
+/// How to reach the Kafka cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSpec {
+    /// Bootstrap servers, comma-separated `host:port` (e.g. `my-cluster-kafka-bootstrap.kafka:9092`).
+    #[schemars(length(min = 1))]
+    pub bootstrap_servers: String,
+    /// The Strimzi `Kafka` cluster the topic belongs to (used when `topic.management` is `Strimzi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ref: Option<ClusterRef>,
+    /// Extra librdkafka properties for every client of this pipeline (TLS, SASL, timeouts).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A Strimzi `Kafka` cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRef {
+    /// Name of the `Kafka` resource.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Namespace of the `Kafka` resource; defaults to the pipeline's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// The topic that carries the notifications.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.partitions >= oldSelf.partitions").message("spec.topic.partitions may grow but never shrink: Kafka cannot remove partitions"))]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSpec {
+    /// Kafka topic name; defaults to the pipeline's name. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
+    pub name: Option<String>,
+    /// Number of partitions (1 to 1000). May grow, never shrink. Consumers scale up to this count.
+    #[serde(default = "default_partitions")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub partitions: i32,
+    /// Replication factor (1 to 32767).
+    #[serde(default = "default_topic_replicas")]
+    #[schemars(range(min = 1, max = 32767))]
+    pub replicas: i32,
+    /// Topic configuration, e.g. `retention.ms: "604800000"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Who creates the topic: `Strimzi` (a KafkaTopic), `Admin` (the operator, with the Kafka
+    /// Admin API) or `External` (it must already exist).
+    #[serde(default)]
+    pub management: TopicManagement,
+    /// What happens to the topic when the pipeline is deleted: `Retain` or `Delete`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+impl Default for TopicSpec {
+    fn default() -> Self {
+        Self {
+            name: None,
+            partitions: default_partitions(),
+            replicas: default_topic_replicas(),
+            config: BTreeMap::new(),
+            management: TopicManagement::default(),
+            deletion_policy: DeletionPolicy::default(),
+        }
+    }
+}
+
+fn default_partitions() -> i32 {
+    6
+}
+
+fn default_topic_replicas() -> i32 {
+    3
+}
+
+/// Who creates and owns the topic.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TopicManagement {
+    /// A Strimzi `KafkaTopic` in the cluster's namespace.
+    #[default]
+    Strimzi,
+    /// The operator creates the topic with the Kafka Admin API.
+    Admin,
+    /// The topic must already exist; the operator only checks it.
+    External,
+}
+
+/// What happens to the topic when the pipeline is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep the topic and its records.
+    #[default]
+    Retain,
+    /// Delete the topic with the pipeline.
+    Delete,
+}
+
+/// A key in a Secret or ConfigMap of the pipeline's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct KeyRef {
+    /// Name of the Secret or ConfigMap.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key within it.
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+/// The producer Deployment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerSpec {
+    /// Container image; the operator's `--producer-image` when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Number of producer pods.
+    #[serde(default = "default_producer_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// CPU and memory requests and limits of the producer container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Secret key holding the bearer token `POST /send` requires; no token is required when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token_secret_ref: Option<KeyRef>,
+    /// ConfigMap key holding the user directory (`[{"id":1,"name":"Emma"}, ...]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_config_map_ref: Option<KeyRef>,
+}
+
+impl Default for ProducerSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            replicas: default_producer_replicas(),
+            resources: None,
+            auth_token_secret_ref: None,
+            users_config_map_ref: None,
+        }
+    }
+}
+
+fn default_producer_replicas() -> i32 {
+    1
+}
+
+/// The consumer Deployment and how it scales.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("spec.consumer.minReplicas must not exceed spec.consumer.maxReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerSpec {
+    /// Container image; the operator's `--consumer-image` when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Consumer group id; defaults to `<pipeline name>-consumers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub group_id: Option<String>,
+    /// A fixed number of consumers (capped at the partition count). When not set, consumers
+    /// scale between minReplicas and maxReplicas with the lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+    /// Fewest consumers when scaling with the lag.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// Most consumers when scaling with the lag; defaults to the partition count and may not exceed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_replicas: Option<i32>,
+    /// Records of lag one consumer is expected to absorb.
+    #[serde(default = "default_lag_threshold")]
+    #[schemars(range(min = 1))]
+    pub lag_threshold: i64,
+    /// How long the desired count must stay lower before consumers are removed.
+    #[serde(default = "default_stabilization")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub scale_down_stabilization_seconds: i32,
+    /// Notifications each consumer keeps per user (the newest).
+    #[serde(default = "default_max_per_user")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_notifications_per_user: i32,
+    /// CPU and memory requests and limits of the consumer container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Default for ConsumerSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            group_id: None,
+            replicas: None,
+            min_replicas: default_min_replicas(),
+            max_replicas: None,
+            lag_threshold: default_lag_threshold(),
+            scale_down_stabilization_seconds: default_stabilization(),
+            max_notifications_per_user: default_max_per_user(),
+            resources: None,
+        }
+    }
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+
+fn default_lag_threshold() -> i64 {
+    1000
+}
+
+fn default_stabilization() -> i32 {
+    300
+}
+
+fn default_max_per_user() -> i32 {
+    100
+}
+
+/// What the operator observed and did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationPipelineStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `TopicReady`, `ProducerAvailable`, `ConsumersAvailable` and the scaling conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The topic as Kafka reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<TopicStatus>,
+    /// The producer Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<ProducerStatus>,
+    /// The consumer Deployment and its scaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<ConsumerStatus>,
+}
+
+/// The topic as Kafka reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct TopicStatus {
+    /// Kafka topic name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: i32,
+}
+
+/// The producer Deployment.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerStatus {
+    /// Pods the Deployment runs.
+    pub replicas: i32,
+    /// Pods that are ready.
+    pub ready_replicas: i32,
+}
+
+/// The consumer Deployment and its scaling.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStatus {
+    /// Consumers the Deployment runs (the scale subresource's status replicas).
+    pub replicas: i32,
+    /// Consumers that are ready.
+    pub ready_replicas: i32,
+    /// Consumers the operator wants: the request, capped at the partition count.
+    pub desired_replicas: i32,
+    /// Total records of lag of the consumer group.
+    #[serde(default)]
+    pub lag: i64,
+    /// Label selector of the consumer pods (for the scale subresource).
+    #[serde(default)]
+    pub selector: String,
+    /// When the consumer count last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<Time>,
+}
+
+/// The CRD as YAML, as `herald-operator crd` prints it and `deploy/crds/` holds it.
+pub fn crd_yaml() -> String {
+    let crd = NotificationPipeline::crd();
+    // Serializing a CRD (plain maps, strings and numbers) cannot fail.
+    serde_yaml::to_string(&crd).unwrap_or_default()
+}

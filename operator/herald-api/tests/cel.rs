@@ -1,0 +1,149 @@
+//! The CRD's CEL rules, evaluated offline the way the API server evaluates them: every rule is
+//! read from the generated schema and run at its place in the object, with `self` (and, on
+//! updates, `oldSelf`) bound as the API server binds them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use herald_api::{NotificationPipeline, NotificationPipelineSpec};
+use kube::core::crd::CustomResourceExt;
+
+struct Rule {
+    path: Vec<String>,
+    rule: String,
+    message: String,
+}
+
+/// Every `x-kubernetes-validations` rule of the schema, with the object path it applies to.
+fn rules() -> Vec<Rule> {
+    fn walk(path: &[String], schema: &serde_json::Value, out: &mut Vec<Rule>) {
+        if let Some(list) = schema.get("x-kubernetes-validations").and_then(|v| v.as_array()) {
+            for r in list {
+                out.push(Rule {
+                    path: path.to_vec(),
+                    rule: r["rule"].as_str().unwrap().to_string(),
+                    message: r["message"].as_str().unwrap_or_default().to_string(),
+                });
+            }
+        }
+        if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+            for (name, prop) in props {
+                let mut here = path.to_vec();
+                here.push(name.clone());
+                walk(&here, prop, out);
+            }
+        }
+    }
+    let crd = serde_json::to_value(NotificationPipeline::crd()).unwrap();
+    let mut out = Vec::new();
+    walk(&[], &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], &mut out);
+    out
+}
+
+fn at<'a>(doc: &'a serde_json::Value, path: &[String]) -> Option<&'a serde_json::Value> {
+    path.iter().try_fold(doc, |v, k| v.get(k))
+}
+
+/// The messages of the rules `new` breaks (given `old` on an update).
+fn violations(old: Option<&NotificationPipeline>, new: &NotificationPipeline) -> Vec<String> {
+    let new_doc = serde_json::to_value(new).unwrap();
+    let old_doc = old.map(|o| serde_json::to_value(o).unwrap());
+    let mut broken = Vec::new();
+    for r in rules() {
+        let Some(this) = at(&new_doc, &r.path) else { continue };
+        let transition = r.rule.contains("oldSelf");
+        let mut ctx = cel::Context::default();
+        ctx.add_variable("self", this.clone()).unwrap();
+        if transition {
+            // Transition rules only run on updates, when the old value exists.
+            let Some(prev) = old_doc.as_ref().and_then(|d| at(d, &r.path)) else { continue };
+            ctx.add_variable("oldSelf", prev.clone()).unwrap();
+        }
+        let program =
+            cel::Program::compile(&r.rule).unwrap_or_else(|e| panic!("rule {:?} does not parse: {e:?}", r.rule));
+        match program.execute(&ctx) {
+            Ok(cel::Value::Bool(true)) => {}
+            Ok(cel::Value::Bool(false)) => broken.push(r.message.clone()),
+            other => panic!("rule {:?} at {:?} did not evaluate to a bool: {other:?}", r.rule, r.path),
+        }
+    }
+    broken
+}
+
+fn mk(name: &str, f: impl FnOnce(&mut NotificationPipelineSpec)) -> NotificationPipeline {
+    let mut spec: NotificationPipelineSpec = serde_json::from_value(serde_json::json!({
+        "kafka": {"bootstrapServers": "kafka:9092"}
+    }))
+    .unwrap();
+    f(&mut spec);
+    NotificationPipeline::new(name, spec)
+}
+
+fn assert_rejected(old: Option<&NotificationPipeline>, new: &NotificationPipeline, message: &str) {
+    let v = violations(old, new);
+    assert!(v.iter().any(|m| m.contains(message)), "expected {message:?}, got {v:?}");
+}
+
+fn assert_accepted(old: Option<&NotificationPipeline>, new: &NotificationPipeline) {
+    let v = violations(old, new);
+    assert!(v.is_empty(), "unexpected violations {v:?}");
+}
+
+#[test]
+fn every_rule_is_found() {
+    assert_eq!(rules().len(), 4, "root, spec, spec.topic and spec.consumer each carry one rule");
+}
+
+#[test]
+fn partitions_may_grow_but_never_shrink() {
+    let six = mk("social", |_| {});
+    let twelve = mk("social", |s| s.topic.partitions = 12);
+    assert_accepted(None, &six);
+    assert_accepted(Some(&six), &twelve);
+    assert_accepted(Some(&twelve), &twelve);
+    assert_rejected(Some(&twelve), &six, "may grow but never shrink");
+}
+
+#[test]
+fn the_topic_name_is_immutable() {
+    let defaulted = mk("social", |_| {});
+    let same_explicit = mk("social", |s| s.topic.name = Some("social".into()));
+    let other = mk("social", |s| s.topic.name = Some("other".into()));
+    assert_accepted(None, &other);
+    assert_accepted(Some(&defaulted), &same_explicit);
+    assert_accepted(Some(&same_explicit), &defaulted);
+    assert_rejected(Some(&defaulted), &other, "spec.topic.name is immutable");
+    assert_rejected(Some(&other), &defaulted, "spec.topic.name is immutable");
+}
+
+#[test]
+fn min_replicas_may_not_exceed_max_replicas() {
+    assert_rejected(
+        None,
+        &mk("p", |s| {
+            s.consumer.min_replicas = 3;
+            s.consumer.max_replicas = Some(2);
+        }),
+        "minReplicas must not exceed",
+    );
+    assert_accepted(None, &mk("p", |s| s.consumer.min_replicas = 3));
+    assert_accepted(
+        None,
+        &mk("p", |s| {
+            s.consumer.min_replicas = 2;
+            s.consumer.max_replicas = Some(2);
+        }),
+    );
+}
+
+#[test]
+fn max_replicas_may_not_exceed_partitions_but_fixed_replicas_may() {
+    assert_rejected(
+        None,
+        &mk("p", |s| s.consumer.max_replicas = Some(7)),
+        "maxReplicas must not exceed spec.topic.partitions",
+    );
+    assert_accepted(None, &mk("p", |s| s.consumer.max_replicas = Some(6)));
+    // A fixed count above the partitions is accepted (autoscalers writing the scale
+    // subresource must never fail) and capped by the operator.
+    assert_accepted(None, &mk("p", |s| s.consumer.replicas = Some(10)));
+}

@@ -1,0 +1,162 @@
+//! The CRD as users and the API server see it: the committed YAML matches the types, the API
+//! contract holds, the examples validate and bad specs are rejected with a readable reason.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use herald_api::{NotificationPipeline, TopicManagement, crd_yaml};
+use kube::core::crd::CustomResourceExt;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn committed_crd_matches_the_types() {
+    let path = repo().join("deploy/crds/notificationpipelines.herald.dev.yaml");
+    let committed = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        committed == crd_yaml(),
+        "{} is out of date; regenerate it with\n  cargo run -q -p herald-api --example print-crd > deploy/crds/notificationpipelines.herald.dev.yaml",
+        path.display()
+    );
+}
+
+#[test]
+fn api_contract() {
+    let crd = serde_json::to_value(NotificationPipeline::crd()).unwrap();
+    let spec = &crd["spec"];
+    assert_eq!(spec["group"], "herald.dev");
+    assert_eq!(spec["scope"], "Namespaced");
+    assert_eq!(spec["names"]["kind"], "NotificationPipeline");
+    assert_eq!(spec["names"]["plural"], "notificationpipelines");
+    assert_eq!(spec["names"]["shortNames"], serde_json::json!(["npipe"]));
+    let version = &spec["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    let scale = &version["subresources"]["scale"];
+    assert_eq!(scale["specReplicasPath"], ".spec.consumer.replicas");
+    assert_eq!(scale["statusReplicasPath"], ".status.consumer.replicas");
+    assert_eq!(scale["labelSelectorPath"], ".status.consumer.selector");
+    let columns: Vec<&str> =
+        version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(columns, ["Topic", "Partitions", "Consumers", "Lag", "Ready", "Age"]);
+    let text = crd_yaml();
+    for message in [
+        "spec.topic.partitions may grow but never shrink",
+        "spec.topic.name is immutable",
+        "spec.consumer.minReplicas must not exceed spec.consumer.maxReplicas",
+        "spec.consumer.maxReplicas must not exceed spec.topic.partitions",
+    ] {
+        assert!(text.contains(message), "missing CEL rule: {message}");
+    }
+}
+
+#[test]
+fn every_field_has_a_description() {
+    fn walk(path: &str, schema: &serde_json::Value, missing: &mut Vec<String>) {
+        if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+            for (name, prop) in props {
+                let here = format!("{path}.{name}");
+                if prop.get("description").is_none() {
+                    missing.push(here.clone());
+                }
+                walk(&here, prop, missing);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            walk(&format!("{path}[]"), items, missing);
+        }
+    }
+    let crd = serde_json::to_value(NotificationPipeline::crd()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
+    let mut missing = Vec::new();
+    walk("spec", &schema["spec"], &mut missing);
+    walk("status", &schema["status"], &mut missing);
+    assert!(missing.is_empty(), "fields without a description: {missing:?}");
+}
+
+fn validator() -> jsonschema::Validator {
+    let crd = serde_json::to_value(NotificationPipeline::crd()).unwrap();
+    let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+fn examples() -> Vec<(PathBuf, serde_json::Value)> {
+    let mut found: Vec<_> = std::fs::read_dir(repo().join("deploy/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .filter_map(|p| {
+            let doc: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            (doc["kind"] == "NotificationPipeline").then_some((p, doc))
+        })
+        .collect()
+}
+
+#[test]
+fn the_examples_validate_and_deserialize() {
+    let v = validator();
+    let found = examples();
+    assert!(found.len() >= 3, "{found:?}");
+    for (path, doc) in found {
+        let errors: Vec<String> = v.iter_errors(&doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        let pipeline: NotificationPipeline = serde_json::from_value(doc).unwrap();
+        assert!(!pipeline.spec.kafka.bootstrap_servers.is_empty());
+    }
+}
+
+#[test]
+fn a_minimal_spec_gets_the_documented_defaults() {
+    let doc = examples().into_iter().find(|(p, _)| p.ends_with("minimal.yaml")).unwrap().1;
+    let p: NotificationPipeline = serde_json::from_value(doc).unwrap();
+    assert_eq!(p.spec.topic.partitions, 6);
+    assert_eq!(p.spec.topic.replicas, 3);
+    assert_eq!(p.spec.topic.management, TopicManagement::Strimzi);
+    assert_eq!(p.spec.producer.replicas, 1);
+    assert_eq!(p.spec.consumer.replicas, None);
+    assert_eq!(p.spec.consumer.min_replicas, 1);
+    assert_eq!(p.spec.consumer.lag_threshold, 1000);
+    assert_eq!(p.spec.consumer.scale_down_stabilization_seconds, 300);
+    assert_eq!(p.spec.consumer.max_notifications_per_user, 100);
+}
+
+#[test]
+fn invalid_specs_are_rejected_by_the_schema() {
+    let v = validator();
+    let base = examples().into_iter().find(|(p, _)| p.ends_with("minimal.yaml")).unwrap().1;
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        ("partitions 0", serde_json::json!({"topic": {"partitions": 0}}), "/spec/topic/partitions"),
+        ("partitions above 1000", serde_json::json!({"topic": {"partitions": 1001}}), "/spec/topic/partitions"),
+        ("negative producer replicas", serde_json::json!({"producer": {"replicas": -1}}), "/spec/producer/replicas"),
+        ("negative consumer replicas", serde_json::json!({"consumer": {"replicas": -2}}), "/spec/consumer/replicas"),
+        ("unknown management", serde_json::json!({"topic": {"management": "Manual"}}), "/spec/topic/management"),
+        (
+            "unknown deletion policy",
+            serde_json::json!({"topic": {"deletionPolicy": "Archive"}}),
+            "/spec/topic/deletionPolicy",
+        ),
+        ("replication factor 0", serde_json::json!({"topic": {"replicas": 0}}), "/spec/topic/replicas"),
+        ("bad topic name", serde_json::json!({"topic": {"name": "no spaces allowed"}}), "/spec/topic/name"),
+        ("lag threshold 0", serde_json::json!({"consumer": {"lagThreshold": 0}}), "/spec/consumer/lagThreshold"),
+        (
+            "empty bootstrap servers",
+            serde_json::json!({"kafka": {"bootstrapServers": ""}}),
+            "/spec/kafka/bootstrapServers",
+        ),
+        ("missing bootstrap servers", serde_json::json!({"kafka": {}}), "/spec/kafka"),
+    ];
+    for (what, patch, path) in cases {
+        let mut doc = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            doc["spec"][k] = v.clone();
+        }
+        let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.instance_path().to_string()).collect();
+        assert!(errors.iter().any(|p| p == path), "{what}: expected an error at {path}, got {errors:?}");
+    }
+}
