@@ -18,7 +18,7 @@ fn committed_crd_matches_the_types() {
     let committed = std::fs::read_to_string(&path).unwrap();
     assert!(
         committed == crd_yaml(),
-        "{} is out of date; regenerate it with\n  cargo run -q -p herald-api --example print-crd > deploy/crds/notificationpipelines.herald.dev.yaml",
+        "{} is out of date; regenerate it with\n  cargo run -q -p herald-operator -- crd > deploy/crds/notificationpipelines.herald.dev.yaml",
         path.display()
     );
 }

@@ -1,3 +1,0 @@
-fn main() {
-    print!("{}", herald_api::crd_yaml());
-}

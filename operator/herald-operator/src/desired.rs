@@ -1,0 +1,380 @@
+//! What a pipeline becomes, as typed objects: pure functions of the validated pipeline and the
+//! operator's defaults. They never touch a client.
+
+use std::collections::BTreeMap;
+
+use herald_api::NotificationPipeline;
+use herald_api::labels::{self, Component};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+
+/// The producer's HTTP port (`POST /send`, `/metrics`, probes).
+pub const PRODUCER_PORT: i32 = 8080;
+/// The consumer's HTTP port (`GET /notifications/{userID}`, `/metrics`, probes).
+pub const CONSUMER_PORT: i32 = 8081;
+/// The name of the container port that also serves `/metrics`.
+pub const HTTP_PORT_NAME: &str = "http";
+const AUTH_DIR: &str = "/etc/herald/auth";
+const USERS_DIR: &str = "/etc/herald/users";
+const NON_ROOT_UID: i64 = 65532;
+
+/// Images used when a pipeline names none (the operator's `--producer-image`/`--consumer-image`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Images {
+    pub producer: String,
+    pub consumer: String,
+}
+
+/// Why a pipeline cannot be turned into objects; each is permanent until the spec changes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    #[error("the pipeline has no {0} yet")]
+    MissingMetadata(&'static str),
+    #[error(
+        "spec.kafka.properties.{key}: values may not contain a comma (the services read the properties as a comma-separated list)"
+    )]
+    CommaInProperty { key: String },
+}
+
+/// How many consumers to run, and whether a request was capped at the partition count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerReplicas {
+    pub desired: i32,
+    pub requested: i32,
+    pub capped: bool,
+}
+
+/// `spec.consumer.replicas` when set, otherwise one consumer per partition; never more than the
+/// partitions, since a consumer without a partition sits idle.
+pub fn consumer_replicas(pipeline: &NotificationPipeline, partitions: i32) -> ConsumerReplicas {
+    let requested = pipeline.spec.consumer.replicas.unwrap_or(partitions);
+    let desired = requested.min(partitions.max(1));
+    ConsumerReplicas { desired, requested, capped: requested > desired }
+}
+
+/// The Kafka topic name: `spec.topic.name`, else the pipeline's name.
+pub fn topic_name(pipeline: &NotificationPipeline) -> String {
+    pipeline.spec.topic.name.clone().unwrap_or_else(|| pipeline.metadata.name.clone().unwrap_or_default())
+}
+
+/// The consumer group: `spec.consumer.groupId`, else `<name>-consumers`.
+pub fn group_id(pipeline: &NotificationPipeline) -> String {
+    pipeline
+        .spec
+        .consumer
+        .group_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-consumers", pipeline.metadata.name.as_deref().unwrap_or_default()))
+}
+
+/// The objects of one pipeline, in the order they are applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Children {
+    pub producer_deployment: Deployment,
+    pub producer_service: Service,
+    pub consumer_deployment: Deployment,
+    pub consumer_service: Service,
+    pub consumer_headless_service: Service,
+    pub consumer_pdb: PodDisruptionBudget,
+}
+
+/// Builds every child of `pipeline` for a topic of `partitions` partitions.
+pub fn children(pipeline: &NotificationPipeline, images: &Images, partitions: i32) -> Result<Children, BuildError> {
+    let name = pipeline.metadata.name.as_deref().ok_or(BuildError::MissingMetadata("name"))?;
+    let owner = pipeline.controller_owner_ref(&()).ok_or(BuildError::MissingMetadata("uid"))?;
+    if pipeline.metadata.namespace.is_none() {
+        return Err(BuildError::MissingMetadata("namespace"));
+    }
+    let kafka_properties = kafka_properties(pipeline)?;
+    let replicas = consumer_replicas(pipeline, partitions);
+    Ok(Children {
+        producer_deployment: producer_deployment(pipeline, name, &owner, images, &kafka_properties),
+        producer_service: service(pipeline, name, &owner, Component::Producer, PRODUCER_PORT, false),
+        consumer_deployment: consumer_deployment(pipeline, name, &owner, images, &kafka_properties, replicas.desired),
+        consumer_service: service(pipeline, name, &owner, Component::Consumer, CONSUMER_PORT, false),
+        consumer_headless_service: service(pipeline, name, &owner, Component::Consumer, CONSUMER_PORT, true),
+        consumer_pdb: consumer_pdb(pipeline, name, &owner),
+    })
+}
+
+fn kafka_properties(pipeline: &NotificationPipeline) -> Result<String, BuildError> {
+    let props = &pipeline.spec.kafka.properties;
+    if let Some((key, _)) = props.iter().find(|(_, v)| v.contains(',')) {
+        return Err(BuildError::CommaInProperty { key: key.clone() });
+    }
+    Ok(props.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+}
+
+fn meta(pipeline: &NotificationPipeline, name: String, owner: &OwnerReference, component: Component) -> ObjectMeta {
+    let pipeline_name = pipeline.metadata.name.as_deref().unwrap_or_default();
+    ObjectMeta {
+        name: Some(name),
+        namespace: pipeline.metadata.namespace.clone(),
+        labels: Some(labels::labels(pipeline_name, component)),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.to_string(), value: Some(value.into()), ..EnvVar::default() }
+}
+
+fn probe(path: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String(HTTP_PORT_NAME.to_string()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        ..Probe::default()
+    }
+}
+
+/// Runs under the `restricted` Pod Security Standard.
+fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), ..Capabilities::default() }),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), ..SeccompProfile::default() }),
+        ..SecurityContext::default()
+    }
+}
+
+fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(NON_ROOT_UID),
+        run_as_group: Some(NON_ROOT_UID),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), ..SeccompProfile::default() }),
+        ..PodSecurityContext::default()
+    }
+}
+
+struct Workload {
+    component: Component,
+    image: String,
+    port: i32,
+    env: Vec<EnvVar>,
+    volumes: Vec<Volume>,
+    mounts: Vec<VolumeMount>,
+    resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    replicas: i32,
+}
+
+fn deployment(pipeline: &NotificationPipeline, name: &str, owner: &OwnerReference, w: Workload) -> Deployment {
+    let container = Container {
+        name: w.component.as_str().to_string(),
+        image: Some(w.image),
+        ports: Some(vec![ContainerPort {
+            name: Some(HTTP_PORT_NAME.to_string()),
+            container_port: w.port,
+            protocol: Some("TCP".to_string()),
+            ..ContainerPort::default()
+        }]),
+        env: Some(w.env),
+        liveness_probe: Some(probe("/healthz", 10)),
+        readiness_probe: Some(probe("/readyz", 5)),
+        resources: w.resources,
+        security_context: Some(restricted_container()),
+        volume_mounts: (!w.mounts.is_empty()).then_some(w.mounts),
+        ..Container::default()
+    };
+    let selector = labels::selector(name, w.component);
+    Deployment {
+        metadata: meta(pipeline, labels::child_name(name, w.component), owner, w.component),
+        spec: Some(DeploymentSpec {
+            replicas: Some(w.replicas),
+            selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels::labels(name, w.component)), ..ObjectMeta::default() }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(restricted_pod()),
+                    automount_service_account_token: Some(false),
+                    // Consumers commit and leave the group on SIGTERM; give them the time to.
+                    termination_grace_period_seconds: Some(30),
+                    volumes: (!w.volumes.is_empty()).then_some(w.volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+fn common_env(pipeline: &NotificationPipeline, port: i32, kafka_properties: &str) -> Vec<EnvVar> {
+    let mut env_vars = vec![
+        env("KAFKA_BOOTSTRAP_SERVERS", pipeline.spec.kafka.bootstrap_servers.clone()),
+        env("HERALD_TOPIC", topic_name(pipeline)),
+        env("HERALD_LISTEN", format!("0.0.0.0:{port}")),
+        env("HERALD_LOG_FORMAT", "json"),
+    ];
+    if !kafka_properties.is_empty() {
+        env_vars.push(env("HERALD_KAFKA_PROPERTIES", kafka_properties));
+    }
+    env_vars
+}
+
+fn producer_deployment(
+    pipeline: &NotificationPipeline,
+    name: &str,
+    owner: &OwnerReference,
+    images: &Images,
+    kafka_properties: &str,
+) -> Deployment {
+    let spec = &pipeline.spec.producer;
+    let mut env_vars = common_env(pipeline, PRODUCER_PORT, kafka_properties);
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    if let Some(secret) = &spec.auth_token_secret_ref {
+        env_vars.push(env("HERALD_AUTH_TOKEN_FILE", format!("{AUTH_DIR}/token")));
+        volumes.push(Volume {
+            name: "auth-token".to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                items: Some(vec![KeyToPath { key: secret.key.clone(), path: "token".to_string(), mode: None }]),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "auth-token".to_string(),
+            mount_path: AUTH_DIR.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    if let Some(config_map) = &spec.users_config_map_ref {
+        env_vars.push(env("HERALD_USERS_FILE", format!("{USERS_DIR}/users.json")));
+        volumes.push(Volume {
+            name: "users".to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map.name.clone(),
+                items: Some(vec![KeyToPath {
+                    key: config_map.key.clone(),
+                    path: "users.json".to_string(),
+                    mode: None,
+                }]),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "users".to_string(),
+            mount_path: USERS_DIR.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    deployment(
+        pipeline,
+        name,
+        owner,
+        Workload {
+            component: Component::Producer,
+            image: spec.image.clone().unwrap_or_else(|| images.producer.clone()),
+            port: PRODUCER_PORT,
+            env: env_vars,
+            volumes,
+            mounts,
+            resources: spec.resources.clone(),
+            replicas: spec.replicas,
+        },
+    )
+}
+
+fn consumer_deployment(
+    pipeline: &NotificationPipeline,
+    name: &str,
+    owner: &OwnerReference,
+    images: &Images,
+    kafka_properties: &str,
+    replicas: i32,
+) -> Deployment {
+    let spec = &pipeline.spec.consumer;
+    let mut env_vars = common_env(pipeline, CONSUMER_PORT, kafka_properties);
+    env_vars.push(env("HERALD_GROUP_ID", group_id(pipeline)));
+    env_vars.push(env("HERALD_MAX_PER_USER", spec.max_notifications_per_user.to_string()));
+    deployment(
+        pipeline,
+        name,
+        owner,
+        Workload {
+            component: Component::Consumer,
+            image: spec.image.clone().unwrap_or_else(|| images.consumer.clone()),
+            port: CONSUMER_PORT,
+            env: env_vars,
+            volumes: Vec::new(),
+            mounts: Vec::new(),
+            resources: spec.resources.clone(),
+            replicas,
+        },
+    )
+}
+
+fn service(
+    pipeline: &NotificationPipeline,
+    name: &str,
+    owner: &OwnerReference,
+    component: Component,
+    port: i32,
+    headless: bool,
+) -> Service {
+    let mut service_name = labels::child_name(name, component);
+    if headless {
+        service_name.push_str("-headless");
+    }
+    Service {
+        metadata: meta(pipeline, service_name, owner, component),
+        spec: Some(ServiceSpec {
+            selector: Some(labels::selector(name, component)),
+            ports: Some(vec![ServicePort {
+                name: Some(HTTP_PORT_NAME.to_string()),
+                port,
+                target_port: Some(IntOrString::String(HTTP_PORT_NAME.to_string())),
+                protocol: Some("TCP".to_string()),
+                ..ServicePort::default()
+            }]),
+            // Pods addressable one by one, ready or not (consumers find each other through it).
+            cluster_ip: headless.then(|| "None".to_string()),
+            publish_not_ready_addresses: headless.then_some(true),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn consumer_pdb(pipeline: &NotificationPipeline, name: &str, owner: &OwnerReference) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(pipeline, labels::child_name(name, Component::Consumer), owner, Component::Consumer),
+        spec: Some(PodDisruptionBudgetSpec {
+            // One consumer at a time: each eviction is a rebalance.
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(labels::selector(name, Component::Consumer)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+/// The env vars of a container as a map, for tests and diagnostics.
+pub fn env_map(container: &Container) -> BTreeMap<String, String> {
+    container.env.iter().flatten().filter_map(|e| Some((e.name.clone(), e.value.clone()?))).collect()
+}

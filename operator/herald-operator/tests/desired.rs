@@ -1,0 +1,205 @@
+//! The desired objects of a few pipelines: defaults, fixed and capped replicas, topic naming,
+//! the auth Secret and the users ConfigMap.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use herald_api::NotificationPipeline;
+use herald_operator::desired::{BuildError, Children, Images, children, consumer_replicas, env_map};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Container;
+
+fn images() -> Images {
+    Images { producer: "herald/producer:1".into(), consumer: "herald/consumer:1".into() }
+}
+
+fn mk(spec: serde_json::Value) -> NotificationPipeline {
+    let mut p: NotificationPipeline = serde_json::from_value(serde_json::json!({
+        "apiVersion": "herald.dev/v1alpha1",
+        "kind": "NotificationPipeline",
+        "metadata": {"name": "social", "namespace": "apps", "uid": "1234-5678"},
+        "spec": spec,
+    }))
+    .unwrap();
+    p.metadata.generation = Some(1);
+    p
+}
+
+fn minimal() -> NotificationPipeline {
+    mk(serde_json::json!({"kafka": {"bootstrapServers": "kafka:9092"}}))
+}
+
+fn container(d: &Deployment) -> &Container {
+    &d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+}
+
+fn replicas(d: &Deployment) -> i32 {
+    d.spec.as_ref().unwrap().replicas.unwrap()
+}
+
+fn build(p: &NotificationPipeline, partitions: i32) -> Children {
+    children(p, &images(), partitions).unwrap()
+}
+
+#[test]
+fn defaults() {
+    let c = build(&minimal(), 6);
+    assert_eq!(c.producer_deployment.metadata.name.as_deref(), Some("social-producer"));
+    assert_eq!(c.consumer_deployment.metadata.name.as_deref(), Some("social-consumer"));
+    assert_eq!(c.consumer_headless_service.metadata.name.as_deref(), Some("social-consumer-headless"));
+    assert_eq!(replicas(&c.producer_deployment), 1);
+    assert_eq!(replicas(&c.consumer_deployment), 6, "one consumer per partition");
+
+    let producer = container(&c.producer_deployment);
+    assert_eq!(producer.image.as_deref(), Some("herald/producer:1"));
+    let env = env_map(producer);
+    assert_eq!(env["KAFKA_BOOTSTRAP_SERVERS"], "kafka:9092");
+    assert_eq!(env["HERALD_TOPIC"], "social");
+    assert_eq!(env["HERALD_LISTEN"], "0.0.0.0:8080");
+    assert!(!env.contains_key("HERALD_AUTH_TOKEN_FILE") && !env.contains_key("HERALD_USERS_FILE"));
+
+    let consumer = container(&c.consumer_deployment);
+    assert_eq!(consumer.image.as_deref(), Some("herald/consumer:1"));
+    let env = env_map(consumer);
+    assert_eq!(env["HERALD_GROUP_ID"], "social-consumers");
+    assert_eq!(env["HERALD_LISTEN"], "0.0.0.0:8081");
+    assert_eq!(env["HERALD_MAX_PER_USER"], "100");
+    assert_eq!(consumer.ports.as_ref().unwrap()[0].name.as_deref(), Some("http"));
+    assert_eq!(consumer.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
+    assert_eq!(consumer.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
+
+    // Labels, selectors and ownership.
+    let labels = c.consumer_deployment.metadata.labels.as_ref().unwrap();
+    for (k, v) in [
+        ("app.kubernetes.io/name", "herald"),
+        ("app.kubernetes.io/instance", "social"),
+        ("app.kubernetes.io/component", "consumer"),
+        ("app.kubernetes.io/managed-by", "herald-operator"),
+        ("app.kubernetes.io/part-of", "herald"),
+    ] {
+        assert_eq!(labels.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    let selector = c.consumer_service.spec.as_ref().unwrap().selector.as_ref().unwrap();
+    assert_eq!(selector.get("app.kubernetes.io/component").map(String::as_str), Some("consumer"));
+    assert!(!selector.contains_key("app.kubernetes.io/managed-by"), "selectors stay minimal and stable");
+    for meta in [
+        &c.producer_deployment.metadata,
+        &c.producer_service.metadata,
+        &c.consumer_deployment.metadata,
+        &c.consumer_service.metadata,
+        &c.consumer_headless_service.metadata,
+        &c.consumer_pdb.metadata,
+    ] {
+        assert_eq!(meta.namespace.as_deref(), Some("apps"));
+        let owner = &meta.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+            ("NotificationPipeline", "social", "1234-5678")
+        );
+        assert_eq!(owner.controller, Some(true));
+    }
+    let headless = c.consumer_headless_service.spec.as_ref().unwrap();
+    assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(c.producer_service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port, 8080);
+    assert_eq!(c.consumer_service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port, 8081);
+}
+
+#[test]
+fn pods_run_under_the_restricted_pod_security_standard() {
+    let c = build(&minimal(), 6);
+    for d in [&c.producer_deployment, &c.consumer_deployment] {
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let psc = pod.security_context.as_ref().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        let sc = container(d).security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert!(sc.privileged.is_none() && sc.capabilities.as_ref().unwrap().add.is_none());
+    }
+}
+
+#[test]
+fn fixed_and_capped_consumer_replicas() {
+    let fixed = mk(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "consumer": {"replicas": 3}}));
+    assert_eq!(replicas(&build(&fixed, 6).consumer_deployment), 3);
+    let r = consumer_replicas(&fixed, 6);
+    assert!(!r.capped);
+
+    let over = mk(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "consumer": {"replicas": 10}}));
+    assert_eq!(replicas(&build(&over, 6).consumer_deployment), 6, "never more consumers than partitions");
+    let r = consumer_replicas(&over, 6);
+    assert_eq!((r.desired, r.requested, r.capped), (6, 10, true));
+
+    // The cap follows the topic's actual partition count.
+    assert_eq!(replicas(&build(&minimal(), 12).consumer_deployment), 12);
+    let zero = mk(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "consumer": {"replicas": 0}}));
+    assert_eq!(replicas(&build(&zero, 6).consumer_deployment), 0, "scaled to zero on request");
+}
+
+#[test]
+fn topic_group_images_and_properties_from_the_spec() {
+    let p = mk(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092", "properties": {"security.protocol": "SSL", "socket.timeout.ms": "30000"}},
+        "topic": {"name": "social-events", "management": "Admin", "partitions": 3},
+        "producer": {"image": "custom/producer:2", "replicas": 2},
+        "consumer": {"image": "custom/consumer:2", "groupId": "readers", "maxNotificationsPerUser": 7},
+    }));
+    let c = build(&p, 3);
+    let producer = env_map(container(&c.producer_deployment));
+    assert_eq!(producer["HERALD_TOPIC"], "social-events");
+    assert_eq!(producer["HERALD_KAFKA_PROPERTIES"], "security.protocol=SSL,socket.timeout.ms=30000");
+    assert_eq!(container(&c.producer_deployment).image.as_deref(), Some("custom/producer:2"));
+    assert_eq!(replicas(&c.producer_deployment), 2);
+    let consumer = env_map(container(&c.consumer_deployment));
+    assert_eq!(consumer["HERALD_GROUP_ID"], "readers");
+    assert_eq!(consumer["HERALD_MAX_PER_USER"], "7");
+    assert_eq!(consumer["HERALD_TOPIC"], "social-events");
+    assert_eq!(container(&c.consumer_deployment).image.as_deref(), Some("custom/consumer:2"));
+}
+
+#[test]
+fn auth_secret_and_users_config_map_are_mounted_read_only() {
+    let p = mk(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092"},
+        "producer": {
+            "authTokenSecretRef": {"name": "send-token", "key": "token"},
+            "usersConfigMapRef": {"name": "directory", "key": "people.json"},
+        },
+    }));
+    let c = build(&p, 6);
+    let producer = container(&c.producer_deployment);
+    let env = env_map(producer);
+    assert_eq!(env["HERALD_AUTH_TOKEN_FILE"], "/etc/herald/auth/token");
+    assert_eq!(env["HERALD_USERS_FILE"], "/etc/herald/users/users.json");
+    let mounts = producer.volume_mounts.as_ref().unwrap();
+    assert!(mounts.iter().all(|m| m.read_only == Some(true)));
+    let volumes =
+        c.producer_deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap().volumes.as_ref().unwrap();
+    let secret = volumes.iter().find_map(|v| v.secret.as_ref()).unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("send-token"));
+    assert_eq!(secret.items.as_ref().unwrap()[0].key, "token");
+    assert_eq!(secret.items.as_ref().unwrap()[0].path, "token");
+    let cm = volumes.iter().find_map(|v| v.config_map.as_ref()).unwrap();
+    assert_eq!(cm.name, "directory");
+    assert_eq!(cm.items.as_ref().unwrap()[0].key, "people.json");
+    assert_eq!(cm.items.as_ref().unwrap()[0].path, "users.json");
+    // The consumer needs neither.
+    assert!(container(&c.consumer_deployment).volume_mounts.is_none());
+    // The token's value never appears in the objects, only the reference.
+    assert!(!serde_json::to_string(&c.producer_deployment).unwrap().contains("s3cret"));
+}
+
+#[test]
+fn pipelines_that_cannot_be_built_say_why() {
+    let p =
+        mk(serde_json::json!({"kafka": {"bootstrapServers": "k:9092", "properties": {"ssl.cipher.suites": "A,B"}}}));
+    assert_eq!(
+        children(&p, &images(), 6).unwrap_err(),
+        BuildError::CommaInProperty { key: "ssl.cipher.suites".into() }
+    );
+    let mut no_uid = minimal();
+    no_uid.metadata.uid = None;
+    assert_eq!(children(&no_uid, &images(), 6).unwrap_err(), BuildError::MissingMetadata("uid"));
+}
