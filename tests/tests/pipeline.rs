@@ -252,3 +252,21 @@ async fn broker_outage_answers_503_within_the_send_timeout_never_200() {
 fn acked_ends(sent: &[Acked]) -> std::collections::BTreeMap<i32, i64> {
     log_ends(sent.iter().map(|a| (a.partition as i32, a.offset)))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_producer_never_creates_a_missing_topic() {
+    let s = Setup::new(Storage::Memory, 3, 4).await;
+    let http = Http::new();
+    let missing = herald_tests::unique("missing");
+    let producer = s.producer(&[("HERALD_TOPIC", missing.clone()), ("HERALD_SEND_TIMEOUT", "1s".to_string())]);
+    wait_for("the producer to answer", READY, || async { http.get(&format!("{}/healthz", producer.url)).await.ok() })
+        .await;
+    let ready = http.get(&format!("{}/readyz", producer.url)).await.unwrap();
+    assert_eq!(ready.status, 503);
+    let a = http.send_form(&producer.url, 1, 2, "nowhere to go").await.unwrap();
+    assert_eq!(a.status, 503, "{}", a.text);
+    let admin =
+        herald_operator::topic::TopicAdmin::new(&s.broker.bootstrap(), &Default::default(), Duration::from_secs(5))
+            .unwrap();
+    assert_eq!(admin.partitions(&missing).await.unwrap(), None, "the topic must not be auto-created");
+}

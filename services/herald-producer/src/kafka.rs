@@ -82,6 +82,9 @@ impl Sender {
             ("linger.ms", "1"),
             ("message.timeout.ms", timeout_ms.as_str()),
             ("client.id", "herald-producer"),
+            // The topic's partition count is part of the contract (users map to partitions):
+            // never let a send or a readiness probe create it with the broker's defaults.
+            ("allow.auto.create.topics", "false"),
         ];
         let config = client_config(&kafka.bootstrap_servers, &defaults, &kafka.kafka_properties, REQUIRED)?;
         let fatal = Arc::new(Mutex::new(None));
