@@ -1,6 +1,16 @@
-//! Herald's control plane. This first part holds the pure layer: the desired objects of a
-//! `NotificationPipeline` (see [`desired`]) and the topic in Kafka for `Admin` and `External`
-//! management (see [`topic`]). The reconciler that applies them follows.
+//! Herald's control plane: reconciles `NotificationPipeline`s into producer and consumer
+//! Deployments, Services and the topic.
+//!
+//! - [`desired`]: the children of a pipeline (pure builders);
+//! - [`status`]: the status and conditions (pure);
+//! - [`strimzi`] and [`topic`]: the topic as a Strimzi KafkaTopic or directly in Kafka;
+//! - [`controller`]: the reconcile itself.
 
+pub mod controller;
 pub mod desired;
+pub mod metrics;
+pub mod status;
+pub mod strimzi;
 pub mod topic;
+
+pub use controller::Error;

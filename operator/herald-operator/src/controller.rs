@@ -1,0 +1,348 @@
+//! The reconciler: validate → topic → build (pure) → apply in a stated order → status.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_api::labels::FIELD_MANAGER;
+use herald_api::{DeletionPolicy, KafkaSpec, NotificationPipeline, TopicManagement};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Client, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::desired::{self, BuildError, Images};
+use crate::metrics::OperatorMetrics;
+use crate::status::{self, TopicState};
+use crate::strimzi;
+use crate::topic::{Ensured, TopicAdmin, TopicError, WantedTopic};
+
+/// Finalizer that lets the operator delete a topic living outside the pipeline's namespace.
+pub const FINALIZER: &str = "herald.dev/topic";
+
+/// Reading and creating topics in Kafka (`Admin` and `External` management).
+pub trait Topics: Send + Sync + 'static {
+    fn ensure(
+        &self,
+        kafka: &KafkaSpec,
+        wanted: &WantedTopic,
+    ) -> impl Future<Output = Result<Ensured, TopicError>> + Send;
+    fn partitions(
+        &self,
+        kafka: &KafkaSpec,
+        topic: &str,
+    ) -> impl Future<Output = Result<Option<i32>, TopicError>> + Send;
+}
+
+/// [`Topics`] through the Kafka Admin API of each pipeline's cluster.
+pub struct KafkaTopics {
+    pub timeout: Duration,
+}
+
+impl Topics for KafkaTopics {
+    async fn ensure(&self, kafka: &KafkaSpec, wanted: &WantedTopic) -> Result<Ensured, TopicError> {
+        TopicAdmin::new(&kafka.bootstrap_servers, &kafka.properties, self.timeout)?.ensure(wanted).await
+    }
+
+    async fn partitions(&self, kafka: &KafkaSpec, topic: &str) -> Result<Option<i32>, TopicError> {
+        TopicAdmin::new(&kafka.bootstrap_servers, &kafka.properties, self.timeout)?.partitions(topic).await
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context<T> {
+    pub client: Client,
+    pub images: Images,
+    pub topics: T,
+    pub metrics: OperatorMetrics,
+}
+
+/// Why a reconcile failed, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the pipeline has no namespace")]
+    NoNamespace,
+    #[error("discovering the Strimzi KafkaTopic API: {0}")]
+    Discovery(#[source] kube::Error),
+    #[error("applying {kind} {name}: {source}")]
+    Apply { kind: &'static str, name: String, source: kube::Error },
+    #[error("deleting KafkaTopic {name}: {source}")]
+    DeleteTopic { name: String, source: kube::Error },
+    #[error("updating the status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("managing the finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A bounded label for `herald_operator_reconcile_errors_total`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::NoNamespace => "invalid",
+            Error::Discovery(_) => "discovery",
+            Error::Apply { .. } => "apply",
+            Error::DeleteTopic { .. } => "delete_topic",
+            Error::Status(_) => "status",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// Requeue for pipelines that are ready, and for those still converging.
+const RESYNC: Duration = Duration::from_secs(300);
+const CONVERGING: Duration = Duration::from_secs(15);
+const STRIMZI_MISSING: Duration = Duration::from_secs(60);
+
+pub async fn reconcile<T: Topics>(pipeline: Arc<NotificationPipeline>, ctx: Arc<Context<T>>) -> Result<Action, Error> {
+    let start = Instant::now();
+    let namespace = pipeline.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<NotificationPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, pipeline, |event| async {
+        match event {
+            FinalizerEvent::Apply(p) => apply(&p, &ctx, &api).await,
+            FinalizerEvent::Cleanup(p) => cleanup(&p, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.duration.observe(start.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics.reconciliations.with_label_values(&[outcome]).inc();
+    result
+}
+
+/// Transient failures retry after a short pause; the finalizer wraps the step that failed.
+pub fn error_policy<T: Topics>(pipeline: Arc<NotificationPipeline>, error: &Error, ctx: Arc<Context<T>>) -> Action {
+    let category = match error {
+        Error::Finalizer(inner) => match inner.as_ref() {
+            kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
+                e.category()
+            }
+            _ => error.category(),
+        },
+        _ => error.category(),
+    };
+    ctx.metrics.errors.with_label_values(&[category]).inc();
+    tracing::warn!(
+        namespace = pipeline.namespace().unwrap_or_default(),
+        pipeline = pipeline.name_any(),
+        error = %error,
+        category,
+        "reconcile failed"
+    );
+    Action::requeue(CONVERGING)
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+async fn apply_object<K>(client: &Client, namespace: &str, kind: &'static str, obj: &K) -> Result<K, Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
+        .await
+        .map_err(|source| Error::Apply { kind, name, source })
+}
+
+async fn topic_state<T: Topics>(p: &NotificationPipeline, ctx: &Context<T>) -> Result<TopicState, Error> {
+    let spec = &p.spec.topic;
+    let name = desired::topic_name(p);
+    let state = |partitions: i32, ready: bool, reason: &str, message: String| TopicState {
+        name: name.clone(),
+        partitions,
+        ready,
+        reason: reason.to_string(),
+        message,
+    };
+    Ok(match spec.management {
+        TopicManagement::Strimzi => {
+            let Some(ar) = strimzi::kafka_topic_api(&ctx.client).await.map_err(Error::Discovery)? else {
+                return Ok(state(
+                    spec.partitions,
+                    false,
+                    "StrimziNotInstalled",
+                    "the kafka.strimzi.io KafkaTopic API is not served by this cluster; install Strimzi or use topic.management Admin or External".into(),
+                ));
+            };
+            let Some(topic) = strimzi::kafka_topic(p, &ar) else {
+                return Ok(state(
+                    spec.partitions,
+                    false,
+                    "NoClusterRef",
+                    "topic.management Strimzi needs spec.kafka.clusterRef".into(),
+                ));
+            };
+            let ns = strimzi::cluster_namespace(p);
+            let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &ar);
+            let name_kt = strimzi::kafka_topic_name(p);
+            let applied = api
+                .patch(&name_kt, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&topic))
+                .await
+                .map_err(|source| Error::Apply { kind: "KafkaTopic", name: name_kt, source })?;
+            let (ready, reason, message) = strimzi::readiness(&applied);
+            state(spec.partitions, ready, &reason, message)
+        }
+        TopicManagement::Admin => {
+            let wanted = WantedTopic {
+                name: name.clone(),
+                partitions: spec.partitions,
+                replicas: spec.replicas,
+                config: spec.config.clone(),
+            };
+            match ctx.topics.ensure(&p.spec.kafka, &wanted).await {
+                Ok(Ensured::Created { partitions }) => {
+                    state(partitions, true, "TopicCreated", format!("created with {partitions} partitions"))
+                }
+                Ok(Ensured::Exists { partitions }) => {
+                    state(partitions, true, "TopicExists", format!("{partitions} partitions"))
+                }
+                Err(e) => state(
+                    spec.partitions,
+                    false,
+                    if e.is_transient() { "KafkaUnreachable" } else { "TopicRejected" },
+                    e.to_string(),
+                ),
+            }
+        }
+        TopicManagement::External => match ctx.topics.partitions(&p.spec.kafka, &name).await {
+            Ok(Some(partitions)) => state(partitions, true, "TopicExists", format!("{partitions} partitions")),
+            Ok(None) => state(
+                spec.partitions,
+                false,
+                "TopicNotFound",
+                format!("topic {name} does not exist in Kafka; create it or use topic.management Admin"),
+            ),
+            Err(e) => state(spec.partitions, false, "KafkaUnreachable", e.to_string()),
+        },
+    })
+}
+
+async fn apply<T: Topics>(
+    p: &NotificationPipeline,
+    ctx: &Context<T>,
+    api: &Api<NotificationPipeline>,
+) -> Result<Action, Error> {
+    let namespace = p.namespace().ok_or(Error::NoNamespace)?;
+    let name = p.name_any();
+    let topic = topic_state(p, ctx).await?;
+    let children = match desired::children(p, &ctx.images, topic.partitions) {
+        Ok(c) => c,
+        Err(e) => return invalid(p, ctx, api, &e).await,
+    };
+    let client = &ctx.client;
+    // Order: the producer first (it only needs the topic to exist to answer 503 meanwhile), the
+    // consumers' Services and budget, then the consumers once the topic is ready.
+    let producer = apply_object(client, &namespace, "Deployment", &children.producer_deployment).await?;
+    apply_object::<Service>(client, &namespace, "Service", &children.producer_service).await?;
+    apply_object::<Service>(client, &namespace, "Service", &children.consumer_service).await?;
+    apply_object::<Service>(client, &namespace, "Service", &children.consumer_headless_service).await?;
+    apply_object::<PodDisruptionBudget>(client, &namespace, "PodDisruptionBudget", &children.consumer_pdb).await?;
+    let consumer: Option<Deployment> = if topic.ready {
+        Some(apply_object(client, &namespace, "Deployment", &children.consumer_deployment).await?)
+    } else {
+        None
+    };
+    let replicas = desired::consumer_replicas(p, topic.partitions);
+    let status = status::compute(p, &topic, Some(&producer), consumer.as_ref(), replicas, &now());
+    let ready = status.conditions.first().is_some_and(|c| c.status == "True");
+    patch_status(api, &name, &status).await?;
+
+    let labels = [namespace.as_str(), name.as_str()];
+    ctx.metrics.ready.with_label_values(&labels).set(i64::from(ready));
+    ctx.metrics.topic_partitions.with_label_values(&labels).set(i64::from(topic.partitions));
+    ctx.metrics.consumer_desired_replicas.with_label_values(&labels).set(i64::from(if topic.ready {
+        replicas.desired
+    } else {
+        0
+    }));
+    tracing::info!(
+        namespace,
+        pipeline = name,
+        ready,
+        topic_ready = topic.ready,
+        partitions = topic.partitions,
+        consumers = replicas.desired,
+        "reconciled"
+    );
+    Ok(Action::requeue(match (ready, topic.reason.as_str()) {
+        (true, _) => RESYNC,
+        (false, "StrimziNotInstalled") => STRIMZI_MISSING,
+        _ => CONVERGING,
+    }))
+}
+
+async fn patch_status(
+    api: &Api<NotificationPipeline>,
+    name: &str,
+    status: &herald_api::NotificationPipelineStatus,
+) -> Result<(), Error> {
+    let body = serde_json::json!({
+        "apiVersion": format!("{}/{}", herald_api::GROUP, herald_api::VERSION),
+        "kind": "NotificationPipeline",
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(Error::Status)?;
+    Ok(())
+}
+
+/// A spec the API server accepted but that cannot work: `Ready=False` with the reason, and no
+/// retry until the spec changes.
+async fn invalid<T: Topics>(
+    p: &NotificationPipeline,
+    ctx: &Context<T>,
+    api: &Api<NotificationPipeline>,
+    e: &BuildError,
+) -> Result<Action, Error> {
+    tracing::warn!(namespace = p.namespace().unwrap_or_default(), pipeline = p.name_any(), error = %e, "pipeline cannot be built");
+    let status = status::invalid(p, "InvalidSpec", &e.to_string(), &now());
+    patch_status(api, &p.name_any(), &status).await?;
+    if let Some(ns) = p.namespace() {
+        ctx.metrics.ready.with_label_values(&[ns.as_str(), p.name_any().as_str()]).set(0);
+    }
+    Ok(Action::await_change())
+}
+
+/// On deletion: children go with their owner references; the topic is deleted only with
+/// `deletionPolicy: Delete`.
+async fn cleanup<T: Topics>(p: &NotificationPipeline, ctx: &Context<T>) -> Result<Action, Error> {
+    let namespace = p.namespace().unwrap_or_default();
+    ctx.metrics.forget(&namespace, &p.name_any());
+    if p.spec.topic.deletion_policy != DeletionPolicy::Delete {
+        tracing::info!(namespace, pipeline = p.name_any(), "pipeline deleted; topic retained");
+        return Ok(Action::await_change());
+    }
+    if p.spec.topic.management == TopicManagement::Strimzi {
+        if let Some(ar) = strimzi::kafka_topic_api(&ctx.client).await.map_err(Error::Discovery)? {
+            let name = strimzi::kafka_topic_name(p);
+            let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &strimzi::cluster_namespace(p), &ar);
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => tracing::info!(namespace, pipeline = p.name_any(), kafka_topic = name, "KafkaTopic deleted"),
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(source) => return Err(Error::DeleteTopic { name, source }),
+            }
+        }
+    } else {
+        tracing::warn!(
+            namespace,
+            pipeline = p.name_any(),
+            "deletionPolicy Delete removes only Strimzi-managed topics; the Kafka topic is kept"
+        );
+    }
+    Ok(Action::await_change())
+}

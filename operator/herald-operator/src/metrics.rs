@@ -1,0 +1,62 @@
+//! The operator's Prometheus metrics. Per-pipeline series are labelled by namespace and name
+//! (bounded by the number of resources) and removed when a pipeline goes away.
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct OperatorMetrics {
+    pub reconciliations: IntCounterVec,
+    pub duration: Histogram,
+    pub errors: IntCounterVec,
+    pub ready: IntGaugeVec,
+    pub topic_partitions: IntGaugeVec,
+    pub consumer_desired_replicas: IntGaugeVec,
+}
+
+impl OperatorMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let pipeline = &["namespace", "pipeline"];
+        let m = Self {
+            reconciliations: IntCounterVec::new(
+                Opts::new("herald_operator_reconciliations_total", "Reconciles by outcome: ok or error."),
+                &["outcome"],
+            )?,
+            duration: Histogram::with_opts(
+                HistogramOpts::new("herald_operator_reconcile_duration_seconds", "Time one reconcile took.")
+                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            )?,
+            errors: IntCounterVec::new(
+                Opts::new("herald_operator_reconcile_errors_total", "Failed reconciles by error category."),
+                &["error"],
+            )?,
+            ready: IntGaugeVec::new(
+                Opts::new("herald_operator_pipeline_ready", "1 when the pipeline is Ready."),
+                pipeline,
+            )?,
+            topic_partitions: IntGaugeVec::new(
+                Opts::new("herald_operator_topic_partitions", "Partitions of the pipeline's topic (the consumer cap)."),
+                pipeline,
+            )?,
+            consumer_desired_replicas: IntGaugeVec::new(
+                Opts::new(
+                    "herald_operator_consumer_desired_replicas",
+                    "Consumers the operator wants for the pipeline.",
+                ),
+                pipeline,
+            )?,
+        };
+        registry.register(Box::new(m.reconciliations.clone()))?;
+        registry.register(Box::new(m.duration.clone()))?;
+        registry.register(Box::new(m.errors.clone()))?;
+        registry.register(Box::new(m.ready.clone()))?;
+        registry.register(Box::new(m.topic_partitions.clone()))?;
+        registry.register(Box::new(m.consumer_desired_replicas.clone()))?;
+        Ok(m)
+    }
+
+    pub fn forget(&self, namespace: &str, pipeline: &str) {
+        for vec in [&self.ready, &self.topic_partitions, &self.consumer_desired_replicas] {
+            let _ = vec.remove_label_values(&[namespace, pipeline]);
+        }
+    }
+}

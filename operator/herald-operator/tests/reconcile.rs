@@ -1,0 +1,347 @@
+//! Reconcile scenarios against a mocked API server (tower-test): each test asserts the exact
+//! requests, in order, and answers them as the API server would.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_api::{KafkaSpec, NotificationPipeline};
+use herald_operator::controller::{Context, FINALIZER, Topics, reconcile};
+use herald_operator::desired::Images;
+use herald_operator::metrics::OperatorMetrics;
+use herald_operator::topic::{Ensured, TopicError, WantedTopic};
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// Topics that exist with a fixed partition count.
+struct FixedTopics(Option<i32>);
+
+impl Topics for FixedTopics {
+    async fn ensure(&self, _: &KafkaSpec, wanted: &WantedTopic) -> Result<Ensured, TopicError> {
+        Ok(match self.0 {
+            Some(partitions) => Ensured::Exists { partitions },
+            None => Ensured::Created { partitions: wanted.partitions },
+        })
+    }
+
+    async fn partitions(&self, _: &KafkaSpec, _: &str) -> Result<Option<i32>, TopicError> {
+        Ok(self.0)
+    }
+}
+
+fn context(topics: FixedTopics) -> (Arc<Context<FixedTopics>>, Handle, prometheus::Registry) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let registry = prometheus::Registry::new();
+    let ctx = Context {
+        client: Client::new(service, "default"),
+        images: Images { producer: "herald/producer:1".into(), consumer: "herald/consumer:1".into() },
+        topics,
+        metrics: OperatorMetrics::register(&registry).unwrap(),
+    };
+    (Arc::new(ctx), handle, registry)
+}
+
+fn pipeline(spec: serde_json::Value) -> NotificationPipeline {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "herald.dev/v1alpha1",
+        "kind": "NotificationPipeline",
+        "metadata": {"name": "social", "namespace": "apps", "uid": "u-1", "generation": 3, "finalizers": [FINALIZER]},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// Receives the next request, checks method and path, answers with `respond(body)`.
+async fn expect(
+    handle: &mut Handle,
+    method: &str,
+    path: &str,
+    respond: impl FnOnce(&serde_json::Value) -> (u16, serde_json::Value),
+) -> (String, serde_json::Value) {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("no request arrived; expected {method} {path}"))
+        .expect("the client went away");
+    let uri = req.uri().to_string();
+    assert_eq!(req.method().as_str(), method, "{uri}");
+    assert_eq!(req.uri().path(), path, "{uri}");
+    let bytes = req.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value =
+        if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    let (code, answer) = respond(&body);
+    send.send_response(
+        Response::builder().status(code).body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap(),
+    );
+    (uri, body)
+}
+
+/// Answers a server-side apply with the object, adding `status`.
+fn echo_with(status: serde_json::Value) -> impl FnOnce(&serde_json::Value) -> (u16, serde_json::Value) {
+    move |body| {
+        let mut obj = body.clone();
+        if !status.is_null() {
+            obj["status"] = status;
+        }
+        (200, obj)
+    }
+}
+
+fn echo(body: &serde_json::Value) -> (u16, serde_json::Value) {
+    (200, body.clone())
+}
+
+/// Answers a status patch with the whole pipeline carrying that status.
+fn echo_status(body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let mut obj = serde_json::to_value(pipeline(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}}))).unwrap();
+    obj["status"] = body["status"].clone();
+    (200, obj)
+}
+
+fn assert_apply(uri: &str) {
+    assert!(uri.contains("fieldManager=herald-operator"), "{uri}");
+    assert!(uri.contains("force=true"), "{uri}");
+}
+
+const APPS: &str = "/apis/apps/v1/namespaces/apps/deployments";
+const SERVICES: &str = "/api/v1/namespaces/apps/services";
+const PDBS: &str = "/apis/policy/v1/namespaces/apps/poddisruptionbudgets";
+const STATUS: &str = "/apis/herald.dev/v1alpha1/namespaces/apps/notificationpipelines/social/status";
+
+/// The children, in order; returns the consumer Deployment's and the status bodies.
+async fn expect_children(
+    handle: &mut Handle,
+    consumer_ready: Option<i32>,
+) -> (Option<serde_json::Value>, serde_json::Value) {
+    let (uri, _) = expect(
+        handle,
+        "PATCH",
+        &format!("{APPS}/social-producer"),
+        echo_with(serde_json::json!({"replicas": 1, "readyReplicas": 1})),
+    )
+    .await;
+    assert_apply(&uri);
+    for name in ["social-producer", "social-consumer", "social-consumer-headless"] {
+        let (uri, _) = expect(handle, "PATCH", &format!("{SERVICES}/{name}"), echo).await;
+        assert_apply(&uri);
+    }
+    let (uri, _) = expect(handle, "PATCH", &format!("{PDBS}/social-consumer"), echo).await;
+    assert_apply(&uri);
+    let consumer = match consumer_ready {
+        Some(n) => {
+            let (uri, body) = expect(
+                handle,
+                "PATCH",
+                &format!("{APPS}/social-consumer"),
+                echo_with(serde_json::json!({"replicas": n, "readyReplicas": n})),
+            )
+            .await;
+            assert_apply(&uri);
+            Some(body)
+        }
+        None => None,
+    };
+    let (uri, status) = expect(handle, "PATCH", STATUS, echo_status).await;
+    assert_apply(&uri);
+    (consumer, status)
+}
+
+fn condition<'a>(status: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
+    status["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} in {status}"))
+}
+
+async fn run(
+    ctx: Arc<Context<FixedTopics>>,
+    p: NotificationPipeline,
+) -> tokio::task::JoinHandle<Result<Action, herald_operator::Error>> {
+    tokio::spawn(async move { reconcile(Arc::new(p), ctx).await })
+}
+
+#[tokio::test]
+async fn create_path_applies_every_child_with_the_field_manager_then_status() {
+    let (ctx, mut handle, registry) = context(FixedTopics(Some(6)));
+    let p = pipeline(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"}}));
+    let task = run(ctx, p).await;
+    let (consumer, status) = expect_children(&mut handle, Some(6)).await;
+    assert_eq!(consumer.unwrap()["spec"]["replicas"], 6);
+    assert_eq!(status["apiVersion"], "herald.dev/v1alpha1");
+    assert_eq!(status["status"]["observedGeneration"], 3);
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    assert_eq!(condition(&status, "TopicReady")["status"], "True");
+    assert_eq!(condition(&status, "ReplicasCapped")["status"], "False");
+    assert_eq!(status["status"]["topic"], serde_json::json!({"name": "social", "partitions": 6}));
+    assert_eq!(status["status"]["consumer"]["desiredReplicas"], 6);
+    assert_eq!(status["status"]["consumer"]["readyReplicas"], 6);
+    assert!(
+        status["status"]["consumer"]["selector"].as_str().unwrap().contains("app.kubernetes.io/component=consumer")
+    );
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(Duration::from_secs(300)));
+    let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+    assert!(text.contains(r#"herald_operator_reconciliations_total{outcome="ok"} 1"#), "{text}");
+    assert!(text.contains(r#"herald_operator_topic_partitions{namespace="apps",pipeline="social"} 6"#), "{text}");
+}
+
+#[tokio::test]
+async fn replicas_above_the_partitions_are_capped_with_a_condition() {
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6)));
+    let p = pipeline(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092"},
+        "topic": {"management": "Admin"},
+        "consumer": {"replicas": 10},
+    }));
+    let task = run(ctx, p).await;
+    let (consumer, status) = expect_children(&mut handle, Some(6)).await;
+    assert_eq!(consumer.unwrap()["spec"]["replicas"], 6);
+    let capped = condition(&status, "ReplicasCapped");
+    assert_eq!(capped["status"], "True");
+    assert!(capped["message"].as_str().unwrap().contains("10 consumers requested, running 6"), "{capped}");
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn strimzi_missing_sets_topic_ready_false_and_holds_the_consumers() {
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6)));
+    let p = pipeline(
+        serde_json::json!({"kafka": {"bootstrapServers": "k:9092", "clusterRef": {"name": "my-cluster", "namespace": "kafka"}}}),
+    );
+    let task = run(ctx, p).await;
+    expect(&mut handle, "GET", "/apis", |_| {
+        (200, serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}], "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}
+        ]}))
+    })
+    .await;
+    let (consumer, status) = expect_children(&mut handle, None).await;
+    assert!(consumer.is_none(), "no consumers before the topic is ready");
+    let topic = condition(&status, "TopicReady");
+    assert_eq!((topic["status"].as_str(), topic["reason"].as_str()), (Some("False"), Some("StrimziNotInstalled")));
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    assert_eq!(condition(&status, "ConsumersAvailable")["reason"], "WaitingForTopic");
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(Duration::from_secs(60)));
+}
+
+fn strimzi_discovery_answers() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        (
+            "/apis",
+            serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
+                "name": "kafka.strimzi.io",
+                "versions": [{"groupVersion": "kafka.strimzi.io/v1beta2", "version": "v1beta2"}],
+                "preferredVersion": {"groupVersion": "kafka.strimzi.io/v1beta2", "version": "v1beta2"}
+            }]}),
+        ),
+        (
+            "/apis/kafka.strimzi.io/v1beta2",
+            serde_json::json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "kafka.strimzi.io/v1beta2", "resources": [
+                {"name": "kafkatopics", "singularName": "kafkatopic", "namespaced": true, "kind": "KafkaTopic", "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}
+            ]}),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn strimzi_kafka_topic_is_applied_in_the_cluster_namespace_and_followed() {
+    let (ctx, mut handle, _) = context(FixedTopics(None));
+    let p = pipeline(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092", "clusterRef": {"name": "my-cluster", "namespace": "kafka"}},
+        "topic": {"partitions": 12, "config": {"retention.ms": "604800000"}},
+    }));
+    let task = run(ctx, p).await;
+    for (path, answer) in strimzi_discovery_answers() {
+        expect(&mut handle, "GET", path, move |_| (200, answer)).await;
+    }
+    let (uri, topic) = expect(
+        &mut handle,
+        "PATCH",
+        "/apis/kafka.strimzi.io/v1beta2/namespaces/kafka/kafkatopics/apps.social",
+        |body| {
+            let mut obj = body.clone();
+            obj["metadata"]["generation"] = serde_json::json!(1);
+            obj["status"] =
+                serde_json::json!({"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]});
+            (200, obj)
+        },
+    )
+    .await;
+    assert_apply(&uri);
+    assert_eq!(topic["metadata"]["labels"]["strimzi.io/cluster"], "my-cluster");
+    assert_eq!(
+        topic["spec"],
+        serde_json::json!({"topicName": "social", "partitions": 12, "replicas": 3, "config": {"retention.ms": "604800000"}})
+    );
+    assert!(topic["metadata"]["ownerReferences"].is_null(), "cross-namespace: no owner reference");
+    let (consumer, status) = expect_children(&mut handle, Some(12)).await;
+    assert_eq!(consumer.unwrap()["spec"]["replicas"], 12);
+    assert_eq!(condition(&status, "TopicReady")["reason"], "TopicReady");
+    task.await.unwrap().unwrap();
+}
+
+fn deleted(policy: &str) -> NotificationPipeline {
+    let mut p = pipeline(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092", "clusterRef": {"name": "my-cluster", "namespace": "kafka"}},
+        "topic": {"deletionPolicy": policy},
+    }));
+    p.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    p
+}
+
+async fn expect_finalizer_removed(handle: &mut Handle) {
+    let (_, patch) =
+        expect(handle, "PATCH", "/apis/herald.dev/v1alpha1/namespaces/apps/notificationpipelines/social", |_| {
+            (200, serde_json::to_value(pipeline(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}}))).unwrap())
+        })
+        .await;
+    assert!(patch.to_string().contains("/metadata/finalizers"), "{patch}");
+}
+
+#[tokio::test]
+async fn deletion_with_delete_removes_the_kafka_topic_then_the_finalizer() {
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6)));
+    let task = run(ctx, deleted("Delete")).await;
+    for (path, answer) in strimzi_discovery_answers() {
+        expect(&mut handle, "GET", path, move |_| (200, answer)).await;
+    }
+    expect(&mut handle, "DELETE", "/apis/kafka.strimzi.io/v1beta2/namespaces/kafka/kafkatopics/apps.social", |_| {
+        (200, serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}))
+    })
+    .await;
+    expect_finalizer_removed(&mut handle).await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn deletion_with_retain_keeps_the_topic_and_removes_the_finalizer() {
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6)));
+    let task = run(ctx, deleted("Retain")).await;
+    expect_finalizer_removed(&mut handle).await;
+    task.await.unwrap().unwrap();
+    // Nothing else was asked of the API server (no KafkaTopic lookup, no delete).
+    let more = tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await;
+    assert!(!matches!(more, Ok(Some(_))), "unexpected request after the finalizer was removed");
+}
+
+#[tokio::test]
+async fn an_unusable_spec_sets_ready_false_and_waits_for_a_change() {
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6)));
+    let p = pipeline(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092", "properties": {"ssl.cipher.suites": "A,B"}},
+        "topic": {"management": "External"},
+    }));
+    let task = run(ctx, p).await;
+    let (_, status) = expect(&mut handle, "PATCH", STATUS, echo_status).await;
+    let ready = condition(&status, "Ready");
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("InvalidSpec")));
+    assert!(ready["message"].as_str().unwrap().contains("ssl.cipher.suites"), "{ready}");
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+}
