@@ -8,7 +8,9 @@
 
 pub mod controller;
 pub mod desired;
+pub mod leader;
 pub mod metrics;
+pub mod run;
 pub mod status;
 pub mod strimzi;
 pub mod topic;
