@@ -12,8 +12,9 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -58,6 +59,8 @@ impl Topics for KafkaTopics {
 /// What every reconcile shares.
 pub struct Context<T> {
     pub client: Client,
+    /// Publishes Events on pipelines.
+    pub recorder: Recorder,
     pub images: Images,
     pub topics: T,
     pub metrics: OperatorMetrics,
@@ -81,6 +84,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether retrying can help. The API server refusing an object (4xx other than conflict
+    /// and throttling) will refuse it again until the pipeline changes.
+    pub fn is_transient(&self) -> bool {
+        let api = |e: &kube::Error| match e {
+            kube::Error::Api(s) => !(400..500).contains(&s.code) || s.code == 409 || s.code == 429,
+            _ => true,
+        };
+        match self {
+            Error::NoNamespace => false,
+            Error::Discovery(e) | Error::Status(e) => api(e),
+            Error::Apply { source, .. } | Error::DeleteTopic { source, .. } => api(source),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
+                    e.is_transient()
+                }
+                kube::runtime::finalizer::Error::AddFinalizer(e)
+                | kube::runtime::finalizer::Error::RemoveFinalizer(e) => api(e),
+                _ => false,
+            },
+        }
+    }
+
     /// A bounded label for `herald_operator_reconcile_errors_total`.
     pub fn category(&self) -> &'static str {
         match self {
@@ -117,7 +142,7 @@ pub async fn reconcile<T: Topics>(pipeline: Arc<NotificationPipeline>, ctx: Arc<
     result
 }
 
-/// Transient failures retry after a short pause; the finalizer wraps the step that failed.
+/// Transient failures retry after a pause; permanent ones wait for the pipeline to change.
 pub fn error_policy<T: Topics>(pipeline: Arc<NotificationPipeline>, error: &Error, ctx: Arc<Context<T>>) -> Action {
     let category = match error {
         Error::Finalizer(inner) => match inner.as_ref() {
@@ -129,14 +154,16 @@ pub fn error_policy<T: Topics>(pipeline: Arc<NotificationPipeline>, error: &Erro
         _ => error.category(),
     };
     ctx.metrics.errors.with_label_values(&[category]).inc();
+    let transient = error.is_transient();
     tracing::warn!(
         namespace = pipeline.namespace().unwrap_or_default(),
         pipeline = pipeline.name_any(),
         error = %error,
         category,
+        transient,
         "reconcile failed"
     );
-    Action::requeue(CONVERGING)
+    if transient { Action::requeue(CONVERGING) } else { Action::await_change() }
 }
 
 fn now() -> Time {
@@ -312,6 +339,16 @@ async fn invalid<T: Topics>(
     tracing::warn!(namespace = p.namespace().unwrap_or_default(), pipeline = p.name_any(), error = %e, "pipeline cannot be built");
     let status = status::invalid(p, "InvalidSpec", &e.to_string(), &now());
     patch_status(api, &p.name_any(), &status).await?;
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "InvalidSpec".into(),
+        note: Some(e.to_string()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &p.object_ref(&())).await {
+        tracing::warn!(%error, "publishing the InvalidSpec event failed");
+    }
     if let Some(ns) = p.namespace() {
         ctx.metrics.ready.with_label_values(&[ns.as_str(), p.name_any().as_str()]).set(0);
     }

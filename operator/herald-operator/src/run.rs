@@ -13,6 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::Controller;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher::Config as WatcherConfig;
 use kube::{Api, Client};
 use prometheus::Registry;
@@ -136,7 +137,9 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunEr
             ),
             None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
         };
+    let reporter = Reporter { controller: "herald-operator".into(), instance: Some(args.identity.clone()) };
     let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
         client,
         images: Images { producer: args.producer_image.clone(), consumer: args.consumer_image.clone() },
         topics: KafkaTopics { timeout: args.kafka_timeout },

@@ -38,8 +38,11 @@ impl Topics for FixedTopics {
 fn context(topics: FixedTopics) -> (Arc<Context<FixedTopics>>, Handle, prometheus::Registry) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let registry = prometheus::Registry::new();
+    let client = Client::new(service, "default");
+    let reporter = kube::runtime::events::Reporter { controller: "herald-operator".into(), instance: None };
     let ctx = Context {
-        client: Client::new(service, "default"),
+        recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
+        client,
         images: Images { producer: "herald/producer:1".into(), consumer: "herald/consumer:1".into() },
         topics,
         metrics: OperatorMetrics::register(&registry).unwrap(),
@@ -343,5 +346,32 @@ async fn an_unusable_spec_sets_ready_false_and_waits_for_a_change() {
     let ready = condition(&status, "Ready");
     assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("InvalidSpec")));
     assert!(ready["message"].as_str().unwrap().contains("ssl.cipher.suites"), "{ready}");
+    let (_, event) = expect(&mut handle, "POST", "/apis/events.k8s.io/v1/namespaces/apps/events", echo).await;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "InvalidSpec");
+    assert_eq!(event["regarding"]["name"], "social");
+    assert!(event["note"].as_str().unwrap().contains("ssl.cipher.suites"), "{event}");
+    // No retry storm: nothing happens again until the spec changes.
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+}
+
+#[tokio::test]
+async fn refused_objects_wait_for_a_change_while_outages_retry() {
+    for (code, transient) in [(422u16, false), (503u16, true)] {
+        let (ctx, mut handle, registry) = context(FixedTopics(Some(6)));
+        let p =
+            pipeline(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"}}));
+        let task = run(ctx.clone(), p.clone()).await;
+        expect(&mut handle, "PATCH", &format!("{APPS}/social-producer"), move |_| {
+            (code, serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "refused", "reason": "Invalid", "code": code}))
+        })
+        .await;
+        let error = task.await.unwrap().unwrap_err();
+        assert_eq!(error.is_transient(), transient, "{code}: {error}");
+        let action = herald_operator::controller::error_policy(Arc::new(p), &error, ctx);
+        let expected = if transient { Action::requeue(Duration::from_secs(15)) } else { Action::await_change() };
+        assert_eq!(action, expected, "{code}");
+        let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+        assert!(text.contains(r#"herald_operator_reconcile_errors_total{error="apply"} 1"#), "{text}");
+    }
 }
