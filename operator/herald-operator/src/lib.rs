@@ -11,6 +11,7 @@ pub mod desired;
 pub mod leader;
 pub mod metrics;
 pub mod run;
+pub mod scaling;
 pub mod status;
 pub mod strimzi;
 pub mod topic;
