@@ -289,7 +289,8 @@ pub struct NotificationPipelineStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `TopicReady`, `ProducerAvailable`, `ConsumersAvailable` and the scaling conditions.
+    /// `Ready`, `TopicReady`, `ProducerAvailable`, `ConsumersAvailable`, `ReplicasCapped`,
+    /// `ScalingActive` and `PartitionsSaturated`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The topic as Kafka reports it.
@@ -341,7 +342,22 @@ pub struct ConsumerStatus {
     /// When the consumer count last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scale_time: Option<Time>,
+    /// The partitions that lag, most lagging first (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_lag: Vec<PartitionLag>,
 }
+
+/// The lag of one partition.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct PartitionLag {
+    /// Partition number.
+    pub partition: i32,
+    /// Records between the group's committed offset and the log end.
+    pub lag: i64,
+}
+
+/// Most partitions listed in `status.consumer.partitionLag`.
+pub const MAX_PARTITION_LAG_ENTRIES: usize = 20;
 
 /// The CRD as YAML, as `herald-operator crd` prints it and `deploy/crds/` holds it.
 pub fn crd_yaml() -> String {

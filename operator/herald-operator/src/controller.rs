@@ -20,9 +20,11 @@ use serde::de::DeserializeOwned;
 
 use crate::desired::{self, BuildError, Images};
 use crate::metrics::OperatorMetrics;
+use crate::scaling::{self, History, Policy};
+use crate::status::Scaling;
 use crate::status::{self, TopicState};
 use crate::strimzi;
-use crate::topic::{Ensured, TopicAdmin, TopicError, WantedTopic};
+use crate::topic::{Ensured, LagReport, TopicAdmin, TopicError, WantedTopic};
 
 /// Finalizer that lets the operator delete a topic living outside the pipeline's namespace.
 pub const FINALIZER: &str = "herald.dev/topic";
@@ -39,6 +41,12 @@ pub trait Topics: Send + Sync + 'static {
         kafka: &KafkaSpec,
         topic: &str,
     ) -> impl Future<Output = Result<Option<i32>, TopicError>> + Send;
+    fn lag(
+        &self,
+        kafka: &KafkaSpec,
+        topic: &str,
+        group: &str,
+    ) -> impl Future<Output = Result<Option<LagReport>, TopicError>> + Send;
 }
 
 /// [`Topics`] through the Kafka Admin API of each pipeline's cluster.
@@ -54,6 +62,10 @@ impl Topics for KafkaTopics {
     async fn partitions(&self, kafka: &KafkaSpec, topic: &str) -> Result<Option<i32>, TopicError> {
         TopicAdmin::new(&kafka.bootstrap_servers, &kafka.properties, self.timeout)?.partitions(topic).await
     }
+
+    async fn lag(&self, kafka: &KafkaSpec, topic: &str, group: &str) -> Result<Option<LagReport>, TopicError> {
+        TopicAdmin::new(&kafka.bootstrap_servers, &kafka.properties, self.timeout)?.lag(topic, group).await
+    }
 }
 
 /// What every reconcile shares.
@@ -64,6 +76,20 @@ pub struct Context<T> {
     pub images: Images,
     pub topics: T,
     pub metrics: OperatorMetrics,
+    /// How often a pipeline is reconciled (and its lag probed) when nothing else changes.
+    pub sync_period: Duration,
+    /// The time; a simulated clock in tests.
+    pub clock: Clock,
+    /// The scaling history of each pipeline (`namespace/name`).
+    pub scaling: std::sync::Mutex<std::collections::HashMap<String, History>>,
+}
+
+/// Where the reconciler reads the time.
+pub type Clock = Arc<dyn Fn() -> k8s_openapi::jiff::Timestamp + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(k8s_openapi::jiff::Timestamp::now)
 }
 
 /// Why a reconcile failed, by step.
@@ -119,8 +145,7 @@ impl Error {
     }
 }
 
-/// Requeue for pipelines that are ready, and for those still converging.
-const RESYNC: Duration = Duration::from_secs(300);
+/// Requeue for pipelines still converging and after transient errors.
 const CONVERGING: Duration = Duration::from_secs(15);
 const STRIMZI_MISSING: Duration = Duration::from_secs(60);
 
@@ -164,10 +189,6 @@ pub fn error_policy<T: Topics>(pipeline: Arc<NotificationPipeline>, error: &Erro
         "reconcile failed"
     );
     if transient { Action::requeue(CONVERGING) } else { Action::await_change() }
-}
-
-fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
 }
 
 async fn apply_object<K>(client: &Client, namespace: &str, kind: &'static str, obj: &K) -> Result<K, Error>
@@ -265,8 +286,12 @@ async fn apply<T: Topics>(
 ) -> Result<Action, Error> {
     let namespace = p.namespace().ok_or(Error::NoNamespace)?;
     let name = p.name_any();
+    let now = Time((ctx.clock)());
     let topic = topic_state(p, ctx).await?;
-    let children = match desired::children(p, &ctx.images, topic.partitions) {
+    let scaling = if topic.ready { Some(scale(p, ctx, &namespace, &name, &topic, &now).await) } else { None };
+    let previous_desired = p.status.as_ref().and_then(|s| s.consumer.as_ref()).map(|c| c.desired_replicas);
+    let consumers = scaling.as_ref().map_or(previous_desired.unwrap_or(0), |s| s.decision.replicas);
+    let children = match desired::children(p, &ctx.images, consumers) {
         Ok(c) => c,
         Err(e) => return invalid(p, ctx, api, &e).await,
     };
@@ -283,33 +308,139 @@ async fn apply<T: Topics>(
     } else {
         None
     };
-    let replicas = desired::consumer_replicas(p, topic.partitions);
-    let status = status::compute(p, &topic, Some(&producer), consumer.as_ref(), replicas, &now());
+    let status = status::compute(p, &topic, Some(&producer), consumer.as_ref(), scaling.as_ref(), &now);
     let ready = status.conditions.first().is_some_and(|c| c.status == "True");
     patch_status(api, &name, &status).await?;
+    if let Some(s) = &scaling {
+        publish_scaling_events(p, ctx, s, previous_desired, &topic).await;
+    }
 
     let labels = [namespace.as_str(), name.as_str()];
     ctx.metrics.ready.with_label_values(&labels).set(i64::from(ready));
     ctx.metrics.topic_partitions.with_label_values(&labels).set(i64::from(topic.partitions));
     ctx.metrics.consumer_desired_replicas.with_label_values(&labels).set(i64::from(if topic.ready {
-        replicas.desired
+        consumers
     } else {
         0
     }));
+    if let Some((lag, _)) = scaling.as_ref().and_then(|s| s.lag.as_ref()) {
+        ctx.metrics.consumer_lag.with_label_values(&labels).set(*lag);
+    }
     tracing::info!(
         namespace,
         pipeline = name,
         ready,
         topic_ready = topic.ready,
         partitions = topic.partitions,
-        consumers = replicas.desired,
+        consumers,
         "reconciled"
     );
     Ok(Action::requeue(match (ready, topic.reason.as_str()) {
-        (true, _) => RESYNC,
+        (true, _) => ctx.sync_period,
         (false, "StrimziNotInstalled") => STRIMZI_MISSING,
-        _ => CONVERGING,
+        _ => CONVERGING.min(ctx.sync_period),
     }))
+}
+
+/// Probes the lag (bounded in time) and applies the scaling rule.
+async fn scale<T: Topics>(
+    p: &NotificationPipeline,
+    ctx: &Context<T>,
+    namespace: &str,
+    name: &str,
+    topic: &TopicState,
+    now: &Time,
+) -> Scaling {
+    let spec = &p.spec.consumer;
+    let policy = Policy {
+        fixed: spec.replicas,
+        min: spec.min_replicas,
+        max: spec.max_replicas,
+        lag_threshold: spec.lag_threshold,
+        stabilization: Duration::from_secs(spec.scale_down_stabilization_seconds.max(0) as u64),
+    };
+    let (lag, lag_error) = if policy.fixed.is_some() {
+        (None, None)
+    } else {
+        match ctx.topics.lag(&p.spec.kafka, &topic.name, &desired::group_id(p)).await {
+            Ok(Some(report)) => (Some((report.total(), report.per_partition)), None),
+            Ok(None) => (None, Some(format!("topic {} not found", topic.name))),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    };
+    let previous = p.status.as_ref().and_then(|s| s.consumer.as_ref());
+    let current = previous.map(|c| c.desired_replicas);
+    let key = format!("{namespace}/{name}");
+    let decision = {
+        let mut histories = ctx.scaling.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let history = histories.entry(key).or_default();
+        scaling::decide(&policy, topic.partitions, lag.as_ref().map(|l| l.0), current, now.0, history)
+    };
+    let changed = current != Some(decision.replicas);
+    Scaling {
+        decision,
+        fixed: policy.fixed.is_some(),
+        lag,
+        lag_error,
+        lag_threshold: policy.lag_threshold,
+        last_scale_time: if changed { Some(now.clone()) } else { previous.and_then(|c| c.last_scale_time.clone()) },
+    }
+}
+
+/// An Event on every scale change (from, to, why) and when partitions become saturated.
+async fn publish_scaling_events<T: Topics>(
+    p: &NotificationPipeline,
+    ctx: &Context<T>,
+    s: &Scaling,
+    previous: Option<i32>,
+    topic: &TopicState,
+) {
+    let from = previous.unwrap_or(0);
+    let to = s.decision.replicas;
+    let mut events = Vec::new();
+    if from != to {
+        let direction = if to > from { "up" } else { "down" };
+        ctx.metrics.scale_events.with_label_values(&[direction]).inc();
+        let why = match (&s.lag, s.fixed) {
+            (_, true) => format!("spec.consumer.replicas asks for {}", s.decision.demand),
+            (Some((lag, _)), false) => {
+                format!("lag {lag}, {} records per consumer, {} partitions", s.lag_threshold, topic.partitions)
+            }
+            (None, false) => "lag unknown".to_string(),
+        };
+        // The action names the transition: kube's recorder folds events with the same key into a
+        // series that keeps the first note, so each distinct change gets its own event.
+        events.push((
+            EventType::Normal,
+            "Scaled",
+            format!("Scale{from}To{to}"),
+            format!("consumers {from} -> {to}: {why}"),
+        ));
+    }
+    let was_saturated = p
+        .status
+        .as_ref()
+        .is_some_and(|st| st.conditions.iter().any(|c| c.type_ == status::PARTITIONS_SATURATED && c.status == "True"));
+    if s.decision.saturated && !was_saturated {
+        let lag = s.lag.as_ref().map_or(0, |l| l.0);
+        events.push((
+            EventType::Warning,
+            "PartitionsSaturated",
+            "RecommendPartitions".to_string(),
+            format!(
+                "lag {lag} needs {} consumers but the topic has {} partitions; consider {} partitions",
+                s.decision.demand,
+                topic.partitions,
+                scaling::recommended_partitions(lag, s.lag_threshold)
+            ),
+        ));
+    }
+    for (type_, reason, action, note) in events {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action, secondary: None };
+        if let Err(error) = ctx.recorder.publish(&event, &p.object_ref(&())).await {
+            tracing::warn!(%error, reason, "publishing an event failed");
+        }
+    }
 }
 
 async fn patch_status(
@@ -337,7 +468,7 @@ async fn invalid<T: Topics>(
     e: &BuildError,
 ) -> Result<Action, Error> {
     tracing::warn!(namespace = p.namespace().unwrap_or_default(), pipeline = p.name_any(), error = %e, "pipeline cannot be built");
-    let status = status::invalid(p, "InvalidSpec", &e.to_string(), &now());
+    let status = status::invalid(p, "InvalidSpec", &e.to_string(), &Time((ctx.clock)()));
     patch_status(api, &p.name_any(), &status).await?;
     let event = Event {
         type_: EventType::Warning,
@@ -360,6 +491,10 @@ async fn invalid<T: Topics>(
 async fn cleanup<T: Topics>(p: &NotificationPipeline, ctx: &Context<T>) -> Result<Action, Error> {
     let namespace = p.namespace().unwrap_or_default();
     ctx.metrics.forget(&namespace, &p.name_any());
+    ctx.scaling
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .remove(&format!("{namespace}/{}", p.name_any()));
     if p.spec.topic.deletion_policy != DeletionPolicy::Delete {
         tracing::info!(namespace, pipeline = p.name_any(), "pipeline deleted; topic retained");
         return Ok(Action::await_change());

@@ -44,22 +44,6 @@ pub enum BuildError {
     CommaInProperty { key: String },
 }
 
-/// How many consumers to run, and whether a request was capped at the partition count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConsumerReplicas {
-    pub desired: i32,
-    pub requested: i32,
-    pub capped: bool,
-}
-
-/// `spec.consumer.replicas` when set, otherwise one consumer per partition; never more than the
-/// partitions, since a consumer without a partition sits idle.
-pub fn consumer_replicas(pipeline: &NotificationPipeline, partitions: i32) -> ConsumerReplicas {
-    let requested = pipeline.spec.consumer.replicas.unwrap_or(partitions);
-    let desired = requested.min(partitions.max(1));
-    ConsumerReplicas { desired, requested, capped: requested > desired }
-}
-
 /// The Kafka topic name: `spec.topic.name`, else the pipeline's name.
 pub fn topic_name(pipeline: &NotificationPipeline) -> String {
     pipeline.spec.topic.name.clone().unwrap_or_else(|| pipeline.metadata.name.clone().unwrap_or_default())
@@ -86,19 +70,18 @@ pub struct Children {
     pub consumer_pdb: PodDisruptionBudget,
 }
 
-/// Builds every child of `pipeline` for a topic of `partitions` partitions.
-pub fn children(pipeline: &NotificationPipeline, images: &Images, partitions: i32) -> Result<Children, BuildError> {
+/// Builds every child of `pipeline`, with `consumers` consumer replicas (from [`crate::scaling`]).
+pub fn children(pipeline: &NotificationPipeline, images: &Images, consumers: i32) -> Result<Children, BuildError> {
     let name = pipeline.metadata.name.as_deref().ok_or(BuildError::MissingMetadata("name"))?;
     let owner = pipeline.controller_owner_ref(&()).ok_or(BuildError::MissingMetadata("uid"))?;
     if pipeline.metadata.namespace.is_none() {
         return Err(BuildError::MissingMetadata("namespace"));
     }
     let kafka_properties = kafka_properties(pipeline)?;
-    let replicas = consumer_replicas(pipeline, partitions);
     Ok(Children {
         producer_deployment: producer_deployment(pipeline, name, &owner, images, &kafka_properties),
         producer_service: service(pipeline, name, &owner, Component::Producer, PRODUCER_PORT, false),
-        consumer_deployment: consumer_deployment(pipeline, name, &owner, images, &kafka_properties, replicas.desired),
+        consumer_deployment: consumer_deployment(pipeline, name, &owner, images, &kafka_properties, consumers),
         consumer_service: service(pipeline, name, &owner, Component::Consumer, CONSUMER_PORT, false),
         consumer_headless_service: service(pipeline, name, &owner, Component::Consumer, CONSUMER_PORT, true),
         consumer_pdb: consumer_pdb(pipeline, name, &owner),

@@ -11,6 +11,8 @@ pub struct OperatorMetrics {
     pub ready: IntGaugeVec,
     pub topic_partitions: IntGaugeVec,
     pub consumer_desired_replicas: IntGaugeVec,
+    pub consumer_lag: IntGaugeVec,
+    pub scale_events: IntCounterVec,
 }
 
 impl OperatorMetrics {
@@ -44,8 +46,21 @@ impl OperatorMetrics {
                 ),
                 pipeline,
             )?,
+            consumer_lag: IntGaugeVec::new(
+                Opts::new(
+                    "herald_operator_consumer_lag",
+                    "Total lag of the pipeline's consumer group, read from Kafka.",
+                ),
+                pipeline,
+            )?,
+            scale_events: IntCounterVec::new(
+                Opts::new("herald_operator_scale_events_total", "Consumer count changes, by direction (up or down)."),
+                &["direction"],
+            )?,
         };
         registry.register(Box::new(m.reconciliations.clone()))?;
+        registry.register(Box::new(m.consumer_lag.clone()))?;
+        registry.register(Box::new(m.scale_events.clone()))?;
         registry.register(Box::new(m.duration.clone()))?;
         registry.register(Box::new(m.errors.clone()))?;
         registry.register(Box::new(m.ready.clone()))?;
@@ -55,7 +70,7 @@ impl OperatorMetrics {
     }
 
     pub fn forget(&self, namespace: &str, pipeline: &str) {
-        for vec in [&self.ready, &self.topic_partitions, &self.consumer_desired_replicas] {
+        for vec in [&self.ready, &self.topic_partitions, &self.consumer_desired_replicas, &self.consumer_lag] {
             let _ = vec.remove_label_values(&[namespace, pipeline]);
         }
     }

@@ -50,7 +50,10 @@ pub struct RunArgs {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME", default_value = "herald-operator")]
     pub identity: String,
-    /// How long Kafka admin requests (topic creation and metadata) may take.
+    /// How often each pipeline is reconciled and its lag probed when nothing else changes.
+    #[arg(long, env = "HERALD_SYNC_PERIOD", default_value = "15s", value_parser = parse_duration)]
+    pub sync_period: Duration,
+    /// How long Kafka admin requests (topic creation, metadata, offsets) may take.
     #[arg(long, env = "HERALD_KAFKA_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub kafka_timeout: Duration,
 }
@@ -144,6 +147,9 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunEr
         images: Images { producer: args.producer_image.clone(), consumer: args.consumer_image.clone() },
         topics: KafkaTopics { timeout: args.kafka_timeout },
         metrics,
+        sync_period: args.sync_period,
+        clock: crate::controller::system_clock(),
+        scaling: Default::default(),
     });
     tracing::info!(namespace = args.watch_namespace.as_deref().unwrap_or("<all>"), "operator started");
     let owned = WatcherConfig::default().labels("app.kubernetes.io/managed-by=herald-operator");

@@ -1,17 +1,37 @@
 //! The pipeline's status, computed from what the reconcile observed: pure functions.
 
 use herald_api::labels::{self, Component};
-use herald_api::{ConsumerStatus, NotificationPipeline, NotificationPipelineStatus, ProducerStatus, TopicStatus};
+use herald_api::{
+    ConsumerStatus, MAX_PARTITION_LAG_ENTRIES, NotificationPipeline, NotificationPipelineStatus, PartitionLag,
+    ProducerStatus, TopicStatus,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::desired::ConsumerReplicas;
+use crate::scaling::{Decision, recommended_partitions};
 
 pub const READY: &str = "Ready";
 pub const TOPIC_READY: &str = "TopicReady";
 pub const PRODUCER_AVAILABLE: &str = "ProducerAvailable";
 pub const CONSUMERS_AVAILABLE: &str = "ConsumersAvailable";
 pub const REPLICAS_CAPPED: &str = "ReplicasCapped";
+pub const SCALING_ACTIVE: &str = "ScalingActive";
+pub const PARTITIONS_SATURATED: &str = "PartitionsSaturated";
+
+/// What the scaling step measured and decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaling {
+    pub decision: Decision,
+    /// `spec.consumer.replicas` was set.
+    pub fixed: bool,
+    /// Total lag and lag by partition, when the probe answered.
+    pub lag: Option<(i64, Vec<(i32, i64)>)>,
+    /// Why the probe did not answer.
+    pub lag_error: Option<String>,
+    pub lag_threshold: i64,
+    /// When the consumer count last changed (now, if it changes in this reconcile).
+    pub last_scale_time: Option<Time>,
+}
 
 /// What the reconcile learned about the topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,79 +91,136 @@ fn available(d: Option<&Deployment>, wanted: i32) -> (bool, String, String) {
     }
 }
 
-/// The whole status of `pipeline` after a reconcile.
+/// The whole status of `pipeline` after a reconcile; `scaling` is `None` until the topic is ready.
 pub fn compute(
     pipeline: &NotificationPipeline,
     topic: &TopicState,
     producer: Option<&Deployment>,
     consumer: Option<&Deployment>,
-    replicas: ConsumerReplicas,
+    scaling: Option<&Scaling>,
     now: &Time,
 ) -> NotificationPipelineStatus {
     let name = pipeline.metadata.name.as_deref().unwrap_or_default();
     let generation = pipeline.metadata.generation;
-    let previous = pipeline.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let previous_status = pipeline.status.clone().unwrap_or_default();
+    let previous_consumer = previous_status.consumer.clone().unwrap_or_default();
     let producer_wanted = pipeline.spec.producer.replicas;
     let (producer_ok, producer_reason, producer_message) = available(producer, producer_wanted);
-    let (consumers_ok, consumers_reason, consumers_message) = if topic.ready {
-        available(consumer, replicas.desired)
-    } else {
-        (false, "WaitingForTopic".into(), format!("consumers start once topic {} is ready", topic.name))
+    let desired = scaling.map_or(0, |s| s.decision.replicas);
+    let (consumers_ok, consumers_reason, consumers_message) = match scaling {
+        Some(_) if topic.ready => available(consumer, desired),
+        _ => (false, "WaitingForTopic".into(), format!("consumers start once topic {} is ready", topic.name)),
     };
+    let c =
+        |type_: &str, ok: bool, reason: &str, message: String| condition(type_, ok, reason, message, generation, now);
     let mut conditions = vec![
-        condition(TOPIC_READY, topic.ready, &topic.reason, topic.message.clone(), generation, now),
-        condition(PRODUCER_AVAILABLE, producer_ok, &producer_reason, producer_message, generation, now),
-        condition(CONSUMERS_AVAILABLE, consumers_ok, &consumers_reason, consumers_message, generation, now),
-        if replicas.capped {
-            condition(
-                REPLICAS_CAPPED,
-                true,
-                "AbovePartitionCount",
-                format!(
-                    "{} consumers requested, running {}: the topic has {} partitions and a consumer without a partition sits idle",
-                    replicas.requested, replicas.desired, topic.partitions
-                ),
-                generation,
-                now,
-            )
-        } else {
-            condition(
-                REPLICAS_CAPPED,
-                false,
-                "WithinPartitionCount",
-                "the requested consumers fit the partitions",
-                generation,
-                now,
-            )
-        },
+        c(TOPIC_READY, topic.ready, &topic.reason, topic.message.clone()),
+        c(PRODUCER_AVAILABLE, producer_ok, &producer_reason, producer_message),
+        c(CONSUMERS_AVAILABLE, consumers_ok, &consumers_reason, consumers_message),
     ];
+    match scaling {
+        Some(s) if s.decision.capped => conditions.push(c(
+            REPLICAS_CAPPED,
+            true,
+            "AbovePartitionCount",
+            format!(
+                "{} consumers requested, running {}: the topic has {} partitions and a consumer without a partition sits idle",
+                s.decision.demand, s.decision.replicas, topic.partitions
+            ),
+        )),
+        _ => conditions.push(c(REPLICAS_CAPPED, false, "WithinPartitionCount", "the requested consumers fit the partitions".into())),
+    }
+    match scaling {
+        None => conditions.push(c(
+            SCALING_ACTIVE,
+            false,
+            "WaitingForTopic",
+            "scaling starts once the topic is ready".into(),
+        )),
+        Some(s) if s.fixed => {
+            conditions.push(c(SCALING_ACTIVE, false, "FixedReplicas", "spec.consumer.replicas is set".into()))
+        }
+        Some(s) if s.decision.lag_unknown => conditions.push(c(
+            SCALING_ACTIVE,
+            false,
+            "LagUnknown",
+            format!(
+                "keeping {} consumers: the lag could not be read ({})",
+                s.decision.replicas,
+                s.lag_error.as_deref().unwrap_or("no answer")
+            ),
+        )),
+        Some(s) => conditions.push(c(
+            SCALING_ACTIVE,
+            true,
+            "LagBased",
+            format!(
+                "lag {} at {} records per consumer wants {} consumers",
+                s.lag.as_ref().map_or(0, |l| l.0),
+                s.lag_threshold,
+                s.decision.demand
+            ),
+        )),
+    }
+    match scaling {
+        Some(s) if s.decision.saturated => {
+            let lag = s.lag.as_ref().map_or(0, |l| l.0);
+            conditions.push(c(
+                PARTITIONS_SATURATED,
+                true,
+                "DemandAbovePartitions",
+                format!(
+                    "lag {lag} needs {} consumers but the topic has {} partitions; consider {} partitions (Herald does not add partitions: keys would move)",
+                    s.decision.demand,
+                    topic.partitions,
+                    recommended_partitions(lag, s.lag_threshold)
+                ),
+            ))
+        }
+        _ => conditions.push(c(
+            PARTITIONS_SATURATED,
+            false,
+            "WithinPartitions",
+            "the partitions can absorb the lag".into(),
+        )),
+    }
     let ready = topic.ready && producer_ok && consumers_ok;
     let (reason, message) = if ready {
         ("PipelineReady".to_string(), "topic, producer and consumers are ready".to_string())
     } else {
-        let first = conditions.iter().find(|c| c.status == "False" && c.type_ != REPLICAS_CAPPED);
+        let first = conditions.iter().take(3).find(|c| c.status == "False");
         first.map(|c| (c.reason.clone(), format!("{}: {}", c.type_, c.message))).unwrap_or_default()
     };
     conditions.insert(0, condition(READY, ready, &reason, message, generation, now));
 
     let (producer_replicas, producer_ready) = counts(producer);
-    let (consumer_replicas, consumer_ready) = counts(consumer);
+    let (consumer_replicas, consumer_ready) = match consumer {
+        Some(_) => counts(consumer),
+        None => (previous_consumer.replicas, previous_consumer.ready_replicas),
+    };
+    let (lag, partition_lag) = match scaling.and_then(|s| s.lag.as_ref()) {
+        Some((total, per)) => {
+            let mut lagging: Vec<PartitionLag> =
+                per.iter().filter(|(_, l)| *l > 0).map(|(p, l)| PartitionLag { partition: *p, lag: *l }).collect();
+            lagging.sort_by(|a, b| b.lag.cmp(&a.lag).then(a.partition.cmp(&b.partition)));
+            lagging.truncate(MAX_PARTITION_LAG_ENTRIES);
+            (*total, lagging)
+        }
+        None => (previous_consumer.lag, previous_consumer.partition_lag.clone()),
+    };
     NotificationPipelineStatus {
         observed_generation: generation,
-        conditions: merge_conditions(previous, conditions),
+        conditions: merge_conditions(&previous_status.conditions, conditions),
         topic: Some(TopicStatus { name: topic.name.clone(), partitions: topic.partitions }),
         producer: Some(ProducerStatus { replicas: producer_replicas, ready_replicas: producer_ready }),
         consumer: Some(ConsumerStatus {
             replicas: consumer_replicas,
             ready_replicas: consumer_ready,
-            desired_replicas: if topic.ready { replicas.desired } else { 0 },
-            lag: pipeline.status.as_ref().and_then(|s| s.consumer.as_ref()).map_or(0, |c| c.lag),
+            desired_replicas: if scaling.is_some() { desired } else { previous_consumer.desired_replicas },
+            lag,
             selector: labels::selector_string(name, Component::Consumer),
-            last_scale_time: pipeline
-                .status
-                .as_ref()
-                .and_then(|s| s.consumer.as_ref())
-                .and_then(|c| c.last_scale_time.clone()),
+            last_scale_time: scaling.and_then(|s| s.last_scale_time.clone()).or(previous_consumer.last_scale_time),
+            partition_lag,
         }),
     }
 }

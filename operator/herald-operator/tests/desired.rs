@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use herald_api::NotificationPipeline;
-use herald_operator::desired::{BuildError, Children, Images, children, consumer_replicas, env_map};
+use herald_operator::desired::{BuildError, Children, Images, children, env_map};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 
@@ -36,8 +36,8 @@ fn replicas(d: &Deployment) -> i32 {
     d.spec.as_ref().unwrap().replicas.unwrap()
 }
 
-fn build(p: &NotificationPipeline, partitions: i32) -> Children {
-    children(p, &images(), partitions).unwrap()
+fn build(p: &NotificationPipeline, consumers: i32) -> Children {
+    children(p, &images(), consumers).unwrap()
 }
 
 #[test]
@@ -47,7 +47,7 @@ fn defaults() {
     assert_eq!(c.consumer_deployment.metadata.name.as_deref(), Some("social-consumer"));
     assert_eq!(c.consumer_headless_service.metadata.name.as_deref(), Some("social-consumer-headless"));
     assert_eq!(replicas(&c.producer_deployment), 1);
-    assert_eq!(replicas(&c.consumer_deployment), 6, "one consumer per partition");
+    assert_eq!(replicas(&c.consumer_deployment), 6);
 
     let producer = container(&c.producer_deployment);
     assert_eq!(producer.image.as_deref(), Some("herald/producer:1"));
@@ -121,21 +121,12 @@ fn pods_run_under_the_restricted_pod_security_standard() {
 }
 
 #[test]
-fn fixed_and_capped_consumer_replicas() {
-    let fixed = mk(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "consumer": {"replicas": 3}}));
-    assert_eq!(replicas(&build(&fixed, 6).consumer_deployment), 3);
-    let r = consumer_replicas(&fixed, 6);
-    assert!(!r.capped);
-
-    let over = mk(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "consumer": {"replicas": 10}}));
-    assert_eq!(replicas(&build(&over, 6).consumer_deployment), 6, "never more consumers than partitions");
-    let r = consumer_replicas(&over, 6);
-    assert_eq!((r.desired, r.requested, r.capped), (6, 10, true));
-
-    // The cap follows the topic's actual partition count.
-    assert_eq!(replicas(&build(&minimal(), 12).consumer_deployment), 12);
-    let zero = mk(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "consumer": {"replicas": 0}}));
-    assert_eq!(replicas(&build(&zero, 6).consumer_deployment), 0, "scaled to zero on request");
+fn the_consumer_deployment_runs_the_decided_count() {
+    // How many is the scaling rule's decision (see `scaling`); the builder applies it as given.
+    for n in [0, 1, 6, 12] {
+        assert_eq!(replicas(&build(&minimal(), n).consumer_deployment), n);
+    }
+    assert_eq!(replicas(&build(&minimal(), 3).producer_deployment), 1, "the producer follows its own spec");
 }
 
 #[test]

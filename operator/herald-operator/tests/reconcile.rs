@@ -10,7 +10,7 @@ use herald_api::{KafkaSpec, NotificationPipeline};
 use herald_operator::controller::{Context, FINALIZER, Topics, reconcile};
 use herald_operator::desired::Images;
 use herald_operator::metrics::OperatorMetrics;
-use herald_operator::topic::{Ensured, TopicError, WantedTopic};
+use herald_operator::topic::{Ensured, LagReport, TopicError, WantedTopic};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use kube::Client;
@@ -19,8 +19,8 @@ use kube::runtime::controller::Action;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
-/// Topics that exist with a fixed partition count.
-struct FixedTopics(Option<i32>);
+/// Topics that exist with a fixed partition count and a given total lag (spread evenly).
+struct FixedTopics(Option<i32>, Option<i64>);
 
 impl Topics for FixedTopics {
     async fn ensure(&self, _: &KafkaSpec, wanted: &WantedTopic) -> Result<Ensured, TopicError> {
@@ -32,6 +32,14 @@ impl Topics for FixedTopics {
 
     async fn partitions(&self, _: &KafkaSpec, _: &str) -> Result<Option<i32>, TopicError> {
         Ok(self.0)
+    }
+
+    async fn lag(&self, _: &KafkaSpec, _: &str, _: &str) -> Result<Option<LagReport>, TopicError> {
+        let (Some(partitions), Some(total)) = (self.0, self.1) else {
+            return Err(TopicError::Unreachable(rdkafka::error::KafkaError::Canceled));
+        };
+        let per_partition = (0..partitions).map(|p| (p, total / i64::from(partitions))).collect();
+        Ok(Some(LagReport { partitions, per_partition }))
     }
 }
 
@@ -46,6 +54,9 @@ fn context(topics: FixedTopics) -> (Arc<Context<FixedTopics>>, Handle, prometheu
         images: Images { producer: "herald/producer:1".into(), consumer: "herald/consumer:1".into() },
         topics,
         metrics: OperatorMetrics::register(&registry).unwrap(),
+        sync_period: Duration::from_secs(15),
+        clock: herald_operator::controller::system_clock(),
+        scaling: Default::default(),
     };
     (Arc::new(ctx), handle, registry)
 }
@@ -115,6 +126,7 @@ const APPS: &str = "/apis/apps/v1/namespaces/apps/deployments";
 const SERVICES: &str = "/api/v1/namespaces/apps/services";
 const PDBS: &str = "/apis/policy/v1/namespaces/apps/poddisruptionbudgets";
 const STATUS: &str = "/apis/herald.dev/v1alpha1/namespaces/apps/notificationpipelines/social/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
 
 /// The children, in order; returns the consumer Deployment's and the status bodies.
 async fn expect_children(
@@ -151,6 +163,11 @@ async fn expect_children(
     };
     let (uri, status) = expect(handle, "PATCH", STATUS, echo_status).await;
     assert_apply(&uri);
+    if consumer.is_some() {
+        // The consumer count went from nothing to the decision: a Scaled event.
+        let (_, event) = expect(handle, "POST", EVENTS, echo).await;
+        assert_eq!(event["reason"], "Scaled", "{event}");
+    }
     (consumer, status)
 }
 
@@ -172,7 +189,7 @@ async fn run(
 
 #[tokio::test]
 async fn create_path_applies_every_child_with_the_field_manager_then_status() {
-    let (ctx, mut handle, registry) = context(FixedTopics(Some(6)));
+    let (ctx, mut handle, registry) = context(FixedTopics(Some(6), Some(6000)));
     let p = pipeline(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"}}));
     let task = run(ctx, p).await;
     let (consumer, status) = expect_children(&mut handle, Some(6)).await;
@@ -188,7 +205,7 @@ async fn create_path_applies_every_child_with_the_field_manager_then_status() {
     assert!(
         status["status"]["consumer"]["selector"].as_str().unwrap().contains("app.kubernetes.io/component=consumer")
     );
-    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(Duration::from_secs(300)));
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(Duration::from_secs(15)));
     let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
     assert!(text.contains(r#"herald_operator_reconciliations_total{outcome="ok"} 1"#), "{text}");
     assert!(text.contains(r#"herald_operator_topic_partitions{namespace="apps",pipeline="social"} 6"#), "{text}");
@@ -196,7 +213,7 @@ async fn create_path_applies_every_child_with_the_field_manager_then_status() {
 
 #[tokio::test]
 async fn replicas_above_the_partitions_are_capped_with_a_condition() {
-    let (ctx, mut handle, _) = context(FixedTopics(Some(6)));
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
     let p = pipeline(serde_json::json!({
         "kafka": {"bootstrapServers": "k:9092"},
         "topic": {"management": "Admin"},
@@ -213,7 +230,7 @@ async fn replicas_above_the_partitions_are_capped_with_a_condition() {
 
 #[tokio::test]
 async fn strimzi_missing_sets_topic_ready_false_and_holds_the_consumers() {
-    let (ctx, mut handle, _) = context(FixedTopics(Some(6)));
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
     let p = pipeline(
         serde_json::json!({"kafka": {"bootstrapServers": "k:9092", "clusterRef": {"name": "my-cluster", "namespace": "kafka"}}}),
     );
@@ -254,7 +271,7 @@ fn strimzi_discovery_answers() -> Vec<(&'static str, serde_json::Value)> {
 
 #[tokio::test]
 async fn strimzi_kafka_topic_is_applied_in_the_cluster_namespace_and_followed() {
-    let (ctx, mut handle, _) = context(FixedTopics(None));
+    let (ctx, mut handle, _) = context(FixedTopics(Some(12), Some(12000)));
     let p = pipeline(serde_json::json!({
         "kafka": {"bootstrapServers": "k:9092", "clusterRef": {"name": "my-cluster", "namespace": "kafka"}},
         "topic": {"partitions": 12, "config": {"retention.ms": "604800000"}},
@@ -310,7 +327,7 @@ async fn expect_finalizer_removed(handle: &mut Handle) {
 
 #[tokio::test]
 async fn deletion_with_delete_removes_the_kafka_topic_then_the_finalizer() {
-    let (ctx, mut handle, _) = context(FixedTopics(Some(6)));
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
     let task = run(ctx, deleted("Delete")).await;
     for (path, answer) in strimzi_discovery_answers() {
         expect(&mut handle, "GET", path, move |_| (200, answer)).await;
@@ -325,7 +342,7 @@ async fn deletion_with_delete_removes_the_kafka_topic_then_the_finalizer() {
 
 #[tokio::test]
 async fn deletion_with_retain_keeps_the_topic_and_removes_the_finalizer() {
-    let (ctx, mut handle, _) = context(FixedTopics(Some(6)));
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
     let task = run(ctx, deleted("Retain")).await;
     expect_finalizer_removed(&mut handle).await;
     task.await.unwrap().unwrap();
@@ -336,7 +353,7 @@ async fn deletion_with_retain_keeps_the_topic_and_removes_the_finalizer() {
 
 #[tokio::test]
 async fn an_unusable_spec_sets_ready_false_and_waits_for_a_change() {
-    let (ctx, mut handle, _) = context(FixedTopics(Some(6)));
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
     let p = pipeline(serde_json::json!({
         "kafka": {"bootstrapServers": "k:9092", "properties": {"ssl.cipher.suites": "A,B"}},
         "topic": {"management": "External"},
@@ -346,7 +363,7 @@ async fn an_unusable_spec_sets_ready_false_and_waits_for_a_change() {
     let ready = condition(&status, "Ready");
     assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("InvalidSpec")));
     assert!(ready["message"].as_str().unwrap().contains("ssl.cipher.suites"), "{ready}");
-    let (_, event) = expect(&mut handle, "POST", "/apis/events.k8s.io/v1/namespaces/apps/events", echo).await;
+    let (_, event) = expect(&mut handle, "POST", EVENTS, echo).await;
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "InvalidSpec");
     assert_eq!(event["regarding"]["name"], "social");
@@ -358,7 +375,7 @@ async fn an_unusable_spec_sets_ready_false_and_waits_for_a_change() {
 #[tokio::test]
 async fn refused_objects_wait_for_a_change_while_outages_retry() {
     for (code, transient) in [(422u16, false), (503u16, true)] {
-        let (ctx, mut handle, registry) = context(FixedTopics(Some(6)));
+        let (ctx, mut handle, registry) = context(FixedTopics(Some(6), Some(6000)));
         let p =
             pipeline(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"}}));
         let task = run(ctx.clone(), p.clone()).await;
