@@ -91,16 +91,6 @@ impl Broker {
             let _ = child.wait();
         }
     }
-
-    /// Starts the broker again on the same port and storage.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
-    }
 }
 
 impl Drop for Broker {

@@ -1,8 +1,6 @@
 //! What a pipeline becomes, as typed objects: pure functions of the validated pipeline and the
 //! operator's defaults. They never touch a client.
 
-use std::collections::BTreeMap;
-
 use herald_api::NotificationPipeline;
 use herald_api::labels::{self, Component};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
@@ -355,9 +353,4 @@ fn consumer_pdb(pipeline: &NotificationPipeline, name: &str, owner: &OwnerRefere
         }),
         ..PodDisruptionBudget::default()
     }
-}
-
-/// The env vars of a container as a map, for tests and diagnostics.
-pub fn env_map(container: &Container) -> BTreeMap<String, String> {
-    container.env.iter().flatten().filter_map(|e| Some((e.name.clone(), e.value.clone()?))).collect()
 }

@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use herald_api::NotificationPipeline;
-use herald_operator::desired::{BuildError, Children, Images, children, env_map};
+use std::collections::BTreeMap;
+
+use herald_operator::desired::{BuildError, Children, Images, children};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 
@@ -26,6 +28,10 @@ fn mk(spec: serde_json::Value) -> NotificationPipeline {
 
 fn minimal() -> NotificationPipeline {
     mk(serde_json::json!({"kafka": {"bootstrapServers": "kafka:9092"}}))
+}
+
+fn env_map(container: &Container) -> BTreeMap<String, String> {
+    container.env.iter().flatten().filter_map(|e| Some((e.name.clone(), e.value.clone()?))).collect()
 }
 
 fn container(d: &Deployment) -> &Container {

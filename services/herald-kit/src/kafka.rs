@@ -86,11 +86,6 @@ pub fn client_config(
     Ok(config)
 }
 
-/// Parses a librdkafka duration property in milliseconds, if the config has a valid one.
-pub fn property_ms(config: &ClientConfig, key: &str) -> Option<u64> {
-    config.get(key).and_then(|v| v.parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,7 +101,6 @@ mod tests {
         assert_eq!(c.get("linger.ms"), Some("7"));
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("enable.idempotence"), Some("true"));
-        assert_eq!(property_ms(&c, "linger.ms"), Some(7));
     }
 
     #[test]
