@@ -8,8 +8,12 @@ use std::path::PathBuf;
 use herald_api::{NotificationPipeline, TopicManagement, crd_yaml};
 use kube::core::crd::CustomResourceExt;
 
+/// The repository root. Read at run time: cargo reuses test binaries when a checkout moves (the CI
+/// clone and a developer's tree share one target directory), so a path baked in at compile time can
+/// point at a checkout that no longer exists.
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    PathBuf::from(manifest_dir).join("../..")
 }
 
 #[test]

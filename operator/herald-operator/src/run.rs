@@ -65,8 +65,8 @@ pub enum RunError {
     Client(#[source] kube::Error),
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("listening on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] herald_kit::http::BindError),
     #[error("leader election: {0}")]
     Lease(#[source] kube::Error),
     #[error("lost the leader lease; exiting so that only one replica reconciles")]
@@ -84,9 +84,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunEr
     let metrics = OperatorMetrics::register(&registry)?;
     let leading = Arc::new(AtomicBool::new(!args.leader_elect));
 
-    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .map_err(|source| RunError::Bind { addr: args.metrics_listen, source })?;
+    let listener = herald_kit::http::bind(args.metrics_listen).await?;
     let live: ReadyCheck = Arc::new(|| Ok(()));
     // Ready when able to serve: a standby replica is ready too (it takes over on failure).
     let ready: ReadyCheck = Arc::new(|| Ok(()));

@@ -243,7 +243,7 @@ pub fn subscribe(
         ("client.id", "herald-consumer"),
     ];
     let mut client =
-        client_config(&config.kafka.bootstrap_servers, &defaults, &config.kafka.kafka_properties, REQUIRED)?;
+        client_config(&config.kafka.bootstrap_servers, &defaults, &config.kafka.properties.values, REQUIRED)?;
     client.set("group.id", &config.group_id);
     let context =
         GroupContext { topic: config.kafka.topic.clone(), metrics, status, partitions: Mutex::new(BTreeMap::new()) };

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_kit::config::parse_duration;
-use herald_kit::http::HttpMetrics;
+use herald_kit::http::{BindError, HttpMetrics, bind};
 use herald_kit::kafka::KafkaArgs;
 use herald_kit::telemetry::LogArgs;
 use prometheus::Registry;
@@ -56,8 +56,8 @@ pub enum Error {
     Group(#[from] GroupError),
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("listening on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
     #[error("the consume loop stopped unexpectedly: {0}")]
@@ -134,7 +134,6 @@ impl ConsumerService {
 /// Runs the consumer until `shutdown` is cancelled.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<Summary, Error> {
     let service = ConsumerService::new(&args)?;
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.map_err(|source| Error::Bind { addr: args.listen, source })?;
+    let listener = bind(args.listen).await?;
     service.serve(listener, shutdown).await
 }

@@ -157,6 +157,20 @@ pub fn render_metrics(registry: &Registry) -> Response {
     }
 }
 
+/// A listener that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("listening on {addr}: {source}")]
+pub struct BindError {
+    pub addr: std::net::SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Opens a TCP listener on `addr`.
+pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, BindError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })
+}
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains in-flight requests for
 /// at most `drain` before returning.
 pub async fn serve(

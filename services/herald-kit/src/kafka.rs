@@ -14,6 +14,13 @@ pub struct KafkaArgs {
     #[arg(long, env = "HERALD_TOPIC", default_value = "notifications")]
     pub topic: String,
 
+    #[command(flatten)]
+    pub properties: KafkaProperties,
+}
+
+/// The repeatable `--kafka-property KEY=VALUE` flag.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KafkaProperties {
     /// Extra librdkafka property `KEY=VALUE` (TLS, SASL, timeouts, ...). Repeatable; the env
     /// var takes a comma-separated list.
     #[arg(
@@ -23,11 +30,11 @@ pub struct KafkaArgs {
         value_delimiter = ',',
         value_parser = parse_property
     )]
-    pub kafka_properties: Vec<(String, String)>,
+    pub values: Vec<(String, String)>,
 }
 
 /// Parses `KEY=VALUE` (surrounding spaces trimmed; the value may contain `=`).
-pub fn parse_property(raw: &str) -> Result<(String, String), String> {
+fn parse_property(raw: &str) -> Result<(String, String), String> {
     let (key, value) = raw.split_once('=').ok_or_else(|| format!("`{raw}` is not KEY=VALUE"))?;
     let key = key.trim();
     if key.is_empty() {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use herald_consumer::ConsumerService;
 use herald_consumer::group::GroupStatus;
-use herald_kit::kafka::{KafkaArgs, parse_property};
+use herald_kit::http::{BindError, bind};
+use herald_kit::kafka::{KafkaArgs, KafkaProperties};
 use herald_kit::partition::partition_for_user;
 use herald_kit::telemetry::LogArgs;
 use herald_producer::Producer;
@@ -52,15 +53,8 @@ pub struct Args {
     #[arg(long, env = "HERALD_CONSUMER_LISTEN", default_value = "127.0.0.1:8081")]
     pub consumer_listen: SocketAddr,
 
-    /// Extra librdkafka property `KEY=VALUE` for every client. Repeatable.
-    #[arg(
-        long = "kafka-property",
-        env = "HERALD_KAFKA_PROPERTIES",
-        value_name = "KEY=VALUE",
-        value_delimiter = ',',
-        value_parser = parse_property
-    )]
-    pub kafka_properties: Vec<(String, String)>,
+    #[command(flatten)]
+    pub kafka_properties: KafkaProperties,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -73,10 +67,8 @@ pub enum Error {
     MockCluster(rdkafka::error::KafkaError),
     #[error("creating topic {topic}: {message}")]
     Topic { topic: String, message: String },
-    #[error(
-        "listening on {addr}: {source} (is another Herald already running? pick other ports with --producer-listen/--consumer-listen)"
-    )]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{0} (is another Herald already running? pick other ports with --producer-listen/--consumer-listen)")]
+    Bind(#[from] BindError),
     #[error("producer: {0}")]
     Producer(#[from] herald_producer::Error),
     #[error("consumer {index}: {source}")]
@@ -95,7 +87,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     let properties: Vec<(String, String)> = [("session.timeout.ms", "6000"), ("max.poll.interval.ms", "10000")]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain(args.kafka_properties.iter().cloned())
+        .chain(args.kafka_properties.values.iter().cloned())
         .collect();
 
     let (kafka, bootstrap) = match &args.bootstrap_servers {
@@ -112,8 +104,11 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             (Kafka::External, servers.clone())
         }
     };
-    let kafka_args =
-        KafkaArgs { bootstrap_servers: bootstrap.clone(), topic: args.topic.clone(), kafka_properties: properties };
+    let kafka_args = KafkaArgs {
+        bootstrap_servers: bootstrap.clone(),
+        topic: args.topic.clone(),
+        properties: KafkaProperties { values: properties },
+    };
 
     let wanted = args.consumers.unwrap_or(args.partitions as u32);
     let consumers = wanted.min(args.partitions as u32) as usize;
@@ -208,10 +203,6 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     }
     drop(kafka);
     first_error.map_or(Ok(()), Err)
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
 }
 
 fn url(listener: &TcpListener) -> String {

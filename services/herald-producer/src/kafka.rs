@@ -86,7 +86,7 @@ impl Sender {
             // never let a send or a readiness probe create it with the broker's defaults.
             ("allow.auto.create.topics", "false"),
         ];
-        let config = client_config(&kafka.bootstrap_servers, &defaults, &kafka.kafka_properties, REQUIRED)?;
+        let config = client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties.values, REQUIRED)?;
         let fatal = Arc::new(Mutex::new(None));
         let producer =
             config.create_with_context(ProducerContext { fatal: fatal.clone() }).map_err(CreateError::Client)?;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_kit::config::parse_duration;
-use herald_kit::http::HttpMetrics;
+use herald_kit::http::{BindError, HttpMetrics, bind};
 use herald_kit::kafka::KafkaArgs;
 use herald_kit::model::seed_users;
 use herald_kit::telemetry::LogArgs;
@@ -70,8 +70,8 @@ pub enum Error {
     Kafka(#[from] CreateError),
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("listening on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
 }
@@ -143,7 +143,6 @@ impl Producer {
 /// Runs the producer until `shutdown` is cancelled.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<Summary, Error> {
     let producer = Producer::new(&args)?;
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.map_err(|source| Error::Bind { addr: args.listen, source })?;
+    let listener = bind(args.listen).await?;
     producer.serve(listener, shutdown).await
 }

@@ -25,7 +25,7 @@ use tower::ServiceExt;
 const TOPIC: &str = "notifications";
 
 fn mk_app(bootstrap: &str, token: Option<&str>, timeout: Duration) -> Router {
-    let kafka = KafkaArgs { bootstrap_servers: bootstrap.into(), topic: TOPIC.into(), kafka_properties: vec![] };
+    let kafka = KafkaArgs { bootstrap_servers: bootstrap.into(), topic: TOPIC.into(), properties: Default::default() };
     let registry = Registry::new();
     let state = AppState {
         directory: Arc::new(Directory::new(seed_users()).unwrap()),
