@@ -76,6 +76,9 @@ pub enum RunError {
 const LEASE: &str = "herald-operator";
 const LEASE_DURATION: Duration = Duration::from_secs(15);
 const LEASE_RENEW: Duration = Duration::from_secs(5);
+/// A leader that could not renew for this long stops, before a standby may take the lease over
+/// (which it can once `LEASE_DURATION` has passed since the last renewal).
+const LEASE_RENEW_DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::Client)?;
@@ -106,20 +109,34 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunEr
         leading.store(true, Ordering::Release);
         tracing::info!(identity = %args.identity, "leader lease acquired");
         let renew_shutdown = shutdown.clone();
+        let renew_leading = leading.clone();
         tokio::spawn(async move {
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = renew_shutdown.cancelled() => return,
                     _ = tokio::time::sleep(LEASE_RENEW) => {}
                 }
-                match elector.try_acquire_or_renew().await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!("{}", RunError::LostLease);
-                        renew_shutdown.cancel();
-                        return;
+                let held = match elector.try_acquire_or_renew().await {
+                    Ok(held) => held,
+                    Err(error) if renewed.elapsed() < LEASE_RENEW_DEADLINE => {
+                        tracing::warn!(%error, "renewing the leader lease failed; retrying");
+                        continue;
                     }
-                    Err(error) => tracing::warn!(%error, "renewing the leader lease failed; retrying"),
+                    // Past the deadline a standby may take the lease soon: stop reconciling rather
+                    // than risk two leaders.
+                    Err(error) => {
+                        tracing::warn!(%error, "renewing the leader lease kept failing past the renew deadline");
+                        false
+                    }
+                };
+                if held {
+                    renewed = tokio::time::Instant::now();
+                } else {
+                    tracing::error!("{}", RunError::LostLease);
+                    renew_leading.store(false, Ordering::Release);
+                    renew_shutdown.cancel();
+                    return;
                 }
             }
         });
