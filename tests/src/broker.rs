@@ -35,11 +35,23 @@ pub fn nisshi_bin() -> PathBuf {
     PathBuf::from("nisshi")
 }
 
+/// A loopback port that is free now, never handed out before in this process, and outside the
+/// kernel's ephemeral range (32768–60999), so that no outgoing connection takes it before the
+/// process meant to listen on it starts (consumers' ports are chosen up front as their peers).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    use std::hash::{BuildHasher, RandomState};
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let random = RandomState::new();
+    for attempt in 0u32..10_000 {
+        let port = 20_000 + (random.hash_one(attempt) % 12_000) as u16;
+        if given.contains(&port) || std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.push(port);
+        return port;
+    }
+    panic!("no free loopback port in 20000..32000")
 }
 
 impl Broker {

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod process;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Waits until `check` returns `Some`, polling every 50 ms; panics with `what` after `limit`.
@@ -42,7 +43,14 @@ pub struct Setup {
     pub group: String,
     pub partitions: i32,
     pub users_file: tempfile::NamedTempFile,
+    /// Ports consumers listen on, one per consumer started (in order); every consumer knows
+    /// them all as its peers, as a headless Service would list every pod.
+    consumer_ports: Vec<u16>,
+    consumers_started: AtomicUsize,
 }
+
+/// Consumers one test may start in all.
+const CONSUMER_SLOTS: usize = 16;
 
 impl Setup {
     /// A broker with a fresh topic of `partitions` partitions and a directory of `users` users.
@@ -54,7 +62,16 @@ impl Setup {
             (1..=users).map(|id| serde_json::json!({"id": id, "name": format!("user{id}")})).collect();
         let users_file = tempfile::NamedTempFile::new().expect("users file");
         std::fs::write(users_file.path(), serde_json::to_vec(&directory).expect("users json")).expect("write users");
-        Self { broker, topic, group: unique("group"), partitions, users_file }
+        let consumer_ports = (0..CONSUMER_SLOTS).map(|_| broker::free_port()).collect();
+        Self {
+            broker,
+            topic,
+            group: unique("group"),
+            partitions,
+            users_file,
+            consumer_ports,
+            consumers_started: AtomicUsize::new(0),
+        }
     }
 
     fn common_env(&self) -> Vec<(&'static str, String)> {
@@ -68,16 +85,21 @@ impl Setup {
         process::Service::start("herald-producer", &[], &env)
     }
 
+    /// Starts a consumer of the group on the next free consumer port.
     pub fn consumer(&self, extra: &[(&'static str, String)]) -> process::Service {
+        let slot = self.consumers_started.fetch_add(1, Ordering::Relaxed);
+        let port = *self.consumer_ports.get(slot).expect("more consumers than CONSUMER_SLOTS");
+        let peers: Vec<String> = self.consumer_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut env = self.common_env();
         env.push(("HERALD_GROUP_ID", self.group.clone()));
+        env.push(("HERALD_PEERS", peers.join(",")));
         // nisshi holds a join for the whole rebalance timeout (max.poll.interval.ms): keep it short.
         env.push((
             "HERALD_KAFKA_PROPERTIES",
             "max.poll.interval.ms=10000,session.timeout.ms=6000,statistics.interval.ms=1000".into(),
         ));
         env.extend_from_slice(extra);
-        process::Service::start("herald-consumer", &[], &env)
+        process::Service::start_on("herald-consumer", port, &[], &env)
     }
 
     pub fn offsets(&self) -> BTreeMap<i32, (i64, i64)> {
@@ -112,12 +134,18 @@ impl Setup {
 }
 
 /// Waits until `/readyz` answers 200.
+/// Waits until `/readyz` answers 200; on timeout the panic shows the end of the service's log.
 pub async fn wait_ready(http: &http::Http, service: &process::Service, limit: Duration) {
     let url = format!("{}/readyz", service.url);
-    wait_for(&format!("{} ready at {url}", service.name), limit, || async {
-        http.get(&url).await.ok().filter(|a| a.status.is_success()).map(|_| ())
-    })
-    .await;
+    let start = Instant::now();
+    while !http.get(&url).await.is_ok_and(|a| a.status.is_success()) {
+        if start.elapsed() > limit {
+            let log = service.log();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!("{} not ready at {url} after {limit:?}; its log ends:\n{}", service.name, tail.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The service's `/metrics` text (empty when it does not answer).

@@ -42,8 +42,12 @@ pub struct Service {
 impl Service {
     /// Starts `binary` listening on a free port, with `args` and `env` (logs as JSON lines).
     pub fn start(binary: &str, args: &[String], env: &[(&str, String)]) -> Self {
+        Self::start_on(binary, crate::broker::free_port(), args, env)
+    }
+
+    /// Starts `binary` listening on `port`, with `args` and `env` (logs as JSON lines).
+    pub fn start_on(binary: &str, port: u16, args: &[String], env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().expect("scratch dir");
-        let port = crate::broker::free_port();
         let log_path = dir.path().join(format!("{binary}.log"));
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut cmd = Command::new(bin(binary));

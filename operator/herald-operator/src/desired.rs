@@ -5,9 +5,9 @@ use herald_api::NotificationPipeline;
 use herald_api::labels::{self, Component};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -290,6 +290,22 @@ fn consumer_deployment(
     let mut env_vars = common_env(pipeline, CONSUMER_PORT, kafka_properties);
     env_vars.push(env("HERALD_GROUP_ID", group_id(pipeline)));
     env_vars.push(env("HERALD_MAX_PER_USER", spec.max_notifications_per_user.to_string()));
+    // Any consumer answers for any user: it finds the others through the headless Service
+    // (which lists pods before they are ready) and tells them its pod IP.
+    env_vars.push(EnvVar {
+        name: "POD_IP".to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: "status.podIP".to_string(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..EnvVar::default()
+    });
+    env_vars.push(env("HERALD_ADVERTISE_URL", format!("http://$(POD_IP):{CONSUMER_PORT}")));
+    let namespace = pipeline.metadata.namespace.as_deref().unwrap_or_default();
+    env_vars.push(env(
+        "HERALD_PEERS",
+        format!("{}-headless.{namespace}.svc:{CONSUMER_PORT}", labels::child_name(name, Component::Consumer)),
+    ));
     deployment(
         pipeline,
         name,

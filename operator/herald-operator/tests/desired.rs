@@ -69,6 +69,15 @@ fn defaults() {
     assert_eq!(env["HERALD_GROUP_ID"], "social-consumers");
     assert_eq!(env["HERALD_LISTEN"], "0.0.0.0:8081");
     assert_eq!(env["HERALD_MAX_PER_USER"], "100");
+    // Reads for any user: peers through the headless Service, each advertising its pod IP
+    // (defined before the variable that expands it).
+    let names: Vec<&str> = consumer.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    let pod_ip = names.iter().position(|n| *n == "POD_IP").unwrap();
+    assert!(pod_ip < names.iter().position(|n| *n == "HERALD_ADVERTISE_URL").unwrap());
+    let from = consumer.env.as_ref().unwrap()[pod_ip].value_from.as_ref().unwrap();
+    assert_eq!(from.field_ref.as_ref().unwrap().field_path, "status.podIP");
+    assert_eq!(env["HERALD_ADVERTISE_URL"], "http://$(POD_IP):8081");
+    assert_eq!(env["HERALD_PEERS"], "social-consumer-headless.apps.svc:8081");
     assert_eq!(consumer.ports.as_ref().unwrap()[0].name.as_deref(), Some("http"));
     assert_eq!(consumer.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
     assert_eq!(consumer.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));

@@ -1,23 +1,97 @@
 //! The consumer's HTTP API: `GET /notifications/{userID}` plus the operational routes.
+//!
+//! Any member answers for any user. The user's partition is the producer's murmur2 mapping;
+//! when this member holds it, the read waits (bounded) until the partition is restored and the
+//! loop has handled everything up to the log end seen at the request, so that an acknowledged
+//! notification is never missing. Otherwise the read goes to the owner named by the group's
+//! membership, once (a forwarded read is never forwarded again). While ownership is moving the
+//! answer is 503 with `Retry-After`, never a wrong empty list.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use herald_kit::http::{HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
-use prometheus::Registry;
+use herald_kit::partition::partition_for_user;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use prometheus::{IntCounter, Registry};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::time::Instant;
 
+use crate::claims::{Claim, Claims};
 use crate::group::GroupStatus;
+use crate::membership::{CLAIMS_PATH, Membership, PeerClaims};
+use crate::metrics::{ConsumerMetrics, ForwardOutcome};
 use crate::store::{Store, Stored};
+
+/// Marks a read forwarded by another member (its value: that member's URL).
+pub const FORWARDED_HEADER: &str = "x-herald-forwarded-by";
+/// How long a client is asked to wait before retrying a 503.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// A forwarded answer larger than this is refused (a user holds at most `--max-per-user`).
+const MAX_FORWARDED_BODY: usize = 64 * 1024 * 1024;
+
+/// Forwarding to the owner of a partition.
+#[derive(Clone)]
+pub struct Forwarder {
+    client: Client<HttpConnector, Empty<Bytes>>,
+    timeout: Duration,
+    outcomes: [IntCounter; 3],
+}
+
+impl Forwarder {
+    /// The HTTP client, shared with the peer discovery.
+    pub fn client(&self) -> Client<HttpConnector, Empty<Bytes>> {
+        self.client.clone()
+    }
+
+    pub fn new(timeout: Duration, metrics: &ConsumerMetrics) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+        let counter = |o: ForwardOutcome| metrics.forwarded_requests.with_label_values(&[o.label()]);
+        Self {
+            client,
+            timeout,
+            outcomes: [counter(ForwardOutcome::Ok), counter(ForwardOutcome::Rejected), counter(ForwardOutcome::Failed)],
+        }
+    }
+
+    fn count(&self, outcome: ForwardOutcome) {
+        let i = match outcome {
+            ForwardOutcome::Ok => 0,
+            ForwardOutcome::Rejected => 1,
+            ForwardOutcome::Failed => 2,
+        };
+        self.outcomes[i].inc();
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
     pub status: Arc<GroupStatus>,
+    pub claims: Arc<Claims>,
+    pub membership: Arc<Membership>,
+    /// A client of its own (no group) for the log end of a partition.
+    pub probe: Arc<BaseConsumer>,
+    pub topic: String,
+    /// This member's advertised URL.
+    pub self_url: String,
+    /// How long a local read may wait for a restore or for the loop to catch up.
+    pub read_timeout: Duration,
+    pub forwarder: Forwarder,
 }
 
 /// The whole consumer API.
@@ -25,18 +99,58 @@ pub fn router(state: AppState, registry: Registry, http: HttpMetrics) -> Router 
     let status = state.status.clone();
     let ready: ReadyCheck = Arc::new(move || status.ready());
     let live: ReadyCheck = Arc::new(|| Ok(()));
-    let api = Router::new().route("/notifications/{user_id}", get(notifications)).with_state(state);
+    let api = Router::new()
+        .route("/notifications/{user_id}", get(notifications))
+        .route(CLAIMS_PATH, get(claims))
+        .with_state(state);
     with_operational_routes(api, registry, http, live, ready)
 }
 
-async fn notifications(State(state): State<AppState>, Path(raw): Path<String>) -> Response {
+async fn notifications(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap) -> Response {
     let user = match raw.parse::<u64>() {
         Ok(id) if id > 0 && raw.bytes().all(|b| b.is_ascii_digit()) => id,
         _ => {
             return JsonError::new(StatusCode::BAD_REQUEST, "userID must be a positive integer").into_response();
         }
     };
-    let found = state.store.get(user);
+    let view = state.membership.view();
+    if view.partitions <= 0 {
+        return unavailable("the topic's partition count is not known yet");
+    }
+    let partition = partition_for_user(user, view.partitions);
+    if let Some(claim) = state.claims.get(partition) {
+        return match read_local(&state, &claim, user).await {
+            Ok(found) => answer(&found),
+            Err(message) => unavailable(message),
+        };
+    }
+    if let Some(from) = headers.get(FORWARDED_HEADER) {
+        // One hop only: the sender's view of the group is stale, or ours is.
+        state.membership.refresh_soon();
+        tracing::debug!(partition, from = ?from, "forwarded read for a partition this member does not hold");
+        return unavailable(format!("partition {partition} is not assigned to this consumer (rebalancing)"));
+    }
+    match view.owners.get(&partition) {
+        Some(owner) if owner.trim_end_matches('/') != state.self_url.trim_end_matches('/') => {
+            forward(&state, owner, partition, user).await
+        }
+        _ => {
+            state.membership.refresh_soon();
+            unavailable(format!("partition {partition} has no owner right now (rebalancing)"))
+        }
+    }
+}
+
+/// The partitions this member holds, for its peers.
+async fn claims(State(state): State<AppState>) -> axum::Json<PeerClaims> {
+    axum::Json(PeerClaims { url: state.self_url.clone(), partitions: state.status.assigned() })
+}
+
+fn unavailable(message: impl Into<String>) -> Response {
+    JsonError::unavailable(message, RETRY_AFTER).into_response()
+}
+
+fn answer(found: &[Arc<Stored>]) -> Response {
     if found.is_empty() {
         return axum::Json(serde_json::json!({
             "message": "No notifications found for user",
@@ -44,7 +158,7 @@ async fn notifications(State(state): State<AppState>, Path(raw): Path<String>) -
         }))
         .into_response();
     }
-    axum::Json(NotificationList { notifications: &found }).into_response()
+    axum::Json(NotificationList { notifications: found }).into_response()
 }
 
 #[derive(serde::Serialize)]
@@ -52,67 +166,216 @@ struct NotificationList<'a> {
     notifications: &'a [Arc<Stored>],
 }
 
+/// Waits until `done` holds for the claim, or the deadline passes.
+async fn wait_until(claims: &Claims, deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    let _waiting = claims.waiting();
+    loop {
+        let progress = claims.progress();
+        tokio::pin!(progress);
+        progress.as_mut().enable();
+        if done() {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, progress).await.is_err() {
+            return done();
+        }
+    }
+}
+
+/// A read of a partition this member holds: complete up to the log end seen now.
+async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64) -> Result<Vec<Arc<Stored>>, String> {
+    let deadline = Instant::now() + state.read_timeout;
+    let partition = claim.partition;
+    if !wait_until(&state.claims, deadline, || claim.restored() || !state.claims.is_current(claim)).await
+        || !claim.restored()
+    {
+        return Err(format!("partition {partition} is being restored from the log"));
+    }
+    let (probe, topic) = (state.probe.clone(), state.topic.clone());
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    let watermarks = tokio::task::spawn_blocking(move || probe.fetch_watermarks(&topic, partition, timeout))
+        .await
+        .ok()
+        .and_then(|r| r.inspect_err(|error| tracing::warn!(partition, %error, "reading the log end failed")).ok());
+    let Some((low, high)) = watermarks else {
+        return Err(format!("the log end of partition {partition} could not be read"));
+    };
+    let caught_up = || claim.handled().max(low) >= high || !state.claims.is_current(claim);
+    if !wait_until(&state.claims, deadline, caught_up).await {
+        return Err(format!("partition {partition} is behind the log end; consuming"));
+    }
+    let found = state.store.get(user);
+    // Revoked meanwhile: its users may have been dropped from the store.
+    if !state.claims.is_current(claim) {
+        return Err(format!("partition {partition} moved to another consumer (rebalancing)"));
+    }
+    Ok(found)
+}
+
+async fn forward(state: &AppState, owner: &str, partition: i32, user: u64) -> Response {
+    let failed = |why: String| {
+        state.forwarder.count(ForwardOutcome::Failed);
+        state.membership.refresh_soon();
+        tracing::debug!(partition, owner, %why, "forwarding a read failed");
+        unavailable(format!("the owner of partition {partition} could not be reached: {why}"))
+    };
+    let uri = format!("{}/notifications/{user}", owner.trim_end_matches('/'));
+    let request = match axum::http::Request::get(&uri)
+        .header(FORWARDED_HEADER, HeaderValue::from_str(&state.self_url).unwrap_or(HeaderValue::from_static("?")))
+        .body(Empty::<Bytes>::new())
+    {
+        Ok(r) => r,
+        Err(e) => return failed(format!("bad owner URL {uri}: {e}")),
+    };
+    let fetched = tokio::time::timeout(state.forwarder.timeout, async {
+        let response = state.forwarder.client.request(request).await.map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let bytes = Limited::new(body, MAX_FORWARDED_BODY).collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok::<_, String>((parts, bytes))
+    })
+    .await;
+    let (parts, bytes) = match fetched {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(why)) => return failed(why),
+        Err(_) => return failed(format!("no answer within {:?}", state.forwarder.timeout)),
+    };
+    if parts.status.is_success() {
+        state.forwarder.count(ForwardOutcome::Ok);
+    } else {
+        state.forwarder.count(ForwardOutcome::Rejected);
+        if parts.status == StatusCode::SERVICE_UNAVAILABLE {
+            state.membership.refresh_soon();
+        }
+    }
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = parts.status;
+    for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            response.headers_mut().insert(name, v.clone());
+        }
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
+    use crate::membership::View;
     use axum::http::Request;
-    use herald_kit::model::{Notification, seed_users};
-    use http_body_util::BodyExt;
+    use rdkafka::ClientConfig;
     use tower::ServiceExt;
 
-    fn mk_app() -> (Router, Arc<Store>) {
+    fn mk_app() -> (Router, AppState) {
         let registry = Registry::new();
-        let store = Arc::new(Store::new(100));
-        let state = AppState { store: store.clone(), status: Arc::new(GroupStatus::default()) };
+        let metrics = ConsumerMetrics::register(&registry).unwrap();
+        // Never contacted by these tests.
+        let probe: BaseConsumer = ClientConfig::new().set("bootstrap.servers", "127.0.0.1:9").create().unwrap();
+        let state = AppState {
+            store: Arc::new(Store::new(100, usize::MAX)),
+            status: Arc::new(GroupStatus::default()),
+            claims: Arc::new(Claims::default()),
+            membership: Arc::new(Membership::default()),
+            probe: Arc::new(probe),
+            topic: "notifications".into(),
+            self_url: "http://127.0.0.1:8081".into(),
+            read_timeout: Duration::from_millis(200),
+            forwarder: Forwarder::new(Duration::from_millis(500), &metrics),
+        };
         let http = HttpMetrics::register(&registry).unwrap();
-        (router(state, registry, http), store)
+        (router(state.clone(), registry, http), state)
     }
 
-    async fn get_json(app: &Router, uri: &str) -> (StatusCode, serde_json::Value) {
-        let resp = app.clone().oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap()).await.unwrap();
+    async fn get_json(app: &Router, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let mut req = Request::builder().uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
         let status = resp.status();
+        let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&body).unwrap())
+        (status, headers, serde_json::from_slice(&body).unwrap())
     }
 
-    #[tokio::test]
-    async fn answers_for_users_with_and_without_notifications() {
-        let (app, store) = mk_app();
-        let users = seed_users();
-        store.insert(Notification::new(users[0].clone(), users[1].clone(), "one".into()), 3, 0);
-        store.insert(Notification::new(users[2].clone(), users[1].clone(), "two".into()), 3, 1);
-
-        let (status, body) = get_json(&app, "/notifications/2").await;
-        assert_eq!(status, StatusCode::OK);
-        let list = body["notifications"].as_array().unwrap();
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0]["message"], "one");
-        assert_eq!(list[1]["from"]["name"], "Rick");
-        assert_eq!(list[1]["offset"], 1);
-        assert!(body.get("message").is_none());
-
-        let (status, body) = get_json(&app, "/notifications/4").await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body, serde_json::json!({"message": "No notifications found for user", "notifications": []}));
+    fn view(partitions: i32, owners: &[(i32, &str)]) -> View {
+        View { partitions, owners: owners.iter().map(|(p, u)| (*p, u.to_string())).collect(), ..View::default() }
     }
 
     #[tokio::test]
     async fn rejects_ids_that_are_not_positive_integers() {
         let (app, _) = mk_app();
         for bad in ["abc", "0", "-1", "1.5", "%2B1", "99999999999999999999999"] {
-            let (status, body) = get_json(&app, &format!("/notifications/{bad}")).await;
+            let (status, _, body) = get_json(&app, &format!("/notifications/{bad}"), &[]).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
             assert_eq!(body["message"], "userID must be a positive integer");
         }
     }
 
     #[tokio::test]
+    async fn unknown_ownership_is_a_503_with_retry_after_never_an_empty_list() {
+        let (app, state) = mk_app();
+        // Partition count not known yet.
+        let (status, headers, body) = get_json(&app, "/notifications/2", &[]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert!(body["message"].as_str().unwrap().contains("partition count"), "{body}");
+
+        // Known, but nobody owns the partition (mid-rebalance).
+        state.membership.set(view(6, &[]));
+        let p = partition_for_user(2, 6);
+        let (status, headers, body) = get_json(&app, "/notifications/2", &[]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(body["message"], format!("partition {p} has no owner right now (rebalancing)"));
+
+        // The group still names this member, which no longer holds it.
+        state.membership.set(view(6, &[(p, "http://127.0.0.1:8081/")]));
+        let (status, _, _) = get_json(&app, "/notifications/2", &[]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_read_is_never_forwarded_again() {
+        let (app, state) = mk_app();
+        let p = partition_for_user(2, 6);
+        state.membership.set(view(6, &[(p, "http://127.0.0.1:9")]));
+        let (status, _, body) =
+            get_json(&app, "/notifications/2", &[(FORWARDED_HEADER, "http://127.0.0.1:8082")]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["message"], format!("partition {p} is not assigned to this consumer (rebalancing)"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_owner_is_a_503_and_counted() {
+        let (app, state) = mk_app();
+        let p = partition_for_user(2, 6);
+        // Nothing listens on port 9 (discard) here.
+        state.membership.set(view(6, &[(p, "http://127.0.0.1:9")]));
+        let (status, headers, body) = get_json(&app, "/notifications/2", &[]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert!(body["message"].as_str().unwrap().starts_with(&format!("the owner of partition {p}")), "{body}");
+        assert_eq!(state.forwarder.outcomes[2].get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_restoring_partition_answers_503_when_the_wait_runs_out() {
+        let (app, state) = mk_app();
+        let p = partition_for_user(2, 6);
+        state.membership.set(view(6, &[(p, "http://127.0.0.1:8081")]));
+        state.claims.assign(p, Some(10));
+        let (status, headers, body) = get_json(&app, "/notifications/2", &[]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(body["message"], format!("partition {p} is being restored from the log"));
+    }
+
+    #[tokio::test]
     async fn not_ready_until_assigned() {
         let (app, _) = mk_app();
-        let (status, body) = get_json(&app, "/readyz").await;
+        let (status, _, body) = get_json(&app, "/readyz", &[]).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body["message"].as_str().unwrap().contains("assignment"));
-        assert_eq!(get_json(&app, "/healthz").await.0, StatusCode::OK);
+        assert_eq!(get_json(&app, "/healthz", &[]).await.0, StatusCode::OK);
     }
 }

@@ -1,6 +1,10 @@
 //! The consumer-group member: a poll loop on its own thread that stores each notification and
 //! only then stores its offset (at-least-once), commits on revoke and at shutdown, and keeps the
 //! per-partition metrics.
+//!
+//! A newly assigned partition is read from its earliest retained record: the records before the
+//! group's committed offset rebuild the store (a restore; their offsets are not stored again),
+//! the rest is consumed as usual. A revoked partition's users are dropped from the store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,22 +15,31 @@ use chrono::Utc;
 use herald_kit::kafka::{KafkaArgs, Required, ReservedProperty, client_config};
 use herald_kit::model::decode;
 use prometheus::{IntCounter, IntGauge};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use crate::claims::{Claim, Claims};
+use crate::membership;
 use crate::metrics::{ConsumerMetrics, RecordOutcome};
 use crate::store::{Insert, Store};
 
-/// Properties the at-least-once contract depends on.
-pub const REQUIRED: &[Required] = &[Required {
-    key: "enable.auto.offset.store",
-    value: "false",
-    why: "an offset is stored only after its notification is in the store",
-}];
+/// Properties the at-least-once contract and the restore depend on.
+pub const REQUIRED: &[Required] = &[
+    Required {
+        key: "enable.auto.offset.store",
+        value: "false",
+        why: "an offset is stored only after its notification is in the store",
+    },
+    Required { key: "enable.partition.eof", value: "true", why: "reaching the end of a partition ends its restore" },
+];
+
+/// How long the committed offsets of newly assigned partitions may take to read.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the consumer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +94,9 @@ pub struct GroupContext {
     topic: String,
     metrics: ConsumerMetrics,
     status: Arc<GroupStatus>,
+    claims: Arc<Claims>,
+    store: Arc<Store>,
+    membership: Arc<membership::Membership>,
     partitions: Mutex<BTreeMap<i32, Offsets>>,
 }
 
@@ -147,60 +163,114 @@ impl ClientContext for GroupContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // Reaching a partition's end is how a restore ends, not an error.
+        if matches!(error, KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
+            return;
+        }
         tracing::warn!(%error, reason, "Kafka client error");
     }
 }
 
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
-                if consumer.assignment_lost() {
-                    tracing::warn!(
-                        ?partitions,
-                        "assignment lost; offsets stored since the last commit will be redelivered to the new owner"
-                    );
-                } else if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-                    // Nothing stored since the last commit is not an error worth a warning.
-                    if !matches!(error, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
-                        tracing::warn!(%error, ?partitions, "committing offsets before revocation failed");
-                    }
-                }
-                if let Ok(mut table) = self.partitions.lock() {
-                    for p in &partitions {
-                        table.remove(p);
-                        self.metrics.forget_partition(&self.topic, *p);
-                    }
-                }
-                tracing::info!(?partitions, "partitions revoked");
+impl GroupContext {
+    /// The committed offset of each partition in `tpl`: where its restore ends (0 when the group
+    /// never committed one: nothing to restore). `None` for all when it cannot be read; those
+    /// restores end at the log end instead.
+    fn committed(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> HashMap<i32, Option<i64>> {
+        match consumer.committed_offsets(tpl.clone(), COMMITTED_TIMEOUT) {
+            Ok(committed) => committed
+                .elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| (e.partition(), Some(if let Offset::Offset(v) = e.offset() { v.max(0) } else { 0 })))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "reading committed offsets failed; restoring up to the log end");
+                tpl.elements_for_topic(&self.topic).iter().map(|e| (e.partition(), None)).collect()
             }
-            Rebalance::Assign(_) => {}
-            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+        let committed = self.committed(consumer, tpl);
+        for p in &partitions {
+            let restore_until = committed.get(p).copied().flatten();
+            // Read from the start of the retained log to rebuild this partition's users.
+            if let Err(error) = tpl.set_partition_offset(&self.topic, *p, Offset::Beginning) {
+                tracing::warn!(partition = p, %error, "cannot restore the partition; consuming from the committed offset");
+            }
+            let claim = self.claims.assign(*p, restore_until);
+            if claim.restored() {
+                self.metrics.restore_duration.observe(0.0);
+            }
+            if let Ok(mut table) = self.partitions.lock() {
+                table.insert(*p, Offsets { committed: restore_until.filter(|c| *c > 0), ..Offsets::default() });
+            }
+        }
+        let assigned = if matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative) {
+            consumer.incremental_assign(tpl)
+        } else {
+            consumer.assign(tpl)
+        };
+        if let Err(error) = assigned {
+            tracing::error!(?partitions, %error, "assigning partitions failed");
+        }
+        self.set_assignment();
+        self.status.ready.store(true, Ordering::Release);
+        self.membership.refresh_soon();
+        tracing::info!(?partitions, ?committed, assigned = ?self.status.assigned(), "partitions assigned; restoring");
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+        let lost = consumer.assignment_lost();
+        if lost {
+            tracing::warn!(
+                ?partitions,
+                "assignment lost; offsets stored since the last commit will be redelivered to the new owner"
+            );
+        } else if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored since the last commit is not an error worth a warning.
+            if !matches!(error, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
+                tracing::warn!(%error, ?partitions, "committing offsets before revocation failed");
+            }
+        }
+        let mut dropped_users = 0;
+        for p in &partitions {
+            self.claims.revoke(*p);
+            dropped_users += self.store.drop_partition(*p);
+            if let Ok(mut table) = self.partitions.lock() {
+                table.remove(p);
+            }
+            self.metrics.forget_partition(&self.topic, *p);
+        }
+        self.metrics.store_bytes.set(self.store.bytes() as i64);
+        let unassigned = if matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative) {
+            consumer.incremental_unassign(tpl)
+        } else {
+            consumer.unassign()
+        };
+        if let Err(error) = unassigned {
+            tracing::warn!(?partitions, %error, "unassigning partitions failed");
+        }
+        self.set_assignment();
+        if lost {
+            self.status.ready.store(false, Ordering::Release);
+        }
+        self.membership.refresh_soon();
+        tracing::info!(?partitions, dropped_users, "partitions revoked");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         self.metrics.rebalances.inc();
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
-                if let Ok(mut table) = self.partitions.lock() {
-                    for p in &partitions {
-                        table.entry(*p).or_default();
-                    }
-                }
-                self.set_assignment();
-                self.status.ready.store(true, Ordering::Release);
-                tracing::info!(?partitions, assigned = ?self.status.assigned(), "partitions assigned");
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.on_assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.on_revoke(consumer, tpl),
+            other => {
+                let code: rdkafka::types::RDKafkaErrorCode = other.into();
+                tracing::warn!(error = %code, "rebalance error");
             }
-            Rebalance::Revoke(_) => {
-                self.set_assignment();
-                if consumer.assignment_lost() {
-                    self.status.ready.store(false, Ordering::Release);
-                }
-            }
-            Rebalance::Error(_) => {}
         }
     }
 
@@ -220,12 +290,17 @@ pub struct GroupConfig {
     pub group_id: String,
 }
 
+/// What the member shares with the rest of the process.
+pub struct Shared {
+    pub metrics: ConsumerMetrics,
+    pub status: Arc<GroupStatus>,
+    pub claims: Arc<Claims>,
+    pub store: Arc<Store>,
+    pub membership: Arc<membership::Membership>,
+}
+
 /// Creates the member and subscribes it to the topic.
-pub fn subscribe(
-    config: &GroupConfig,
-    metrics: ConsumerMetrics,
-    status: Arc<GroupStatus>,
-) -> Result<BaseConsumer<GroupContext>, GroupError> {
+pub fn subscribe(config: &GroupConfig, shared: Shared) -> Result<BaseConsumer<GroupContext>, GroupError> {
     let defaults = [
         ("partition.assignment.strategy", "cooperative-sticky"),
         ("enable.auto.commit", "true"),
@@ -245,8 +320,15 @@ pub fn subscribe(
     let mut client =
         client_config(&config.kafka.bootstrap_servers, &defaults, &config.kafka.properties.values, REQUIRED)?;
     client.set("group.id", &config.group_id);
-    let context =
-        GroupContext { topic: config.kafka.topic.clone(), metrics, status, partitions: Mutex::new(BTreeMap::new()) };
+    let context = GroupContext {
+        topic: config.kafka.topic.clone(),
+        metrics: shared.metrics,
+        status: shared.status,
+        claims: shared.claims,
+        store: shared.store,
+        membership: shared.membership,
+        partitions: Mutex::new(BTreeMap::new()),
+    };
     let consumer: BaseConsumer<GroupContext> = client.create_with_context(context).map_err(GroupError::Create)?;
     consumer
         .subscribe(&[&config.kafka.topic])
@@ -255,9 +337,30 @@ pub fn subscribe(
     Ok(consumer)
 }
 
+/// What the loop did before it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consumed {
+    /// Records handled (stored, duplicate or invalid), restores not included.
+    pub processed: u64,
+    /// Notifications in the store when the loop stopped (before leaving the group empties it).
+    pub stored: usize,
+}
+
+fn restore_completed(ctx: &GroupContext, claim: &Claim, how: &str) {
+    let took = claim.assigned_at.elapsed();
+    ctx.metrics.restore_duration.observe(took.as_secs_f64());
+    tracing::info!(
+        partition = claim.partition,
+        restore_until = claim.restore_until,
+        took_ms = took.as_millis() as u64,
+        how,
+        "partition restored"
+    );
+}
+
 /// Polls until `shutdown` is cancelled, then commits what was stored and leaves the group.
-/// Returns the number of records handled.
-pub fn consume(consumer: BaseConsumer<GroupContext>, store: &Store, shutdown: &CancellationToken) -> u64 {
+pub fn consume(consumer: BaseConsumer<GroupContext>, shutdown: &CancellationToken) -> Consumed {
+    let store = consumer.context().store.clone();
     let ctx = consumer.context().clone();
     let topic = ctx.topic.clone();
     let counters: HashMap<&'static str, IntCounter> =
@@ -267,7 +370,10 @@ pub fn consume(consumer: BaseConsumer<GroupContext>, store: &Store, shutdown: &C
             c.inc();
         }
     };
+    let restored_records = ctx.metrics.restore_records.with_label_values(&[&topic]);
     let mut processed_gauges: HashMap<i32, IntGauge> = HashMap::new();
+    let mut claims: HashMap<i32, Arc<Claim>> = HashMap::new();
+    let mut evicted_seen = 0;
     let mut epoch = ctx.status.epoch.load(Ordering::Acquire);
 
     while !shutdown.is_cancelled() {
@@ -275,10 +381,19 @@ pub fn consume(consumer: BaseConsumer<GroupContext>, store: &Store, shutdown: &C
         let now_epoch = ctx.status.epoch.load(Ordering::Acquire);
         if now_epoch != epoch {
             processed_gauges.clear();
+            claims.clear();
             epoch = now_epoch;
         }
         let message = match polled {
             None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                if let Some(claim) = ctx.claims.get(partition)
+                    && ctx.claims.at_end(&claim)
+                {
+                    restore_completed(&ctx, &claim, "reached the log end");
+                }
+                continue;
+            }
             Some(Err(error)) => {
                 tracing::warn!(%error, "consumer error");
                 continue;
@@ -286,11 +401,20 @@ pub fn consume(consumer: BaseConsumer<GroupContext>, store: &Store, shutdown: &C
             Some(Ok(m)) => m,
         };
         let (partition, offset) = (message.partition(), message.offset());
+        let claim = match claims.get(&partition) {
+            Some(c) => Some(c.clone()),
+            None => ctx.claims.get(partition).inspect(|c| {
+                claims.insert(partition, c.clone());
+            }),
+        };
+        // Handled by the group before this assignment: rebuilding the store, not new.
+        let restoring = claim.as_ref().and_then(|c| c.restore_until).is_some_and(|until| offset < until);
         let outcome = match decode(message.key(), message.payload()) {
             Ok(notification) => {
                 let sent_at = notification.sent_at;
                 let id = notification.id;
                 let outcome = match store.insert(notification, partition, offset) {
+                    Insert::Stored if restoring => RecordOutcome::Stored,
                     Insert::Stored => {
                         let latency = (Utc::now() - sent_at).to_std().unwrap_or_default();
                         ctx.metrics.end_to_end_latency.observe(latency.as_secs_f64());
@@ -302,23 +426,44 @@ pub fn consume(consumer: BaseConsumer<GroupContext>, store: &Store, shutdown: &C
                 outcome
             }
             Err(error) => {
-                tracing::warn!(topic = %topic, partition, offset, %error, "invalid record skipped");
+                if !restoring {
+                    tracing::warn!(topic = %topic, partition, offset, %error, "invalid record skipped");
+                }
                 RecordOutcome::Invalid
             }
         };
-        count(outcome);
-        // Stored (or deliberately skipped): only now may the offset move past it.
-        if let Err(error) = consumer.store_offset_from_message(&message) {
-            tracing::debug!(partition, offset, %error, "offset not stored (partition no longer assigned)");
+        if restoring {
+            restored_records.inc();
+        } else {
+            count(outcome);
+            // Stored (or deliberately skipped): only now may the offset move past it.
+            if let Err(error) = consumer.store_offset_from_message(&message) {
+                tracing::debug!(partition, offset, %error, "offset not stored (partition no longer assigned)");
+            }
         }
-        processed_gauges
-            .entry(partition)
-            .or_insert_with(|| ctx.metrics.processed_gauge(&topic, partition))
-            .set(offset + 1);
-        ctx.status.processed.fetch_add(1, Ordering::Relaxed);
+        ctx.metrics.store_bytes.set(store.bytes() as i64);
+        let evicted = store.evicted_for_budget();
+        if evicted > evicted_seen {
+            ctx.metrics.store_evictions.inc_by(evicted - evicted_seen);
+            evicted_seen = evicted;
+        }
+        if !restoring {
+            processed_gauges
+                .entry(partition)
+                .or_insert_with(|| ctx.metrics.processed_gauge(&topic, partition))
+                .set(offset + 1);
+            ctx.status.processed.fetch_add(1, Ordering::Relaxed);
+        }
+        // Last: a reader waiting on this offset finds the record in the store.
+        if let Some(claim) = &claim
+            && ctx.claims.handled(claim, offset)
+        {
+            restore_completed(&ctx, claim, "reached the committed offset");
+        }
     }
 
     let processed = ctx.status.processed();
+    let stored = store.len();
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => tracing::info!("final offsets committed"),
         Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
@@ -327,5 +472,5 @@ pub fn consume(consumer: BaseConsumer<GroupContext>, store: &Store, shutdown: &C
     // Dropping closes the consumer: the assignment is revoked and the member leaves the group.
     drop(consumer);
     tracing::info!(processed, "left the consumer group");
-    processed
+    Consumed { processed, stored }
 }

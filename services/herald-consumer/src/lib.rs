@@ -1,8 +1,12 @@
 //! Herald's consumer: a consumer-group member that stores each notification for its recipient
-//! and serves `GET /notifications/{userID}`. Offsets move only after a record is stored.
+//! and serves `GET /notifications/{userID}` for any user (forwarding to the member holding the
+//! user's partition). Offsets move only after a record is stored; a newly assigned partition is
+//! rebuilt from the log before its reads are served.
 
 pub mod app;
+pub mod claims;
 pub mod group;
+pub mod membership;
 pub mod metrics;
 pub mod store;
 
@@ -17,8 +21,10 @@ use herald_kit::telemetry::LogArgs;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{AppState, router};
-use crate::group::{GroupConfig, GroupError, GroupStatus};
+use crate::app::{AppState, Forwarder, router};
+use crate::claims::Claims;
+use crate::group::{GroupConfig, GroupError, GroupStatus, Shared};
+use crate::membership::{Discovery, Membership};
 use crate::metrics::ConsumerMetrics;
 use crate::store::Store;
 
@@ -41,12 +47,45 @@ pub struct Args {
     #[arg(long, env = "HERALD_MAX_PER_USER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_per_user: u32,
 
+    /// Memory the stored notifications may take in all (estimated); beyond it the oldest
+    /// notifications of the users holding the most are evicted first.
+    #[arg(long, env = "HERALD_STORE_BUDGET_BYTES", default_value_t = 256 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub store_budget_bytes: u64,
+
+    /// URL other consumers forward reads to (this pod's address). Default: `http://<listen>`, or
+    /// `http://$HOSTNAME:<port>` when listening on all interfaces.
+    #[arg(long, env = "HERALD_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
+    /// Where the other consumers are: comma-separated `host:port` entries, each resolved again at
+    /// every refresh (in Kubernetes the consumers' headless Service). Without it this consumer
+    /// answers only for the partitions it holds.
+    #[arg(long, env = "HERALD_PEERS", value_parser = parse_peers_flag)]
+    pub peers: Option<Peers>,
+
+    /// How long a read may wait for its partition to be restored or caught up before a 503.
+    #[arg(long, env = "HERALD_READ_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+
+    /// How long a read forwarded to the partition's owner may take before a 503.
+    #[arg(long, env = "HERALD_FORWARD_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub forward_timeout: Duration,
+
     /// On shutdown, how long in-flight requests may take to finish.
     #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// The `--peers` entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peers(pub Vec<String>);
+
+fn parse_peers_flag(value: &str) -> Result<Peers, String> {
+    membership::parse_peers(value).map(Peers)
 }
 
 /// What can stop the consumer, by step.
@@ -62,6 +101,31 @@ pub enum Error {
     Serve(std::io::Error),
     #[error("the consume loop stopped unexpectedly: {0}")]
     Loop(String),
+    #[error("invalid --advertise-url {url:?}: {why}")]
+    AdvertiseUrl { url: String, why: &'static str },
+    #[error("creating the Kafka client for topic metadata and log ends: {0}")]
+    Probe(rdkafka::error::KafkaError),
+}
+
+impl Args {
+    /// The URL this member advertises to the others.
+    pub fn advertise_url(&self) -> Result<String, Error> {
+        let url = match &self.advertise_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None if self.listen.ip().is_unspecified() => {
+                let host =
+                    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into());
+                format!("http://{host}:{}", self.listen.port())
+            }
+            None => format!("http://{}", self.listen),
+        };
+        let invalid = |why| Error::AdvertiseUrl { url: url.clone(), why };
+        let rest = url.strip_prefix("http://").ok_or_else(|| invalid("it must start with http://"))?;
+        if rest.is_empty() || rest.contains('/') || rest.contains(char::is_whitespace) {
+            return Err(invalid("it must be http://host:port with no path"));
+        }
+        Ok(url)
+    }
 }
 
 /// What the consumer did before it stopped.
@@ -74,12 +138,17 @@ pub struct Summary {
 /// A subscribed consumer ready to serve.
 pub struct ConsumerService {
     consumer: rdkafka::consumer::BaseConsumer<group::GroupContext>,
-    store: Arc<Store>,
-    status: Arc<GroupStatus>,
+    state: AppState,
+    peers: Vec<String>,
+    /// Look for the other members (off when the embedder keeps the membership current).
+    discover: bool,
     registry: Registry,
     http: HttpMetrics,
     shutdown_timeout: Duration,
 }
+
+/// How often the peers are asked for their claims when nothing asks for it sooner.
+const MEMBERSHIP_REFRESH: Duration = Duration::from_secs(1);
 
 impl ConsumerService {
     /// Validates the flags, creates the member and subscribes it to the topic.
@@ -87,13 +156,36 @@ impl ConsumerService {
         let registry = Registry::new();
         let http = HttpMetrics::register(&registry)?;
         let metrics = ConsumerMetrics::register(&registry)?;
-        let status = Arc::new(GroupStatus::default());
+        let self_url = args.advertise_url()?;
+        let store = Arc::new(Store::new(
+            args.max_per_user as usize,
+            usize::try_from(args.store_budget_bytes).unwrap_or(usize::MAX),
+        ));
+        let shared = Shared {
+            metrics: metrics.clone(),
+            status: Arc::new(GroupStatus::default()),
+            claims: Arc::new(Claims::default()),
+            store: store.clone(),
+            membership: Arc::new(Membership::default()),
+        };
+        let state = AppState {
+            store,
+            status: shared.status.clone(),
+            claims: shared.claims.clone(),
+            membership: shared.membership.clone(),
+            probe: Arc::new(probe(&args.kafka)?),
+            topic: args.kafka.topic.clone(),
+            self_url,
+            read_timeout: args.read_timeout,
+            forwarder: Forwarder::new(args.forward_timeout, &metrics),
+        };
         let config = GroupConfig { kafka: args.kafka.clone(), group_id: args.group_id.clone() };
-        let consumer = group::subscribe(&config, metrics, status.clone())?;
+        let consumer = group::subscribe(&config, shared)?;
         Ok(Self {
             consumer,
-            store: Arc::new(Store::new(args.max_per_user as usize)),
-            status,
+            state,
+            peers: args.peers.clone().unwrap_or_default().0,
+            discover: true,
             registry,
             http,
             shutdown_timeout: args.shutdown_timeout,
@@ -102,33 +194,67 @@ impl ConsumerService {
 
     /// The member's assignment and progress, for embedding (local mode).
     pub fn status(&self) -> Arc<GroupStatus> {
-        self.status.clone()
+        self.state.status.clone()
+    }
+
+    /// Hands the view of the group to the embedder, which then keeps it current (local mode runs
+    /// every member in one process, on a mock cluster that cannot describe groups).
+    pub fn external_membership(&mut self) -> Arc<Membership> {
+        self.discover = false;
+        self.state.membership.clone()
     }
 
     /// Consumes and serves on `listener` until `shutdown` is cancelled; then finishes the record
     /// in hand, commits, leaves the group and drains HTTP.
     pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<Summary, Error> {
-        let store = self.store.clone();
         let loop_shutdown = shutdown.clone();
         let consumer = self.consumer;
         let consuming = tokio::task::spawn_blocking(move || {
-            let processed = group::consume(consumer, &store, &loop_shutdown);
+            let consumed = group::consume(consumer, &loop_shutdown);
             // Whatever ended the loop, the whole process stops with it.
             loop_shutdown.cancel();
-            processed
+            consumed
         });
-        let app = router(AppState { store: self.store.clone(), status: self.status.clone() }, self.registry, self.http);
+        if self.discover && self.peers.is_empty() {
+            tracing::warn!("no --peers: reads for partitions other consumers hold will answer 503");
+        }
+        let discovery = Discovery {
+            peers: self.peers.clone(),
+            self_url: self.state.self_url.clone(),
+            client: self.state.forwarder.client(),
+            probe: self.state.probe.clone(),
+            topic: self.state.topic.clone(),
+            every: MEMBERSHIP_REFRESH,
+            timeout: Duration::from_secs(1),
+        };
+        let refresher = self
+            .discover
+            .then(|| tokio::spawn(membership::refresh(self.state.membership.clone(), discovery, shutdown.clone())));
+        tracing::info!(advertise_url = %self.state.self_url, "other consumers forward reads to this URL");
+        let app = router(self.state.clone(), self.registry, self.http);
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "consumer listening");
         }
         let served = herald_kit::http::serve(listener, app, shutdown.clone(), self.shutdown_timeout).await;
         shutdown.cancel();
-        let processed = consuming.await.map_err(|e| Error::Loop(e.to_string()))?;
-        let summary = Summary { processed, stored: self.store.len() };
+        let consumed = consuming.await.map_err(|e| Error::Loop(e.to_string()))?;
+        if let Some(refresher) = refresher {
+            let _ = refresher.await;
+        }
+        let summary = Summary { processed: consumed.processed, stored: consumed.stored };
         tracing::info!(processed = summary.processed, stored = summary.stored, "consumer stopped");
         served.map_err(Error::Serve)?;
         Ok(summary)
     }
+}
+
+/// A client without a group, for topic metadata and log ends (so those calls never wait behind the
+/// member's own poll loop).
+fn probe(kafka: &herald_kit::kafka::KafkaArgs) -> Result<rdkafka::consumer::BaseConsumer, Error> {
+    let defaults = [("client.id", "herald-consumer-probe")];
+    let config = herald_kit::kafka::client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties.values, &[])
+        .map_err(GroupError::from)?;
+    config.create().map_err(Error::Probe)
 }
 
 /// Runs the consumer until `shutdown` is cancelled.

@@ -33,6 +33,32 @@ pub struct ConsumerMetrics {
     pub assigned_partitions: IntGaugeVec,
     pub rebalances: IntCounter,
     pub end_to_end_latency: Histogram,
+    pub restore_records: IntCounterVec,
+    pub restore_duration: Histogram,
+    pub store_bytes: IntGauge,
+    pub store_evictions: IntCounter,
+    pub forwarded_requests: IntCounterVec,
+}
+
+/// How a read forwarded to the owner of a user's partition ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardOutcome {
+    /// The owner answered 2xx.
+    Ok,
+    /// The owner answered, but not 2xx (it is restoring, rebalancing or overloaded).
+    Rejected,
+    /// The owner could not be reached in time.
+    Failed,
+}
+
+impl ForwardOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            ForwardOutcome::Ok => "ok",
+            ForwardOutcome::Rejected => "rejected",
+            ForwardOutcome::Failed => "failed",
+        }
+    }
 }
 
 fn gauge_vec(name: &str, help: &str) -> prometheus::Result<IntGaugeVec> {
@@ -82,7 +108,44 @@ impl ConsumerMetrics {
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
                 ]),
             )?,
+            restore_records: IntCounterVec::new(
+                Opts::new(
+                    "herald_consumer_restore_records_total",
+                    "Records re-read from the log to rebuild the store for newly assigned partitions.",
+                ),
+                &["topic"],
+            )?,
+            restore_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "herald_consumer_restore_duration_seconds",
+                    "Time from a partition's assignment until its users' notifications are rebuilt.",
+                )
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+            )?,
+            store_bytes: IntGauge::new(
+                "herald_consumer_store_bytes",
+                "Estimated memory held by stored notifications (bounded by --store-budget-bytes).",
+            )?,
+            store_evictions: IntCounter::new(
+                "herald_consumer_store_evictions_total",
+                "Notifications evicted to stay within --store-budget-bytes (oldest of the largest users first).",
+            )?,
+            forwarded_requests: IntCounterVec::new(
+                Opts::new(
+                    "herald_consumer_forwarded_requests_total",
+                    "Reads forwarded to the member owning the user's partition, by outcome: ok, rejected, failed.",
+                ),
+                &["outcome"],
+            )?,
         };
+        for outcome in [ForwardOutcome::Ok, ForwardOutcome::Rejected, ForwardOutcome::Failed] {
+            m.forwarded_requests.with_label_values(&[outcome.label()]);
+        }
+        registry.register(Box::new(m.restore_records.clone()))?;
+        registry.register(Box::new(m.restore_duration.clone()))?;
+        registry.register(Box::new(m.store_bytes.clone()))?;
+        registry.register(Box::new(m.store_evictions.clone()))?;
+        registry.register(Box::new(m.forwarded_requests.clone()))?;
         registry.register(Box::new(m.records.clone()))?;
         registry.register(Box::new(m.processed_offset.clone()))?;
         registry.register(Box::new(m.committed_offset.clone()))?;

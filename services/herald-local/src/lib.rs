@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use herald_consumer::ConsumerService;
 use herald_consumer::group::GroupStatus;
+use herald_consumer::membership::{Membership, View};
 use herald_kit::http::{BindError, bind};
 use herald_kit::kafka::{KafkaArgs, KafkaProperties};
 use herald_kit::partition::partition_for_user;
@@ -136,22 +137,29 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut rows = Vec::new();
+    let mut memberships = Vec::new();
     for index in 0..consumers {
         let mut addr = args.consumer_listen;
         if addr.port() != 0 {
             addr.set_port(addr.port() + index as u16);
         }
+        let listener = bind(addr).await?;
         let consumer_args = herald_consumer::Args {
             kafka: kafka_args.clone(),
             group_id: args.group_id.clone(),
             listen: addr,
             max_per_user: 100,
+            store_budget_bytes: 256 * 1024 * 1024,
+            advertise_url: Some(url(&listener)),
+            peers: None,
+            read_timeout: Duration::from_secs(2),
+            forward_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             log: args.log.clone(),
         };
-        let service =
+        let mut service =
             ConsumerService::new(&consumer_args).map_err(|source| Error::Consumer { index: index + 1, source })?;
-        let listener = bind(addr).await?;
+        memberships.push(service.external_membership());
         rows.push((format!("consumer-{}", index + 1), url(&listener), service.status()));
         let token = shutdown.clone();
         tasks.spawn(async move {
@@ -170,6 +178,13 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         }
         (None, result.map(|s| s.sent).map_err(Error::Producer))
     });
+
+    tokio::spawn(share_membership(
+        args.partitions,
+        rows.iter().map(|(_, url, status)| (url.clone(), status.clone())).collect(),
+        memberships,
+        shutdown.clone(),
+    ));
 
     let kafka_label = match &kafka {
         Kafka::Embedded(cluster) => format!("embedded mock cluster at {}", cluster.bootstrap_servers()),
@@ -285,4 +300,26 @@ fn print_table(args: &Args, kafka: &str, producer_url: &str, rows: &[(String, St
     println!("  curl {reader}/notifications/{user}");
     println!("Metrics: {producer_url}/metrics and /metrics on every consumer.");
     println!("Press Ctrl-C to stop.");
+}
+
+/// Keeps every in-process consumer's view of the group current from their assignments (the
+/// mock cluster cannot describe groups, and all members live here anyway).
+async fn share_membership(
+    partitions: i32,
+    members: Vec<(String, Arc<GroupStatus>)>,
+    memberships: Vec<Arc<Membership>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let owners =
+            members.iter().flat_map(|(url, status)| status.assigned().into_iter().map(|p| (p, url.clone()))).collect();
+        let view = View { partitions, owners, members: members.len(), refreshed: Some(Instant::now()) };
+        for m in &memberships {
+            m.set(view.clone());
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
 }

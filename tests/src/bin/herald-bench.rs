@@ -3,7 +3,9 @@
 //! - `send`: `/send` under N concurrent connections against nisshi (memory storage), and in the
 //!   same run a raw rdkafka producer with the producer's settings sending the same payloads.
 //! - `consume`: records/s stored by one herald-consumer from a pre-filled topic, a raw rdkafka
-//!   consumer reading the same topic in the same run, and the consumer's resident memory.
+//!   consumer reading the same topic in the same run, and the consumer's resident memory; then a
+//!   new consumer of the same group restores those records from the log (records/s, against the
+//!   same raw figure), and a second member joins to compare local and forwarded `GET`s.
 //!
 //! Run through `tests/bench.sh`, which builds the release binaries first.
 
@@ -258,25 +260,33 @@ async fn bench_consume(args: &Args) {
     );
 
     // herald-consumer, measured from its first handled record to the last.
-    let consumer = process::Service::start(
-        "herald-consumer",
-        &[],
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
-            ("HERALD_TOPIC", topic.clone()),
-            ("HERALD_GROUP_ID", herald_tests::unique("herald")),
-            (
-                "HERALD_KAFKA_PROPERTIES",
-                ["max.poll.interval.ms=10000", "session.timeout.ms=6000"]
-                    .iter()
-                    .map(|p| p.to_string())
-                    .chain(args.consumer_properties.iter().cloned())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            ("RUST_LOG", "warn".into()),
-        ],
-    );
+    let group = herald_tests::unique("herald");
+    let ports = [herald_tests::broker::free_port(), herald_tests::broker::free_port()];
+    let start_member = |port: u16| {
+        process::Service::start_on(
+            "herald-consumer",
+            port,
+            &[],
+            &[
+                ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
+                ("HERALD_TOPIC", topic.clone()),
+                ("HERALD_GROUP_ID", group.clone()),
+                ("HERALD_PEERS", ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")),
+                ("HERALD_MAX_PER_USER", "1000000".into()),
+                (
+                    "HERALD_KAFKA_PROPERTIES",
+                    ["max.poll.interval.ms=10000", "session.timeout.ms=6000"]
+                        .iter()
+                        .map(|p| p.to_string())
+                        .chain(args.consumer_properties.iter().cloned())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                ("RUST_LOG", "warn".into()),
+            ],
+        )
+    };
+    let mut consumer = start_member(ports[0]);
     let http = Http::new();
     let total = args.records as f64;
     let first = wait_for("the first stored record", Duration::from_secs(120), || async {
@@ -302,4 +312,76 @@ async fn bench_consume(args: &Args) {
         args.users
     );
     wait_ready(&http, &consumer, Duration::from_secs(5)).await;
+
+    // Restore: the group committed everything; a new member rebuilds the store from the log.
+    wait_for("every offset committed", Duration::from_secs(60), || async {
+        let c = metrics::sum(&scrape(&http, &consumer).await, "herald_consumer_committed_offset", &[]);
+        (c >= total).then_some(())
+    })
+    .await;
+    assert!(consumer.terminate(Duration::from_secs(30)).success());
+    let restorer = start_member(ports[0]);
+    let restored = |text: &str| metrics::sum(text, "herald_consumer_restore_records_total", &[]);
+    let first = wait_for("the first restored record", Duration::from_secs(120), || async {
+        (restored(&scrape(&http, &restorer).await) > 0.0).then(Instant::now)
+    })
+    .await;
+    wait_for("every record restored", Duration::from_secs(600), || async {
+        (restored(&scrape(&http, &restorer).await) >= total).then_some(())
+    })
+    .await;
+    let secs = first.elapsed().as_secs_f64();
+    let restore_rate = total / secs;
+    println!(
+        "  restore              {total} records in {secs:.2} s: {restore_rate:.0} records/s (sampled every 50 ms)"
+    );
+    println!("  ratio restore : raw  {:.2}", restore_rate / raw_rate);
+
+    // Reads: a second member takes half the partitions; the first answers its own users
+    // locally and forwards the others.
+    let second = start_member(ports[1]);
+    wait_ready(&http, &second, Duration::from_secs(60)).await;
+    let claims = |url: String| {
+        let http = http.clone();
+        async move {
+            let a = http.get(&format!("{url}/internal/claims")).await.ok()?;
+            let ps: Vec<i64> = a.json["partitions"].as_array()?.iter().filter_map(|p| p.as_i64()).collect();
+            Some(ps)
+        }
+    };
+    let own = wait_for("three partitions each", Duration::from_secs(120), || async {
+        let (a, b) = (claims(restorer.url.clone()).await?, claims(second.url.clone()).await?);
+        (a.len() == 3 && b.len() == 3).then_some(a)
+    })
+    .await;
+    let (mut local_users, mut remote_users) = (Vec::new(), Vec::new());
+    for user in 1..=args.users {
+        let p = i64::from(herald_kit::partition::partition_for_user(user, 6));
+        if own.contains(&p) { &mut local_users } else { &mut remote_users }.push(user);
+    }
+    // Every partition restored and owned before timing.
+    wait_for("reads answer 200", Duration::from_secs(120), || async {
+        let mut ok = true;
+        for user in local_users.iter().take(3).chain(remote_users.iter().take(3)) {
+            ok &= http.get(&format!("{}/notifications/{user}", restorer.url)).await.ok()?.status == 200;
+        }
+        ok.then_some(())
+    })
+    .await;
+    for (label, users) in [("local", &local_users), ("forwarded", &remote_users)] {
+        let mut latencies = Vec::new();
+        for user in users.iter().cycle().take(2000) {
+            let t = Instant::now();
+            let a = http.get(&format!("{}/notifications/{user}", restorer.url)).await.expect("get");
+            assert_eq!(a.status, 200, "{}", a.text);
+            latencies.push(t.elapsed().as_micros() as u32);
+        }
+        latencies.sort_unstable();
+        println!(
+            "  GET {label:<10} 2000 sequential reads of ~{} notifications: p50 {:.2} ms, p99 {:.2} ms",
+            args.records as u64 / args.users,
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99)
+        );
+    }
 }

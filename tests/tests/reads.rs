@@ -1,0 +1,324 @@
+//! Any consumer answers for any user, at any replica count, across rebalances and restarts: a real
+//! broker (nisshi), real producer and consumer processes.
+//!
+//! A read may answer 503 while ownership moves; it must never answer 200 with a list that lacks
+//! a notification acknowledged before the read was sent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use herald_kit::partition::partition_for_user;
+use herald_tests::broker::Storage;
+use herald_tests::http::Http;
+use herald_tests::process::Service;
+use herald_tests::{Acked, Setup, metrics, scrape, send_many, wait_for, wait_ready};
+
+const READY: Duration = Duration::from_secs(90);
+/// Long enough for a session timeout (6 s in tests), a rebalance and a restore.
+const SETTLE: Duration = Duration::from_secs(120);
+
+/// Each user's acknowledged notification ids in produce (offset) order.
+fn expected_lists(acked: &[Acked]) -> BTreeMap<u64, Vec<String>> {
+    let mut by_user: BTreeMap<u64, Vec<&Acked>> = BTreeMap::new();
+    for a in acked {
+        by_user.entry(a.to).or_default().push(a);
+    }
+    by_user
+        .into_iter()
+        .map(|(user, mut list)| {
+            list.sort_by_key(|a| a.offset);
+            (user, list.into_iter().map(|a| a.id.clone()).collect())
+        })
+        .collect()
+}
+
+/// One read: `Some(ids)` on 200, `None` on 503 (or a consumer that is going away); panics on
+/// any other answer.
+async fn read(http: &Http, consumer: &str, user: u64) -> Option<Vec<String>> {
+    let a = http.get(&format!("{consumer}/notifications/{user}")).await.ok()?;
+    if a.status == 503 {
+        assert!(a.headers.contains_key("retry-after"), "503 without Retry-After: {}", a.text);
+        return None;
+    }
+    assert_eq!(a.status, 200, "{consumer} user {user}: {}", a.text);
+    let list = a.json["notifications"].as_array().expect("notifications");
+    for n in list {
+        assert_eq!(n["to"]["id"].as_u64(), Some(user));
+    }
+    Some(list.iter().map(|n| n["id"].as_str().expect("id").to_string()).collect())
+}
+
+/// Reads every user on every consumer until each answers 200; every 200 must be the complete
+/// list. Returns how many reads answered 503 on the way.
+async fn assert_complete_everywhere(
+    http: &Http,
+    consumers: &[&Service],
+    expected: &BTreeMap<u64, Vec<String>>,
+    limit: Duration,
+) -> usize {
+    let deadline = Instant::now() + limit;
+    let unavailable = AtomicUsize::new(0);
+    let jobs = consumers.iter().flat_map(|c| expected.iter().map(move |(user, ids)| (c.url.clone(), *user, ids)));
+    futures::stream::iter(jobs)
+        .for_each_concurrent(16, |(url, user, ids)| {
+            let unavailable = &unavailable;
+            async move {
+                loop {
+                    match read(http, &url, user).await {
+                        Some(got) => {
+                            assert_eq!(&got, ids, "user {user} from {url}: incomplete or out of order");
+                            return;
+                        }
+                        None => {
+                            unavailable.fetch_add(1, Ordering::Relaxed);
+                            assert!(Instant::now() < deadline, "user {user} from {url}: still 503 after {limit:?}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+    unavailable.into_inner()
+}
+
+async fn start_consumers(http: &Http, s: &Setup, n: usize) -> Vec<Service> {
+    // Keep every notification a test sends (the default keeps a user's newest 100).
+    let consumers: Vec<_> = (0..n).map(|_| s.consumer(&[("HERALD_MAX_PER_USER", "1000000".into())])).collect();
+    for c in &consumers {
+        wait_ready(http, c, READY).await;
+    }
+    consumers
+}
+
+/// Waits until the consumers hold `each` partitions apiece.
+async fn wait_assigned(http: &Http, consumers: &[&Service], each: &[f64]) {
+    wait_for(&format!("partitions assigned {each:?}"), SETTLE, || async {
+        let mut got = Vec::new();
+        for c in consumers {
+            got.push(metrics::sum(&scrape(http, c).await, "herald_consumer_assigned_partitions", &[]));
+        }
+        got.sort_by(|a, b| b.total_cmp(a));
+        let mut want = each.to_vec();
+        want.sort_by(|a, b| b.total_cmp(a));
+        (got == want).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_consumer_answers_every_user_completely_and_identically() {
+    const USERS: u64 = 1000;
+    let s = Setup::new(Storage::Memory, 6, USERS).await;
+    let http = Http::new();
+    let producer = s.producer(&[]);
+    wait_ready(&http, &producer, READY).await;
+    let consumers = start_consumers(&http, &s, 3).await;
+    let refs: Vec<&Service> = consumers.iter().collect();
+    wait_assigned(&http, &refs, &[2.0, 2.0, 2.0]).await;
+
+    let sent = send_many(&http, &producer.url, 3 * USERS as usize, 32, |i| (i as u64 % USERS) + 1).await;
+    // The consumers' mapping of a user to a partition is where the producer's records landed.
+    for a in &sent {
+        assert_eq!(a.partition, i64::from(partition_for_user(a.to, 6)), "{a:?}");
+    }
+    let expected = expected_lists(&sent);
+    assert_eq!(expected.len(), USERS as usize);
+
+    // Right after the acknowledgements: every read is complete (a read waits until the owner has
+    // handled everything up to the log end), and each user's answer is the same everywhere.
+    assert_complete_everywhere(&http, &refs, &expected, SETTLE).await;
+
+    let mut forwarded = 0.0;
+    for c in &consumers {
+        let text = scrape(&http, c).await;
+        forwarded += metrics::sum(&text, "herald_consumer_forwarded_requests_total", &[("outcome", "ok")]);
+        assert_eq!(metrics::sum(&text, "herald_consumer_forwarded_requests_total", &[("outcome", "failed")]), 0.0);
+        assert!(metrics::sum(&text, "herald_consumer_store_bytes", &[]) > 0.0);
+        assert_eq!(metrics::count(&text, "herald_consumer_restore_duration_seconds_count", &[]), 1);
+    }
+    // Two thirds of the reads land on a consumer that does not hold the user's partition.
+    assert!(forwarded >= (2 * USERS) as f64, "forwarded {forwarded}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_kill_9_the_survivors_answer_every_user_completely() {
+    const USERS: u64 = 1000;
+    let s = Setup::new(Storage::Memory, 6, USERS).await;
+    let http = Http::new();
+    let producer = s.producer(&[]);
+    wait_ready(&http, &producer, READY).await;
+    let mut consumers = start_consumers(&http, &s, 3).await;
+    wait_assigned(&http, &consumers.iter().collect::<Vec<_>>(), &[2.0, 2.0, 2.0]).await;
+    let sent = send_many(&http, &producer.url, 2 * USERS as usize, 32, |i| (i as u64 % USERS) + 1).await;
+    let expected = expected_lists(&sent);
+    assert_complete_everywhere(&http, &consumers.iter().collect::<Vec<_>>(), &expected, SETTLE).await;
+
+    consumers[0].kill9();
+    let survivors: Vec<&Service> = consumers[1..].iter().collect();
+    wait_assigned(&http, &survivors, &[3.0, 3.0]).await;
+    assert_complete_everywhere(&http, &survivors, &expected, SETTLE).await;
+
+    // The killed member's partitions were rebuilt from the log by their new owners.
+    let mut restored = 0.0;
+    for c in &survivors {
+        restored += metrics::sum(&scrape(&http, c).await, "herald_consumer_restore_records_total", &[]);
+    }
+    assert!(restored > 0.0, "no records restored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_consumers_restore_everything_after_all_were_stopped() {
+    const USERS: u64 = 1000;
+    const SENDS: usize = 3000;
+    let s = Setup::new(Storage::Memory, 6, USERS).await;
+    let http = Http::new();
+    let producer = s.producer(&[]);
+    wait_ready(&http, &producer, READY).await;
+    let mut first = start_consumers(&http, &s, 3).await;
+    wait_assigned(&http, &first.iter().collect::<Vec<_>>(), &[2.0, 2.0, 2.0]).await;
+    let sent = send_many(&http, &producer.url, SENDS, 32, |i| (i as u64 % USERS) + 1).await;
+    let expected = expected_lists(&sent);
+    assert_complete_everywhere(&http, &first.iter().collect::<Vec<_>>(), &expected, SETTLE).await;
+    for c in &mut first {
+        assert!(c.terminate(Duration::from_secs(30)).success());
+    }
+
+    let second = start_consumers(&http, &s, 3).await;
+    let refs: Vec<&Service> = second.iter().collect();
+    wait_assigned(&http, &refs, &[2.0, 2.0, 2.0]).await;
+    assert_complete_everywhere(&http, &refs, &expected, SETTLE).await;
+
+    let (mut restored, mut stored) = (0.0, 0.0);
+    for c in &second {
+        let text = scrape(&http, c).await;
+        restored += metrics::sum(&text, "herald_consumer_restore_records_total", &[]);
+        stored += metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "stored")]);
+    }
+    // Everything came back through the restore (at least once: a partition that moved while the
+    // group formed was restored by each owner), and nothing counted as newly stored.
+    assert!(restored >= SENDS as f64, "restored {restored} of {SENDS}");
+    assert_eq!(stored, 0.0);
+}
+
+/// Reads random users on random live consumers while notifications are produced; each 200 must
+/// hold every notification acknowledged before the read was sent.
+struct Checker {
+    acked: Mutex<HashMap<u64, Vec<String>>>,
+    live: Mutex<Vec<String>>,
+    stop: AtomicBool,
+    complete: AtomicUsize,
+    unavailable: AtomicUsize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scaling_3_to_6_to_2_while_producing_never_hides_an_acknowledged_notification() {
+    const USERS: u64 = 200;
+    // The sqlite engine: nisshi's memory engine answers ListOffsets(latest) with the last batch's
+    // base offset + 1, which would let a read pass its log-end check a few records early.
+    let s = Setup::new(Storage::Sqlite, 6, USERS).await;
+    let http = Http::new();
+    let producer = s.producer(&[]);
+    wait_ready(&http, &producer, READY).await;
+    let mut consumers = start_consumers(&http, &s, 3).await;
+    wait_assigned(&http, &consumers.iter().collect::<Vec<_>>(), &[2.0, 2.0, 2.0]).await;
+
+    let checker = Arc::new(Checker {
+        acked: Mutex::new(HashMap::new()),
+        live: Mutex::new(consumers.iter().map(|c| c.url.clone()).collect()),
+        stop: AtomicBool::new(false),
+        complete: AtomicUsize::new(0),
+        unavailable: AtomicUsize::new(0),
+    });
+    let all_sent = Arc::new(Mutex::new(Vec::new()));
+    let sending = {
+        let (http, url, checker, all_sent) = (http.clone(), producer.url.clone(), checker.clone(), all_sent.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !checker.stop.load(Ordering::Acquire) {
+                let batch = send_many(&http, &url, 16, 4, |k| ((i + k as u64) % USERS) + 1).await;
+                i += 16;
+                let mut acked = checker.acked.lock().unwrap();
+                for a in &batch {
+                    acked.entry(a.to).or_default().push(a.id.clone());
+                }
+                all_sent.lock().unwrap().extend(batch);
+            }
+        })
+    };
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let (http, checker) = (http.clone(), checker.clone());
+            tokio::spawn(async move {
+                let mut n = r as u64;
+                while !checker.stop.load(Ordering::Acquire) {
+                    n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let user = (n >> 33) % USERS + 1;
+                    let consumer = {
+                        let live = checker.live.lock().unwrap();
+                        live[(n >> 20) as usize % live.len()].clone()
+                    };
+                    let before: Vec<String> = checker.acked.lock().unwrap().get(&user).cloned().unwrap_or_default();
+                    match read(&http, &consumer, user).await {
+                        Some(got) => {
+                            let missing: Vec<_> = before.iter().filter(|id| !got.contains(id)).collect();
+                            assert!(
+                                missing.is_empty(),
+                                "user {user} from {consumer}: acknowledged {missing:?} missing"
+                            );
+                            checker.complete.fetch_add(1, Ordering::Relaxed);
+                        }
+                        None => {
+                            checker.unavailable.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // 3 → 6.
+    let more = start_consumers(&http, &s, 3).await;
+    consumers.extend(more);
+    checker.live.lock().unwrap().extend(consumers[3..].iter().map(|c| c.url.clone()));
+    wait_assigned(&http, &consumers.iter().collect::<Vec<_>>(), &[1.0; 6]).await;
+    let complete_at_6 = checker.complete.load(Ordering::Relaxed);
+
+    // 6 → 2: the readers stop asking a consumer before it is stopped.
+    let leaving: Vec<Service> = consumers.drain(..4).collect();
+    *checker.live.lock().unwrap() = consumers.iter().map(|c| c.url.clone()).collect();
+    for mut c in leaving {
+        assert!(c.terminate(Duration::from_secs(30)).success());
+    }
+    wait_assigned(&http, &consumers.iter().collect::<Vec<_>>(), &[3.0, 3.0]).await;
+    // Let the readers check the settled group too.
+    let settled_from = checker.complete.load(Ordering::Relaxed);
+    wait_for("reads on the settled group", SETTLE, || async {
+        (checker.complete.load(Ordering::Relaxed) >= settled_from + 200).then_some(())
+    })
+    .await;
+
+    checker.stop.store(true, Ordering::Release);
+    sending.await.unwrap();
+    for r in readers {
+        r.await.unwrap();
+    }
+    let complete = checker.complete.load(Ordering::Relaxed);
+    let unavailable = checker.unavailable.load(Ordering::Relaxed);
+    let sent = all_sent.lock().unwrap().clone();
+    eprintln!(
+        "scaling: {} sent, {complete} complete reads ({complete_at_6} by 6 consumers), {unavailable} answered 503",
+        sent.len()
+    );
+    assert!(complete_at_6 > 0 && complete > complete_at_6, "too few reads checked: {complete}");
+
+    // Afterwards both remaining consumers answer every user completely.
+    let refs: Vec<&Service> = consumers.iter().collect();
+    assert_complete_everywhere(&http, &refs, &expected_lists(&sent), SETTLE).await;
+}
