@@ -49,22 +49,41 @@ pub trait Topics: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<LagReport>, TopicError>> + Send;
 }
 
-/// [`Topics`] through the Kafka Admin API of each pipeline's cluster.
+/// [`Topics`] through the Kafka Admin API of each pipeline's cluster, one client per cluster
+/// (bootstrap servers and properties), kept across reconciles so that its connections are too.
 pub struct KafkaTopics {
-    pub timeout: Duration,
+    timeout: Duration,
+    admins: std::sync::Mutex<std::collections::HashMap<String, Arc<TopicAdmin>>>,
+}
+
+impl KafkaTopics {
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout, admins: Default::default() }
+    }
+
+    fn admin(&self, kafka: &KafkaSpec) -> Result<Arc<TopicAdmin>, TopicError> {
+        let key = format!("{}\n{:?}", kafka.bootstrap_servers, kafka.properties);
+        let mut admins = self.admins.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(admin) = admins.get(&key) {
+            return Ok(admin.clone());
+        }
+        let admin = Arc::new(TopicAdmin::new(&kafka.bootstrap_servers, &kafka.properties, self.timeout)?);
+        admins.insert(key, admin.clone());
+        Ok(admin)
+    }
 }
 
 impl Topics for KafkaTopics {
     async fn ensure(&self, kafka: &KafkaSpec, wanted: &WantedTopic) -> Result<Ensured, TopicError> {
-        TopicAdmin::new(&kafka.bootstrap_servers, &kafka.properties, self.timeout)?.ensure(wanted).await
+        self.admin(kafka)?.ensure(wanted).await
     }
 
     async fn partitions(&self, kafka: &KafkaSpec, topic: &str) -> Result<Option<i32>, TopicError> {
-        TopicAdmin::new(&kafka.bootstrap_servers, &kafka.properties, self.timeout)?.partitions(topic).await
+        self.admin(kafka)?.partitions(topic).await
     }
 
     async fn lag(&self, kafka: &KafkaSpec, topic: &str, group: &str) -> Result<Option<LagReport>, TopicError> {
-        TopicAdmin::new(&kafka.bootstrap_servers, &kafka.properties, self.timeout)?.lag(topic, group).await
+        self.admin(kafka)?.lag(topic, group).await
     }
 }
 

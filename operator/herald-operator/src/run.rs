@@ -160,7 +160,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunEr
         recorder: Recorder::new(client.clone(), reporter),
         client,
         images: Images { producer: args.producer_image.clone(), consumer: args.consumer_image.clone() },
-        topics: KafkaTopics { timeout: args.kafka_timeout },
+        topics: KafkaTopics::new(args.kafka_timeout),
         metrics,
         sync_period: args.sync_period,
         clock: crate::controller::system_clock(),
