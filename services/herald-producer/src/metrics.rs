@@ -1,7 +1,7 @@
 //! The producer's Prometheus metrics.
 
 use herald_kit::http::latency_buckets;
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 /// The outcome of one `/send`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,9 @@ impl Outcome {
 
 #[derive(Clone)]
 pub struct ProducerMetrics {
-    notifications: IntCounterVec,
+    /// `herald_producer_notifications_total` by outcome: sent, rejected, failed (looked up once,
+    /// not per request).
+    notifications: [IntCounter; 3],
     pub send_duration: Histogram,
 }
 
@@ -48,17 +50,26 @@ impl ProducerMetrics {
         )?;
         registry.register(Box::new(notifications.clone()))?;
         registry.register(Box::new(send_duration.clone()))?;
-        for outcome in [Outcome::Sent, Outcome::Rejected, Outcome::Failed] {
-            notifications.with_label_values(&[outcome.label()]);
+        let counter = |o: Outcome| notifications.with_label_values(&[o.label()]);
+        Ok(Self {
+            notifications: [counter(Outcome::Sent), counter(Outcome::Rejected), counter(Outcome::Failed)],
+            send_duration,
+        })
+    }
+
+    fn counter(&self, outcome: Outcome) -> &IntCounter {
+        match outcome {
+            Outcome::Sent => &self.notifications[0],
+            Outcome::Rejected => &self.notifications[1],
+            Outcome::Failed => &self.notifications[2],
         }
-        Ok(Self { notifications, send_duration })
     }
 
     pub fn count(&self, outcome: Outcome) {
-        self.notifications.with_label_values(&[outcome.label()]).inc();
+        self.counter(outcome).inc();
     }
 
     pub fn sent(&self) -> u64 {
-        self.notifications.with_label_values(&[Outcome::Sent.label()]).get()
+        self.counter(Outcome::Sent).get()
     }
 }
