@@ -49,8 +49,8 @@ pub async fn produce_raw(
     (d.partition, d.offset)
 }
 
-/// Per partition: (log end offset, committed offset of `group`, or -1 when none).
-pub fn offsets(bootstrap: &str, topic: &str, group: &str, partitions: i32) -> BTreeMap<i32, (i64, i64)> {
+/// The committed offset of `group` per partition (-1 when none); an OffsetFetch, no join.
+pub fn committed(bootstrap: &str, topic: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -64,7 +64,6 @@ pub fn offsets(bootstrap: &str, topic: &str, group: &str, partitions: i32) -> BT
     let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
     (0..partitions)
         .map(|p| {
-            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
             let c = committed
                 .find_partition(topic, p)
                 .and_then(|e| match e.offset() {
@@ -72,7 +71,7 @@ pub fn offsets(bootstrap: &str, topic: &str, group: &str, partitions: i32) -> BT
                     _ => None,
                 })
                 .unwrap_or(-1);
-            (p, (high, c))
+            (p, c)
         })
         .collect()
 }

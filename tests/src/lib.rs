@@ -102,8 +102,9 @@ impl Setup {
         process::Service::start_on("herald-consumer", port, &[], &env)
     }
 
-    pub fn offsets(&self) -> BTreeMap<i32, (i64, i64)> {
-        kafka::offsets(&self.broker.bootstrap(), &self.topic, &self.group, self.partitions)
+    /// The group's committed offset per partition (-1: none).
+    pub fn committed(&self) -> BTreeMap<i32, i64> {
+        kafka::committed(&self.broker.bootstrap(), &self.topic, &self.group, self.partitions)
     }
 
     /// Waits until the group's committed offset of every partition in `ends` has reached the
@@ -114,11 +115,11 @@ impl Setup {
     pub async fn wait_committed_to(&self, ends: &BTreeMap<i32, i64>, limit: Duration) {
         let start = Instant::now();
         loop {
-            let offsets = self.offsets();
+            let committed = self.committed();
             let behind: Vec<_> = ends
                 .iter()
-                .filter(|(p, end)| offsets.get(p).is_none_or(|(_, committed)| committed < end))
-                .map(|(p, end)| (*p, *end, offsets.get(p).map(|o| o.1)))
+                .filter(|(p, end)| committed.get(p).is_none_or(|c| c < end))
+                .map(|(p, end)| (*p, *end, committed.get(p).copied()))
                 .collect();
             if behind.is_empty() {
                 return;
