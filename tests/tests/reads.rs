@@ -96,19 +96,34 @@ async fn start_consumers(http: &Http, s: &Setup, n: usize) -> Vec<Service> {
     consumers
 }
 
-/// Waits until the consumers hold `each` partitions apiece.
+/// Waits until the consumers hold `each` partitions apiece; on timeout the panic shows the end of
+/// each consumer's log.
 async fn wait_assigned(http: &Http, consumers: &[&Service], each: &[f64]) {
-    wait_for(&format!("partitions assigned {each:?}"), SETTLE, || async {
+    let mut want = each.to_vec();
+    want.sort_by(|a, b| b.total_cmp(a));
+    let deadline = Instant::now() + SETTLE;
+    loop {
         let mut got = Vec::new();
         for c in consumers {
             got.push(metrics::sum(&scrape(http, c).await, "herald_consumer_assigned_partitions", &[]));
         }
         got.sort_by(|a, b| b.total_cmp(a));
-        let mut want = each.to_vec();
-        want.sort_by(|a, b| b.total_cmp(a));
-        (got == want).then_some(())
-    })
-    .await;
+        if got == want {
+            return;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = consumers
+                .iter()
+                .map(|c| {
+                    let log = c.log();
+                    let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+                    format!("--- {}\n{}", c.url, tail.join("\n"))
+                })
+                .collect();
+            panic!("partitions assigned {got:?}, wanted {want:?} after {SETTLE:?}\n{}", logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

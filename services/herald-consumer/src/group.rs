@@ -38,8 +38,10 @@ pub const REQUIRED: &[Required] = &[
     Required { key: "enable.partition.eof", value: "true", why: "reaching the end of a partition ends its restore" },
 ];
 
-/// How long the committed offsets of newly assigned partitions may take to read.
-const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the committed offsets of newly assigned partitions may take to read. The rebalance
+/// callback blocks the poll loop meanwhile, so this stays well below max.poll.interval.ms; on a
+/// timeout the restore runs to the log end instead.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why the consumer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +192,7 @@ impl GroupContext {
     }
 
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let started = std::time::Instant::now();
         let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
         let committed = self.committed(consumer, tpl);
         for p in &partitions {
@@ -217,7 +220,13 @@ impl GroupContext {
         self.set_assignment();
         self.status.ready.store(true, Ordering::Release);
         self.membership.refresh_soon();
-        tracing::info!(?partitions, ?committed, assigned = ?self.status.assigned(), "partitions assigned; restoring");
+        tracing::info!(
+            ?partitions,
+            ?committed,
+            assigned = ?self.status.assigned(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "partitions assigned; restoring"
+        );
     }
 
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
