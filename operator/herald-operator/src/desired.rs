@@ -158,6 +158,8 @@ fn deployment(pipeline: &NotificationPipeline, name: &str, owner: &OwnerReferenc
     let container = Container {
         name: w.component.as_str().to_string(),
         image: Some(w.image),
+        // One image carries every Herald binary; a custom image must have this one on its PATH.
+        command: Some(vec![format!("herald-{}", w.component.as_str())]),
         ports: Some(vec![ContainerPort {
             name: Some(HTTP_PORT_NAME.to_string()),
             container_port: w.port,

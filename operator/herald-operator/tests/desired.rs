@@ -57,6 +57,7 @@ fn defaults() {
 
     let producer = container(&c.producer_deployment);
     assert_eq!(producer.image.as_deref(), Some("herald/producer:1"));
+    assert_eq!(producer.command.as_deref(), Some(&["herald-producer".to_string()][..]));
     let env = env_map(producer);
     assert_eq!(env["KAFKA_BOOTSTRAP_SERVERS"], "kafka:9092");
     assert_eq!(env["HERALD_TOPIC"], "social");
@@ -65,6 +66,7 @@ fn defaults() {
 
     let consumer = container(&c.consumer_deployment);
     assert_eq!(consumer.image.as_deref(), Some("herald/consumer:1"));
+    assert_eq!(consumer.command.as_deref(), Some(&["herald-consumer".to_string()][..]));
     let env = env_map(consumer);
     assert_eq!(env["HERALD_GROUP_ID"], "social-consumers");
     assert_eq!(env["HERALD_LISTEN"], "0.0.0.0:8081");
