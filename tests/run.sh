@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every Herald test: formatting, lints, unit tests, and the integration tests against a real
-# Kafka-protocol broker. Installs what it needs (the nisshi broker, into ~/.cargo/bin) when
-# missing; build outputs are cached in $CARGO_TARGET_DIR (default ~/.cache/herald-target).
+# Runs every Herald test: formatting, lints, the packaging checks, unit tests, and the integration
+# tests against a real Kafka-protocol broker. Installs what it needs when missing (the nisshi
+# broker into ~/.cargo/bin, the packaging tools through tests/tools.sh); build outputs are cached
+# in $CARGO_TARGET_DIR (default ~/.cache/herald-target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "packaging: chart, manifests, alert rules, Dockerfile, scripts (tests/packaging/check.sh)"
+tests/packaging/check.sh
 
 step "building the binaries the integration tests start"
 cargo build --workspace --bins --locked

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use serde::Deserialize;
+
 use herald_api::{NotificationPipeline, TopicManagement, crd_yaml};
 use kube::core::crd::CustomResourceExt;
 
@@ -95,9 +97,14 @@ fn examples() -> Vec<(PathBuf, serde_json::Value)> {
     found.sort();
     found
         .into_iter()
-        .filter_map(|p| {
-            let doc: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-            (doc["kind"] == "NotificationPipeline").then_some((p, doc))
+        .flat_map(|p| {
+            // A file may hold several documents (the Strimzi Kafka example does).
+            let text = std::fs::read_to_string(&p).unwrap();
+            serde_yaml::Deserializer::from_str(&text)
+                .map(|d| serde_json::Value::deserialize(d).unwrap())
+                .filter(|doc| doc["kind"] == "NotificationPipeline")
+                .map(|doc| (p.clone(), doc))
+                .collect::<Vec<_>>()
         })
         .collect()
 }

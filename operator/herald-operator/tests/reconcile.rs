@@ -392,3 +392,52 @@ async fn refused_objects_wait_for_a_change_while_outages_retry() {
         assert!(text.contains(r#"herald_operator_reconcile_errors_total{error="apply"} 1"#), "{text}");
     }
 }
+
+/// The `herald_operator_…` names the alert rules and the dashboard in `deploy/monitoring/` use.
+fn operator_names_in_monitoring() -> std::collections::BTreeSet<String> {
+    let root = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..");
+    let mut text = std::fs::read_to_string(root.join("deploy/monitoring/herald.rules.yaml")).unwrap();
+    text.push_str(&std::fs::read_to_string(root.join("deploy/monitoring/herald-dashboard.json")).unwrap());
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("herald_operator_"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_operator_metric_the_dashboard_and_rules_use_is_exported() {
+    let wanted = operator_names_in_monitoring();
+    assert!(wanted.len() >= 5, "{wanted:?}");
+    let mut exported = std::collections::BTreeSet::new();
+    let mut collect = |registry: &prometheus::Registry| {
+        let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+        exported.extend(
+            text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next()).map(str::to_string),
+        );
+    };
+
+    // A pipeline that converges, and one whose apply is refused.
+    let (ctx, mut handle, registry) = context(FixedTopics(Some(6), Some(6000)));
+    let p = pipeline(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"}}));
+    let task = run(ctx, p).await;
+    expect_children(&mut handle, Some(6)).await;
+    task.await.unwrap().unwrap();
+    collect(&registry);
+    let (ctx, mut handle, registry) = context(FixedTopics(Some(6), Some(6000)));
+    let p = pipeline(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"}}));
+    let task = run(ctx.clone(), p.clone()).await;
+    expect(&mut handle, "PATCH", &format!("{APPS}/social-producer"), |_| {
+        (503, serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "down", "code": 503}))
+    })
+    .await;
+    let error = task.await.unwrap().unwrap_err();
+    // The controller hands a failed reconcile to the error policy, which counts it.
+    herald_operator::controller::error_policy(Arc::new(p), &error, ctx);
+    collect(&registry);
+
+    let missing: Vec<_> = wanted.iter().filter(|n| !exported.contains(*n)).collect();
+    assert!(missing.is_empty(), "used in deploy/monitoring/ but not exported: {missing:?}\nexported: {exported:?}");
+}

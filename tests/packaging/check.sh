@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Checks the packaging with the real tools (installed by tests/tools.sh): generated files match
+# their sources, the chart lints and renders valid manifests for Kubernetes 1.30–1.33 with default
+# values and with every option on, a wrong value fails with a message, the alert rules pass their
+# promtool unit tests, the Dockerfile is hadolint-clean and the scripts shellcheck-clean.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$repo"
+# shellcheck source=tests/tools.sh
+. tests/tools.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+
+step "generated files are current (tests/packaging/generate.sh)"
+tests/packaging/generate.sh "$scratch/gen"
+for f in charts/herald/crds/notificationpipelines.herald.dev.yaml \
+         charts/herald/files/herald-dashboard.json \
+         deploy/monitoring/herald-dashboard.json \
+         deploy/monitoring/herald.rules.yaml \
+         deploy/operator/00-namespace.yaml \
+         deploy/operator/herald-operator.yaml; do
+  if ! diff -u "$f" "$scratch/gen/$f"; then
+    echo "$f is out of date: run tests/packaging/generate.sh" >&2
+    exit 1
+  fi
+done
+
+step "helm lint --strict (default values, every option on)"
+helm lint --strict charts/herald
+helm lint --strict charts/herald -f tests/packaging/all-on.yaml
+
+step "rendered manifests validate (kubernetes-validate --strict, 1.30-1.33)"
+helm template herald charts/herald -n herald-system > "$scratch/default.yaml"
+helm template herald charts/herald -n herald-system -f tests/packaging/all-on.yaml > "$scratch/all-on.yaml"
+for version in 1.30.0 1.31.0 1.32.0 1.33.0; do
+  for manifest in "$scratch/default.yaml" "$scratch/all-on.yaml" deploy/operator/*.yaml deploy/crds/*.yaml; do
+    # Prometheus-operator kinds have no built-in schema; everything else must validate.
+    if ! out="$(kubernetes-validate --strict --quiet -k "$version" "$manifest" 2>&1)"; then
+      echo "$out" >&2
+      exit 1
+    fi
+    if echo "$out" | grep -v 'monitoring.coreos.com' | grep -q .; then
+      echo "$out" >&2
+      exit 1
+    fi
+  done
+  echo "Kubernetes $version: ok"
+done
+cp tests/packaging/validate-prometheus-kinds.mjs "$HERALD_NODE/"
+node "$HERALD_NODE/validate-prometheus-kinds.mjs" "$scratch/all-on.yaml"
+
+step "a wrong value fails helm install with a message (values.schema.json)"
+for bad in replicaCount=0 logFormat=xml metrics.podMonitor.enabld=true image.pullPolicy=Sometimes; do
+  if helm template herald charts/herald --set "$bad" >/dev/null 2>"$scratch/err"; then
+    echo "--set $bad was accepted" >&2
+    exit 1
+  fi
+  grep -q "at '/" "$scratch/err" || { cat "$scratch/err" >&2; exit 1; }
+done
+echo "rejected: replicaCount=0 logFormat=xml metrics.podMonitor.enabld=true image.pullPolicy=Sometimes"
+
+step "alert rules (promtool)"
+promtool check rules deploy/monitoring/herald.rules.yaml
+(cd deploy/monitoring && promtool test rules herald.rules.test.yaml)
+
+step "hadolint Dockerfile"
+hadolint Dockerfile
+
+step "shellcheck"
+shellcheck -x .ci/run tests/*.sh tests/packaging/*.sh tests/e2e/*.sh

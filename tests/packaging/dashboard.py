@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Writes Herald's Grafana dashboard (charts/herald/files/herald-dashboard.json); the chart ships it
+and deploy/monitoring/ keeps a copy. Edit the panels here, then run this script."""
+import json
+import pathlib
+import sys
+
+SEL = 'namespace=~"$namespace", pipeline=~"$pipeline"'
+
+
+def panel(pid, title, targets, x, y, unit="short", w=12, h=8, description=""):
+    return {
+        "id": pid,
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
+        "targets": [
+            {"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend}
+            for i, (expr, legend) in enumerate(targets)
+        ],
+    }
+
+
+PANELS = [
+    ("Sends by outcome", [(f'sum by (outcome) (rate(herald_producer_notifications_total{{{SEL}}}[$__rate_interval]))', "{{outcome}}")], "reqps",
+     "POST /send answers: sent (acknowledged by Kafka), rejected (4xx), failed (503)."),
+    ("Records handled by outcome", [(f'sum by (outcome) (rate(herald_consumer_records_total{{{SEL}}}[$__rate_interval]))', "{{outcome}}")], "ops",
+     "Consumed records: stored, duplicate (redelivered), invalid (skipped)."),
+    ("Processed offset per partition", [(f'max by (partition) (herald_consumer_processed_offset{{{SEL}}})', "partition {{partition}}")], "short", ""),
+    ("Lag per partition", [(f'max by (partition) (herald_consumer_lag{{{SEL}}})', "partition {{partition}}")], "short",
+     "Records between the committed offset and the log end."),
+    ("Consumers vs partitions vs desired", [
+        (f'count(up{{{SEL}, component="consumer"}} == 1)', "consumers up"),
+        (f'max(herald_operator_topic_partitions{{{SEL}}})', "partitions (cap)"),
+        (f'max(herald_operator_consumer_desired_replicas{{{SEL}}})', "desired"),
+    ], "short", "More consumers than partitions sit idle."),
+    ("End-to-end latency (sentAt → stored)", [
+        (f'histogram_quantile(0.5, sum by (le) (rate(herald_consumer_end_to_end_latency_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p50"),
+        (f'histogram_quantile(0.99, sum by (le) (rate(herald_consumer_end_to_end_latency_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p99"),
+    ], "s", ""),
+    ("Invalid records", [(f'sum(rate(herald_consumer_records_total{{{SEL}, outcome="invalid"}}[$__rate_interval]))', "invalid")], "ops",
+     "Records on the topic that are not Herald notifications."),
+    ("Rebalances", [(f'sum(increase(herald_consumer_rebalances_total{{{SEL}}}[$__rate_interval]))', "rebalance callbacks")], "short", ""),
+    ("Reads forwarded to the partition's holder", [(f'sum by (outcome) (rate(herald_consumer_forwarded_requests_total{{{SEL}}}[$__rate_interval]))', "{{outcome}}")], "reqps", ""),
+    ("Restore and store", [
+        (f'sum(rate(herald_consumer_restore_records_total{{{SEL}}}[$__rate_interval]))', "restored records/s"),
+        (f'sum(herald_consumer_store_bytes{{{SEL}}}) / 1048576', "store MiB"),
+    ], "short", ""),
+    ("Operator reconcile errors", [(f'sum by (error) (rate(herald_operator_reconcile_errors_total[$__rate_interval]))', "{{error}}")], "ops",
+     "Failed reconciles of all pipelines, by step."),
+    ("Operator reconciles", [
+        ('sum by (outcome) (rate(herald_operator_reconciliations_total[$__rate_interval]))', "{{outcome}}"),
+        ('histogram_quantile(0.99, sum by (le) (rate(herald_operator_reconcile_duration_seconds_bucket[$__rate_interval])))', "p99 duration (s)"),
+    ], "short", ""),
+]
+
+
+def variable(name, query):
+    return {
+        "name": name,
+        "type": "query",
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        "includeAll": True,
+        "multi": True,
+        "refresh": 2,
+        "current": {"text": "All", "value": "$__all"},
+    }
+
+
+def dashboard():
+    panels = [
+        panel(i + 1, title, targets, (i % 2) * 12, (i // 2) * 8, unit, description=desc)
+        for i, (title, targets, unit, desc) in enumerate(PANELS)
+    ]
+    return {
+        "uid": "herald-pipelines",
+        "title": "Herald pipelines",
+        "tags": ["herald", "kafka"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-3h", "to": "now"},
+        "templating": {
+            "list": [
+                {"name": "datasource", "type": "datasource", "query": "prometheus", "current": {}},
+                variable("namespace", "label_values(herald_operator_pipeline_ready, namespace)"),
+                variable("pipeline", 'label_values(herald_operator_pipeline_ready{namespace=~"$namespace"}, pipeline)'),
+            ]
+        },
+        "panels": panels,
+    }
+
+
+if __name__ == "__main__":
+    root = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parents[2]
+    text = json.dumps(dashboard(), indent=2) + "\n"
+    for path in ["charts/herald/files/herald-dashboard.json", "deploy/monitoring/herald-dashboard.json"]:
+        (root / path).write_text(text)
