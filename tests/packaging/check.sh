@@ -2,7 +2,7 @@
 # Checks the packaging with the real tools (installed by tests/tools.sh): generated files match
 # their sources, the chart lints and renders valid manifests for Kubernetes 1.30–1.33 with default
 # values and with every option on, a wrong value fails with a message, the alert rules pass their
-# promtool unit tests, the Dockerfile is hadolint-clean and the scripts shellcheck-clean.
+# promtool unit tests, and yamllint, hadolint (Dockerfile) and shellcheck (scripts) find nothing.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$repo"
@@ -64,6 +64,9 @@ echo "rejected: replicaCount=0 logFormat=xml metrics.podMonitor.enabld=true imag
 step "alert rules (promtool)"
 promtool check rules deploy/monitoring/herald.rules.yaml
 (cd deploy/monitoring && promtool test rules herald.rules.test.yaml)
+
+step "yamllint"
+yamllint --strict deploy charts/herald tests/packaging .yamllint
 
 step "hadolint Dockerfile"
 hadolint Dockerfile
