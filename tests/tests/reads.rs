@@ -305,13 +305,15 @@ async fn scaling_3_to_6_to_2_while_producing_never_hides_an_acknowledged_notific
     wait_assigned(&http, &consumers.iter().collect::<Vec<_>>(), &[1.0; 6]).await;
     let complete_at_6 = checker.complete.load(Ordering::Relaxed);
 
-    // 6 → 2: the readers stop asking a consumer before it is stopped.
-    let leaving: Vec<Service> = consumers.drain(..4).collect();
-    *checker.live.lock().unwrap() = consumers.iter().map(|c| c.url.clone()).collect();
-    for mut c in leaving {
-        assert!(c.terminate(Duration::from_secs(30)).success());
+    // 6 → 2, one consumer at a time, each rebalance settling before the next stop (nisshi
+    // sometimes never rebalances when several members leave at once). The readers stop asking a
+    // consumer before it is stopped.
+    for spread in [&[2.0, 1.0, 1.0, 1.0, 1.0][..], &[2.0, 2.0, 1.0, 1.0], &[2.0, 2.0, 2.0], &[3.0, 3.0]] {
+        let mut leaving = consumers.remove(0);
+        *checker.live.lock().unwrap() = consumers.iter().map(|c| c.url.clone()).collect();
+        assert!(leaving.terminate(Duration::from_secs(30)).success());
+        wait_assigned(&http, &consumers.iter().collect::<Vec<_>>(), spread).await;
     }
-    wait_assigned(&http, &consumers.iter().collect::<Vec<_>>(), &[3.0, 3.0]).await;
     // Let the readers check the settled group too.
     let settled_from = checker.complete.load(Ordering::Relaxed);
     wait_for("reads on the settled group", SETTLE, || async {
