@@ -10,6 +10,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod process;
+pub mod pss;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
