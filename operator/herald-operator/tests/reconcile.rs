@@ -83,6 +83,7 @@ async fn expect(
         .unwrap_or_else(|_| panic!("no request arrived; expected {method} {path}"))
         .expect("the client went away");
     let uri = req.uri().to_string();
+    record_call(req.method().as_str(), req.uri().path());
     assert_eq!(req.method().as_str(), method, "{uri}");
     assert_eq!(req.uri().path(), path, "{uri}");
     let bytes = req.into_body().collect().await.unwrap().to_bytes();
@@ -440,4 +441,140 @@ async fn every_operator_metric_the_dashboard_and_rules_use_is_exported() {
 
     let missing: Vec<_> = wanted.iter().filter(|n| !exported.contains(*n)).collect();
     assert!(missing.is_empty(), "used in deploy/monitoring/ but not exported: {missing:?}\nexported: {exported:?}");
+}
+
+/// Every (API group, resource, verb) a request of these scenarios used.
+static CALLS: std::sync::Mutex<std::collections::BTreeSet<(String, String, String)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Records what RBAC needs for one request (non-resource paths such as discovery need nothing).
+fn record_call(method: &str, path: &str) {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return,
+    };
+    let (resource, named) = match rest {
+        ["namespaces", _, resource] => (resource.to_string(), false),
+        ["namespaces", _, resource, _name] => (resource.to_string(), true),
+        ["namespaces", _, resource, _name, sub] => (format!("{resource}/{sub}"), true),
+        [resource] => (resource.to_string(), false),
+        [resource, _name] => (resource.to_string(), true),
+        _ => return,
+    };
+    let verb = match (method, named) {
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => return,
+    };
+    CALLS.lock().unwrap().insert((group.to_string(), resource, verb.to_string()));
+}
+
+/// The Role/ClusterRole rules of the chart with every option on, as (group, resource, verb).
+fn chart_rules() -> std::collections::BTreeSet<(String, String, String)> {
+    use serde::Deserialize;
+    let root = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..");
+    let text = std::fs::read_to_string(root.join("tests/packaging/rendered/all-on.yaml")).unwrap();
+    let mut rules = std::collections::BTreeSet::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let doc = serde_json::Value::deserialize(doc).unwrap();
+        if doc["kind"] != "Role" && doc["kind"] != "ClusterRole" {
+            continue;
+        }
+        for rule in doc["rules"].as_array().unwrap() {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        rules.insert((
+                            group.as_str().unwrap().to_string(),
+                            resource.as_str().unwrap().to_string(),
+                            verb.as_str().unwrap().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    rules
+}
+
+/// Leader election against the mocked API server: no Lease yet (created), then renewed.
+async fn leader_election_calls() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let elector = herald_operator::leader::LeaderElector::new(
+        client,
+        "herald-system",
+        "herald-operator",
+        "me",
+        Duration::from_secs(15),
+    );
+    let leases = "/apis/coordination.k8s.io/v1/namespaces/herald-system/leases";
+    let first = tokio::spawn(async move {
+        let held = elector.try_acquire_or_renew().await.unwrap();
+        (elector, held)
+    });
+    expect(&mut handle, "GET", &format!("{leases}/herald-operator"), |_| {
+        (404, serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}))
+    })
+    .await;
+    let (_, lease) = expect(&mut handle, "POST", leases, |body| (201, body.clone())).await;
+    let (elector, held) = first.await.unwrap();
+    assert!(held);
+    let second = tokio::spawn(async move { elector.try_acquire_or_renew().await.unwrap() });
+    let mut current = lease.clone();
+    current["metadata"]["resourceVersion"] = "1".into();
+    expect(&mut handle, "GET", &format!("{leases}/herald-operator"), move |_| (200, current)).await;
+    expect(&mut handle, "PUT", &format!("{leases}/herald-operator"), |body| (200, body.clone())).await;
+    assert!(second.await.unwrap());
+}
+
+/// RBAC: the chart grants exactly what the operator calls. The calls are recorded from the
+/// scenarios above (run again here) and leader election; the controller's list/watch of the
+/// kinds it watches (run.rs), Event patches (the event recorder patches a repeated event instead
+/// of creating it again) and the create that an apply of a missing object needs are added, as
+/// this mock cannot show them.
+#[test]
+fn the_chart_grants_exactly_what_the_operator_calls() {
+    create_path_applies_every_child_with_the_field_manager_then_status();
+    replicas_above_the_partitions_are_capped_with_a_condition();
+    strimzi_missing_sets_topic_ready_false_and_holds_the_consumers();
+    strimzi_kafka_topic_is_applied_in_the_cluster_namespace_and_followed();
+    deletion_with_delete_removes_the_kafka_topic_then_the_finalizer();
+    deletion_with_retain_keeps_the_topic_and_removes_the_finalizer();
+    an_unusable_spec_sets_ready_false_and_waits_for_a_change();
+    refused_objects_wait_for_a_change_while_outages_retry();
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(leader_election_calls());
+
+    let mut needed = CALLS.lock().unwrap().clone();
+    for (group, resource) in [
+        ("herald.dev", "notificationpipelines"),
+        ("apps", "deployments"),
+        ("", "services"),
+        ("policy", "poddisruptionbudgets"),
+    ] {
+        for verb in ["list", "watch"] {
+            needed.insert((group.into(), resource.into(), verb.into()));
+        }
+    }
+    needed.insert(("events.k8s.io".into(), "events".into(), "patch".into()));
+    // A server-side apply of an object that does not exist yet is authorized as a create too.
+    for (group, resource, _) in CALLS.lock().unwrap().iter().filter(|(_, r, v)| v == "patch" && !r.contains('/')) {
+        if resource != "notificationpipelines" && resource != "events" {
+            needed.insert((group.clone(), resource.clone(), "create".into()));
+        }
+    }
+    let granted = chart_rules();
+    let missing: Vec<_> = needed.difference(&granted).collect();
+    let extra: Vec<_> = granted.difference(&needed).collect();
+    assert!(missing.is_empty(), "the operator calls what the chart does not grant: {missing:?}");
+    assert!(extra.is_empty(), "the chart grants what the operator never calls: {extra:?}");
 }
