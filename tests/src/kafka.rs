@@ -75,3 +75,45 @@ pub fn committed(bootstrap: &str, topic: &str, group: &str, partitions: i32) -> 
         })
         .collect()
 }
+
+/// One record as read back: key, value and headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads `n` records of `topic` from the beginning of every partition (no group commits);
+/// panics with what it read when fewer arrive within `limit`.
+pub fn read_records(bootstrap: &str, topic: &str, partitions: i32, n: usize, limit: Duration) -> Vec<ReadRecord> {
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", crate::unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + limit;
+    let mut read = Vec::new();
+    while read.len() < n {
+        assert!(std::time::Instant::now() < deadline, "read {} of {n} records of {topic}: {read:?}", read.len());
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            read.push(ReadRecord { key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec), headers });
+        }
+    }
+    read
+}

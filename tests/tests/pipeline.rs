@@ -165,8 +165,10 @@ async fn sigterm_a_consumer_mid_stream_and_restart_it_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
     let s = Setup::new(Storage::Memory, 3, 4).await;
+    let dead_letter = herald_tests::unique("dead-letter");
+    kafka::create_topic(&s.broker.bootstrap(), &dead_letter, 1).await;
     let http = Http::new();
-    let consumer = s.consumer(&[]);
+    let consumer = s.consumer(&[("HERALD_DEAD_LETTER_TOPIC", dead_letter.clone())]);
     let producer = s.producer(&[]);
     wait_ready(&http, &consumer, READY).await;
     wait_ready(&http, &producer, READY).await;
@@ -208,13 +210,31 @@ async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
     );
     assert_eq!(metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "stored")]), sent.len() as f64);
     written.extend(sent.iter().map(|a| (a.partition as i32, a.offset)));
-    s.wait_committed_to(&log_ends(written), SETTLE).await;
+    s.wait_committed_to(&log_ends(written.clone()), SETTLE).await;
     let skipped = consumer.log_events("invalid record skipped");
     assert_eq!(skipped.len(), poison.len());
     assert!(
         skipped.iter().all(|e| e["partition"].is_i64() && e["offset"].is_i64() && e["topic"] == s.topic.as_str()),
         "{skipped:?}"
     );
+
+    // Each skipped record is in the dead-letter topic, byte for byte, with where it came from
+    // and why.
+    let copies = kafka::read_records(&s.broker.bootstrap(), &dead_letter, 1, poison.len(), SETTLE);
+    assert_eq!(metrics::sum(&text, "herald_consumer_dead_letter_records_total", &[("outcome", "written")]), 7.0);
+    for ((key, value), at) in poison.iter().zip(&written) {
+        let copy = copies
+            .iter()
+            .find(|c| {
+                c.headers.get("herald.source.partition") == Some(&at.0.to_string())
+                    && c.headers.get("herald.source.offset") == Some(&at.1.to_string())
+            })
+            .unwrap_or_else(|| panic!("no copy of {at:?}"));
+        assert_eq!(copy.key.as_deref(), *key, "{at:?}");
+        assert_eq!(copy.value.as_deref(), *value, "{at:?}");
+        assert_eq!(copy.headers["herald.source.topic"], s.topic);
+        assert!(!copy.headers["herald.error"].is_empty());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -24,6 +24,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::claims::{Claim, Claims};
+use crate::dead_letter::{DeadLetter, Source};
 use crate::membership;
 use crate::metrics::{ConsumerMetrics, RecordOutcome};
 use crate::store::{Insert, Store};
@@ -367,8 +368,13 @@ fn restore_completed(ctx: &GroupContext, claim: &Claim, how: &str) {
     );
 }
 
-/// Polls until `shutdown` is cancelled, then commits what was stored and leaves the group.
-pub fn consume(consumer: BaseConsumer<GroupContext>, shutdown: &CancellationToken) -> Consumed {
+/// Polls until `shutdown` is cancelled, then commits what was stored and leaves the group. Records
+/// skipped as invalid are copied to `dead_letter` first, when there is one.
+pub fn consume(
+    consumer: BaseConsumer<GroupContext>,
+    dead_letter: Option<&DeadLetter>,
+    shutdown: &CancellationToken,
+) -> Consumed {
     let store = consumer.context().store.clone();
     let ctx = consumer.context().clone();
     let topic = ctx.topic.clone();
@@ -437,6 +443,21 @@ pub fn consume(consumer: BaseConsumer<GroupContext>, shutdown: &CancellationToke
             Err(error) => {
                 if !restoring {
                     tracing::warn!(topic = %topic, partition, offset, %error, "invalid record skipped");
+                    if let Some(dl) = dead_letter {
+                        let source = Source { topic: &topic, partition, offset };
+                        let reason = error.to_string();
+                        match dl.copy(source, message.key(), message.payload(), &reason) {
+                            Ok(()) => ctx.metrics.dead_letter_written.inc(),
+                            Err(copy_error) => {
+                                // The record is not a notification; it stays in the topic itself.
+                                ctx.metrics.dead_letter_failed.inc();
+                                tracing::error!(
+                                    partition, offset, error = %copy_error, dead_letter_topic = dl.topic(),
+                                    "copying an invalid record to the dead-letter topic failed"
+                                );
+                            }
+                        }
+                    }
                 }
                 RecordOutcome::Invalid
             }

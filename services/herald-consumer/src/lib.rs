@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod claims;
+pub mod dead_letter;
 pub mod group;
 pub mod membership;
 pub mod metrics;
@@ -64,6 +65,11 @@ pub struct Args {
     #[arg(long, env = "HERALD_PEERS", value_parser = parse_peers_flag)]
     pub peers: Option<Peers>,
 
+    /// Copy records skipped as invalid to this topic (it must exist), with headers naming their
+    /// source topic, partition, offset and the reason.
+    #[arg(long, env = "HERALD_DEAD_LETTER_TOPIC")]
+    pub dead_letter_topic: Option<String>,
+
     /// How long a read may wait for its partition to be restored or caught up before a 503.
     #[arg(long, env = "HERALD_READ_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub read_timeout: Duration,
@@ -103,6 +109,8 @@ pub enum Error {
     Loop(String),
     #[error("invalid --advertise-url {url:?}: {why}")]
     AdvertiseUrl { url: String, why: &'static str },
+    #[error(transparent)]
+    DeadLetter(#[from] dead_letter::DeadLetterError),
     #[error("creating the Kafka client for topic metadata and log ends: {0}")]
     Probe(rdkafka::error::KafkaError),
 }
@@ -138,6 +146,7 @@ pub struct Summary {
 /// A subscribed consumer ready to serve.
 pub struct ConsumerService {
     consumer: rdkafka::consumer::BaseConsumer<group::GroupContext>,
+    dead_letter: Option<dead_letter::DeadLetter>,
     state: AppState,
     peers: Vec<String>,
     /// Look for the other members (off when the embedder keeps the membership current).
@@ -181,8 +190,11 @@ impl ConsumerService {
         };
         let config = GroupConfig { kafka: args.kafka.clone(), group_id: args.group_id.clone() };
         let consumer = group::subscribe(&config, shared)?;
+        let dead_letter =
+            args.dead_letter_topic.as_deref().map(|t| dead_letter::DeadLetter::new(&args.kafka, t)).transpose()?;
         Ok(Self {
             consumer,
+            dead_letter,
             state,
             peers: args.peers.clone().unwrap_or_default().0,
             discover: true,
@@ -209,8 +221,9 @@ impl ConsumerService {
     pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<Summary, Error> {
         let loop_shutdown = shutdown.clone();
         let consumer = self.consumer;
+        let dead_letter = self.dead_letter;
         let consuming = tokio::task::spawn_blocking(move || {
-            let consumed = group::consume(consumer, &loop_shutdown);
+            let consumed = group::consume(consumer, dead_letter.as_ref(), &loop_shutdown);
             // Whatever ended the loop, the whole process stops with it.
             loop_shutdown.cancel();
             consumed

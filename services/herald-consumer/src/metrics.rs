@@ -38,6 +38,8 @@ pub struct ConsumerMetrics {
     pub store_bytes: IntGauge,
     pub store_evictions: IntCounter,
     pub forwarded_requests: IntCounterVec,
+    pub dead_letter_written: IntCounter,
+    pub dead_letter_failed: IntCounter,
 }
 
 /// How a read forwarded to the owner of a user's partition ended.
@@ -67,7 +69,17 @@ fn gauge_vec(name: &str, help: &str) -> prometheus::Result<IntGaugeVec> {
 
 impl ConsumerMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let dead_letter = IntCounterVec::new(
+            Opts::new(
+                "herald_consumer_dead_letter_records_total",
+                "Invalid records copied to --dead-letter-topic, by outcome: written or failed.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(dead_letter.clone()))?;
         let m = Self {
+            dead_letter_written: dead_letter.with_label_values(&["written"]),
+            dead_letter_failed: dead_letter.with_label_values(&["failed"]),
             records: IntCounterVec::new(
                 Opts::new(
                     "herald_consumer_records_total",

@@ -152,6 +152,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             store_budget_bytes: 256 * 1024 * 1024,
             advertise_url: Some(url(&listener)),
             peers: None,
+            dead_letter_topic: None,
             read_timeout: Duration::from_secs(2),
             forward_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
