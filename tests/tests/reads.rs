@@ -16,7 +16,7 @@ use herald_kit::partition::partition_for_user;
 use herald_tests::broker::Storage;
 use herald_tests::http::Http;
 use herald_tests::process::Service;
-use herald_tests::{Acked, Setup, metrics, scrape, send_many, wait_for, wait_ready};
+use herald_tests::{Acked, Setup, log_ends, metrics, scrape, send_many, wait_for, wait_ready};
 
 const READY: Duration = Duration::from_secs(90);
 /// Long enough for a session timeout (6 s in tests), a rebalance and a restore.
@@ -200,11 +200,18 @@ async fn new_consumers_restore_everything_after_all_were_stopped() {
     let sent = send_many(&http, &producer.url, SENDS, 32, |i| (i as u64 % USERS) + 1).await;
     let expected = expected_lists(&sent);
     assert_complete_everywhere(&http, &first.iter().collect::<Vec<_>>(), &expected, SETTLE).await;
+    s.wait_committed_to(&log_ends(sent.iter().map(|a| (a.partition as i32, a.offset))), SETTLE).await;
+    // All stopped at once. SIGKILL: after every member of a group has left with LeaveGroup
+    // (SIGTERM), nisshi 0.7.0-pre.2 keeps naming a departed member as the group's leader and never
+    // completes another join (reproduced by hand: SyncGroup answers "rebalance in progress"
+    // forever); dead members it expires after the session timeout.
     for c in &mut first {
-        assert!(c.terminate(Duration::from_secs(30)).success());
+        c.kill9();
     }
-
-    let second = start_consumers(&http, &s, 3).await;
+    let mut second = Vec::new();
+    for _ in 0..3 {
+        second.extend(start_consumers(&http, &s, 1).await);
+    }
     let refs: Vec<&Service> = second.iter().collect();
     wait_assigned(&http, &refs, &[2.0, 2.0, 2.0]).await;
     assert_complete_everywhere(&http, &refs, &expected, SETTLE).await;
