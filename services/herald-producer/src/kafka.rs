@@ -2,15 +2,15 @@
 //! readiness probe that asks the broker for the topic's metadata.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use herald_kit::kafka::{KafkaArgs, Required, ReservedProperty, client_config};
 use herald_kit::model::Notification;
-use rdkafka::ClientContext;
+use prometheus::IntCounter;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _, PurgeConfig};
+use rdkafka::{ClientConfig, ClientContext};
 use tokio_util::sync::CancellationToken;
 
 /// Properties the producer cannot work without: a 200 means the record is durably written once,
@@ -46,7 +46,7 @@ pub enum CreateError {
     Client(KafkaError),
 }
 
-/// Logs librdkafka errors and remembers a fatal one (the idempotent producer cannot continue).
+/// Logs librdkafka errors and remembers a fatal one (this client instance cannot continue).
 pub struct ProducerContext {
     fatal: Arc<Mutex<Option<String>>>,
 }
@@ -54,7 +54,7 @@ pub struct ProducerContext {
 impl ClientContext for ProducerContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
-            tracing::error!(%error, reason, "fatal Kafka producer error; the process must restart");
+            tracing::error!(%error, reason, "fatal Kafka producer error; the client will be replaced");
             if let Ok(mut fatal) = self.fatal.lock() {
                 *fatal = Some(reason.to_string());
             }
@@ -64,10 +64,48 @@ impl ClientContext for ProducerContext {
     }
 }
 
-/// The producer and what the service knows about its broker connection.
-pub struct Sender {
+/// One librdkafka producer instance: an idempotent producer id with its sequence numbers.
+struct Client {
     producer: FutureProducer<ProducerContext>,
     fatal: Arc<Mutex<Option<String>>>,
+    generation: u64,
+}
+
+impl Client {
+    fn create(config: &ClientConfig, generation: u64) -> Result<Self, KafkaError> {
+        let fatal = Arc::new(Mutex::new(None));
+        let producer = config.create_with_context(ProducerContext { fatal: fatal.clone() })?;
+        Ok(Self { producer, fatal, generation })
+    }
+
+    fn fatal(&self) -> Option<String> {
+        self.fatal.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+/// Errors after which the idempotent producer's session with the broker cannot be trusted: its
+/// sequence numbers and the broker's disagree (typically after records timed out during a broker
+/// outage, or after the broker lost its producer state). Such a client could later report a
+/// record it never wrote as a duplicate, that is as delivered; it is replaced instead.
+fn breaks_the_session(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::Unknown
+        )
+    )
+}
+
+/// The producer and what the service knows about its broker connection.
+pub struct Sender {
+    config: ClientConfig,
+    client: RwLock<Arc<Client>>,
+    replacements: IntCounter,
     topic: String,
     send_timeout: Duration,
     ready: AtomicBool,
@@ -75,7 +113,8 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(kafka: &KafkaArgs, send_timeout: Duration) -> Result<Self, CreateError> {
+    /// Creates the producer; `replacements` counts clients replaced after a broken session.
+    pub fn new(kafka: &KafkaArgs, send_timeout: Duration, replacements: IntCounter) -> Result<Self, CreateError> {
         let timeout_ms = send_timeout.as_millis().max(1).to_string();
         let defaults = [
             // Small batches keep /send latency low; raise for throughput-bound deployments.
@@ -87,17 +126,46 @@ impl Sender {
             ("allow.auto.create.topics", "false"),
         ];
         let config = client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties.values, REQUIRED)?;
-        let fatal = Arc::new(Mutex::new(None));
-        let producer =
-            config.create_with_context(ProducerContext { fatal: fatal.clone() }).map_err(CreateError::Client)?;
+        let client = Client::create(&config, 0).map_err(CreateError::Client)?;
         Ok(Self {
-            producer,
-            fatal,
+            config,
+            client: RwLock::new(Arc::new(client)),
+            replacements,
             topic: kafka.topic.clone(),
             send_timeout,
             ready: AtomicBool::new(false),
             not_ready_reason: Mutex::new("no broker contact yet".into()),
         })
+    }
+
+    fn current(&self) -> Arc<Client> {
+        self.client.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the client of `generation` (once, however many sends saw it fail) with a new
+    /// one: a new producer id. Everything the old one still held is purged, so each of those
+    /// sends answers 503 rather than waiting for a confirmation that cannot be trusted.
+    fn replace(&self, generation: u64, why: &KafkaError) {
+        let old = {
+            let mut current = self.client.write().unwrap_or_else(|p| p.into_inner());
+            if current.generation != generation {
+                return;
+            }
+            match Client::create(&self.config, generation + 1) {
+                Ok(client) => std::mem::replace(&mut *current, Arc::new(client)),
+                Err(error) => {
+                    tracing::error!(%error, "creating a replacement Kafka producer failed; keeping the old one");
+                    return;
+                }
+            }
+        };
+        self.replacements.inc();
+        tracing::warn!(error = %why, generation = generation + 1, "Kafka producer session broken; replaced the client");
+        // Purging and dropping block briefly (the drop flushes): not on the async workers.
+        tokio::task::spawn_blocking(move || {
+            old.producer.purge(PurgeConfig::default().queue().inflight());
+            drop(old);
+        });
     }
 
     pub fn topic(&self) -> &str {
@@ -113,20 +181,38 @@ impl Sender {
         let key = notification.key();
         let payload = notification.encode();
         let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
-        let delivery = self.producer.send(record, Timeout::After(self.send_timeout));
+        let client = self.current();
+        if let Some(reason) = client.fatal() {
+            let error = KafkaError::MessageProduction(RDKafkaErrorCode::Fatal);
+            tracing::warn!(reason, "sending on a client that hit a fatal error");
+            self.replace(client.generation, &error);
+            return Err(SendError::Kafka(error));
+        }
+        let delivery = match client.producer.send_result(record) {
+            Ok(delivery) => delivery,
+            Err((error, _)) => return Err(SendError::Kafka(error)),
+        };
+        let generation = client.generation;
+        drop(client);
         match tokio::time::timeout(self.send_timeout, delivery).await {
             Err(_) => Err(SendError::Timeout(self.send_timeout)),
-            Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))) => {
+            Ok(Err(_canceled)) => Err(SendError::Kafka(KafkaError::Canceled)),
+            Ok(Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _)))) => {
                 Err(SendError::Timeout(self.send_timeout))
             }
-            Ok(Err((error, _))) => Err(SendError::Kafka(error)),
-            Ok(Ok(d)) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+            Ok(Ok(Err((error, _)))) => {
+                if breaks_the_session(&error) {
+                    self.replace(generation, &error);
+                }
+                Err(SendError::Kafka(error))
+            }
+            Ok(Ok(Ok(d))) => Ok(Delivered { partition: d.partition, offset: d.offset }),
         }
     }
 
-    /// Alive unless the producer hit a fatal error.
+    /// Alive unless the client hit a fatal error and could not be replaced.
     pub fn live(&self) -> Result<(), String> {
-        match self.fatal.lock().ok().and_then(|f| f.clone()) {
+        match self.current().fatal() {
             Some(reason) => Err(format!("fatal Kafka producer error: {reason}")),
             None => Ok(()),
         }
@@ -143,6 +229,7 @@ impl Sender {
 
     fn probe(&self) -> Result<(), String> {
         let metadata = self
+            .current()
             .producer
             .client()
             .fetch_metadata(Some(&self.topic), Duration::from_secs(3))
@@ -161,6 +248,11 @@ impl Sender {
     /// `shutdown` is cancelled.
     pub async fn watch_readiness(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
+            let client = self.current();
+            if client.fatal().is_some() {
+                self.replace(client.generation, &KafkaError::MessageProduction(RDKafkaErrorCode::Fatal));
+            }
+            drop(client);
             let sender = self.clone();
             let outcome = tokio::task::spawn_blocking(move || sender.probe())
                 .await
@@ -196,10 +288,11 @@ impl Sender {
     /// records were still queued.
     pub async fn flush(self: Arc<Self>, timeout: Duration) -> i32 {
         tokio::task::spawn_blocking(move || {
-            if let Err(error) = self.producer.flush(timeout) {
+            let client = self.current();
+            if let Err(error) = client.producer.flush(timeout) {
                 tracing::warn!(%error, "flushing the producer did not complete");
             }
-            self.producer.in_flight_count()
+            client.producer.in_flight_count()
         })
         .await
         .unwrap_or(-1)

@@ -100,10 +100,10 @@ impl Producer {
                 .map_err(|problem| DirectoryError::Invalid { path: "<seed>".into(), problem })?,
         };
         let token = args.auth_token_file.as_deref().map(BearerToken::load).transpose()?;
-        let sender = Sender::new(&args.kafka, args.send_timeout)?;
         let registry = Registry::new();
         let http = HttpMetrics::register(&registry)?;
         let metrics = ProducerMetrics::register(&registry)?;
+        let sender = Sender::new(&args.kafka, args.send_timeout, metrics.client_replacements.clone())?;
         tracing::info!(
             users = directory.len(),
             auth = token.is_some(),

@@ -30,6 +30,8 @@ pub struct ProducerMetrics {
     /// not per request).
     notifications: [IntCounter; 3],
     pub send_duration: Histogram,
+    /// `herald_producer_kafka_client_replacements_total`.
+    pub client_replacements: IntCounter,
 }
 
 impl ProducerMetrics {
@@ -48,12 +50,18 @@ impl ProducerMetrics {
             )
             .buckets(latency_buckets()),
         )?;
+        let client_replacements = IntCounter::new(
+            "herald_producer_kafka_client_replacements_total",
+            "Kafka producer clients replaced because their idempotent session with the broker broke (fatal or sequence errors); their unconfirmed sends answered 503.",
+        )?;
+        registry.register(Box::new(client_replacements.clone()))?;
         registry.register(Box::new(notifications.clone()))?;
         registry.register(Box::new(send_duration.clone()))?;
         let counter = |o: Outcome| notifications.with_label_values(&[o.label()]);
         Ok(Self {
             notifications: [counter(Outcome::Sent), counter(Outcome::Rejected), counter(Outcome::Failed)],
             send_duration,
+            client_replacements,
         })
     }
 

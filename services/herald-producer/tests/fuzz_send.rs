@@ -143,11 +143,12 @@ fn the_router_answers_every_body_with_200_or_a_4xx_json_message() {
             properties: Default::default(),
         };
         let registry = Registry::new();
+        let metrics = ProducerMetrics::register(&registry).unwrap();
         let state = AppState {
             directory: Arc::new(Directory::new(users).unwrap()),
-            sender: Arc::new(Sender::new(&kafka, Duration::from_secs(5)).unwrap()),
+            sender: Arc::new(Sender::new(&kafka, Duration::from_secs(5), metrics.client_replacements.clone()).unwrap()),
             token: None,
-            metrics: ProducerMetrics::register(&registry).unwrap(),
+            metrics,
         };
         let http = HttpMetrics::register(&registry).unwrap();
         router(state, registry, http)

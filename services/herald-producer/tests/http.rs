@@ -27,11 +27,12 @@ const TOPIC: &str = "notifications";
 fn mk_app(bootstrap: &str, token: Option<&str>, timeout: Duration) -> Router {
     let kafka = KafkaArgs { bootstrap_servers: bootstrap.into(), topic: TOPIC.into(), properties: Default::default() };
     let registry = Registry::new();
+    let metrics = ProducerMetrics::register(&registry).unwrap();
     let state = AppState {
         directory: Arc::new(Directory::new(seed_users()).unwrap()),
-        sender: Arc::new(Sender::new(&kafka, timeout).unwrap()),
+        sender: Arc::new(Sender::new(&kafka, timeout, metrics.client_replacements.clone()).unwrap()),
         token: token.and_then(BearerToken::new),
-        metrics: ProducerMetrics::register(&registry).unwrap(),
+        metrics,
     };
     let http = HttpMetrics::register(&registry).unwrap();
     router(state, registry, http)
@@ -180,4 +181,27 @@ async fn readiness_follows_the_broker() {
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let req = Request::builder().uri("/healthz").body(Body::empty()).unwrap();
     assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_broken_producer_session_answers_503_and_the_client_is_replaced() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let app = mk_app(&cluster.bootstrap_servers(), None, Duration::from_secs(10));
+    let ok = post(&app, JSON, None, r#"{"fromID":1,"toID":2,"message":"before"}"#).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.json);
+
+    // The broker answers the next produce with an error after which the producer id's sequence
+    // numbers cannot be trusted.
+    cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN]);
+    let failed = post(&app, JSON, None, r#"{"fromID":1,"toID":2,"message":"during"}"#).await;
+    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "{}", failed.json);
+    let text = metrics_text(&app).await;
+    assert!(text.contains("herald_producer_kafka_client_replacements_total 1"), "{text}");
+
+    // The replacement (a new producer id) sends again.
+    let after = post(&app, JSON, None, r#"{"fromID":1,"toID":2,"message":"after"}"#).await;
+    assert_eq!(after.status, StatusCode::OK, "{}", after.json);
+    assert!(after.json["offset"].as_i64().unwrap() > ok.json["offset"].as_i64().unwrap());
 }
