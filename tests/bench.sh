@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/herald-target}"
+# shellcheck source=tests/nisshi.sh
+. tests/nisshi.sh
 cargo build --release --workspace --bins --locked
 if [ "${1:-}" = operator ]; then
   shift

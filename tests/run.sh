@@ -8,18 +8,11 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/herald-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-NISSHI_VERSION="0.7.0-pre.2"
-NISSHI_BIN="${NISSHI_BIN:-$HOME/.cargo/bin/nisshi}"
-export NISSHI_BIN
 
 step() { printf '\n==> %s\n' "$*"; }
 
-if ! "$NISSHI_BIN" --version 2>/dev/null | grep -qF "$NISSHI_VERSION"; then
-  step "installing the nisshi broker $NISSHI_VERSION (about 12 minutes on 2 cores, once)"
-  CARGO_TARGET_DIR="$HOME/.cache/nisshi-build" cargo install nisshi --version "$NISSHI_VERSION" \
-    --locked --no-default-features --features dynostore,libsql --root "$(dirname "$(dirname "$NISSHI_BIN")")"
-fi
-"$NISSHI_BIN" --version
+# shellcheck source=tests/nisshi.sh
+. tests/nisshi.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

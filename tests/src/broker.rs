@@ -73,7 +73,11 @@ impl Broker {
             Storage::Memory => "memory://nisshi/".to_string(),
             Storage::Sqlite => "sqlite://broker.db".to_string(),
         };
-        let log = std::fs::File::create(self.dir.path().join("broker.log")).expect("broker log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .expect("broker log file");
         let child = Command::new(nisshi_bin())
             .arg("broker")
             .current_dir(self.dir.path())
@@ -94,6 +98,18 @@ impl Broker {
             assert!(start.elapsed() < Duration::from_secs(20), "nisshi did not listen on {} within 20 s", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Starts the broker again on the same port and storage after [`Broker::stop`]; with
+    /// [`Storage::Sqlite`] it comes back with every record it had persisted.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running broker");
+        self.spawn();
+    }
+
+    /// The broker's log (warnings and errors).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
     }
 
     /// Stops the broker (SIGKILL: an outage, not a goodbye).

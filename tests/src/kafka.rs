@@ -84,10 +84,22 @@ pub struct ReadRecord {
     pub headers: BTreeMap<String, String>,
 }
 
+fn record_of(m: &rdkafka::message::BorrowedMessage<'_>) -> ReadRecord {
+    use rdkafka::message::{Headers, Message};
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    ReadRecord { key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec), headers }
+}
+
 /// Reads `n` records of `topic` from the beginning of every partition (no group commits);
 /// panics with what it read when fewer arrive within `limit`.
 pub fn read_records(bootstrap: &str, topic: &str, partitions: i32, n: usize, limit: Duration) -> Vec<ReadRecord> {
-    use rdkafka::message::{Headers, Message};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", crate::unique("reader"))
@@ -104,15 +116,48 @@ pub fn read_records(bootstrap: &str, topic: &str, partitions: i32, n: usize, lim
     while read.len() < n {
         assert!(std::time::Instant::now() < deadline, "read {} of {n} records of {topic}: {read:?}", read.len());
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let headers = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            read.push(ReadRecord { key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec), headers });
+            read.push(record_of(&m));
+        }
+    }
+    read
+}
+
+/// Every record of `topic` from the beginning to the end of each partition, by (partition,
+/// offset); the end is where the broker reports partition EOF. Panics after `limit`.
+pub fn read_all(bootstrap: &str, topic: &str, partitions: i32, limit: Duration) -> BTreeMap<(i32, i64), ReadRecord> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", crate::unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("reader");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + limit;
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut read = BTreeMap::new();
+    while at_end.len() < partitions as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic}: {} records read, partitions at their end {at_end:?} after {limit:?}",
+            read.len()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                read.insert((m.partition(), m.offset()), record_of(&m));
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
         }
     }
     read

@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod process;
 pub mod pss;
+pub mod reads;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -88,6 +88,16 @@ impl Service {
         self.wait(limit)
     }
 
+    /// SIGSTOP: the process is frozen, as a CPU-throttled or descheduled pod is.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`Service::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
     /// SIGKILL: the process gets no chance to commit or leave the group.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -6,125 +6,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::StreamExt;
 use herald_kit::partition::partition_for_user;
 use herald_tests::broker::Storage;
 use herald_tests::http::Http;
 use herald_tests::process::Service;
-use herald_tests::{Acked, Setup, log_ends, metrics, scrape, send_many, wait_for, wait_ready};
-
-const READY: Duration = Duration::from_secs(90);
-/// Long enough for a session timeout (6 s in tests), a rebalance and a restore.
-const SETTLE: Duration = Duration::from_secs(120);
-
-/// Each user's acknowledged notification ids in produce (offset) order.
-fn expected_lists(acked: &[Acked]) -> BTreeMap<u64, Vec<String>> {
-    let mut by_user: BTreeMap<u64, Vec<&Acked>> = BTreeMap::new();
-    for a in acked {
-        by_user.entry(a.to).or_default().push(a);
-    }
-    by_user
-        .into_iter()
-        .map(|(user, mut list)| {
-            list.sort_by_key(|a| a.offset);
-            (user, list.into_iter().map(|a| a.id.clone()).collect())
-        })
-        .collect()
-}
-
-/// One read: `Some(ids)` on 200, `None` on 503 (or a consumer that is going away); panics on
-/// any other answer.
-async fn read(http: &Http, consumer: &str, user: u64) -> Option<Vec<String>> {
-    let a = http.get(&format!("{consumer}/notifications/{user}")).await.ok()?;
-    if a.status == 503 {
-        assert!(a.headers.contains_key("retry-after"), "503 without Retry-After: {}", a.text);
-        return None;
-    }
-    assert_eq!(a.status, 200, "{consumer} user {user}: {}", a.text);
-    let list = a.json["notifications"].as_array().expect("notifications");
-    for n in list {
-        assert_eq!(n["to"]["id"].as_u64(), Some(user));
-    }
-    Some(list.iter().map(|n| n["id"].as_str().expect("id").to_string()).collect())
-}
-
-/// Reads every user on every consumer until each answers 200; every 200 must be the complete
-/// list. Returns how many reads answered 503 on the way.
-async fn assert_complete_everywhere(
-    http: &Http,
-    consumers: &[&Service],
-    expected: &BTreeMap<u64, Vec<String>>,
-    limit: Duration,
-) -> usize {
-    let deadline = Instant::now() + limit;
-    let unavailable = AtomicUsize::new(0);
-    let jobs = consumers.iter().flat_map(|c| expected.iter().map(move |(user, ids)| (c.url.clone(), *user, ids)));
-    futures::stream::iter(jobs)
-        .for_each_concurrent(16, |(url, user, ids)| {
-            let unavailable = &unavailable;
-            async move {
-                loop {
-                    match read(http, &url, user).await {
-                        Some(got) => {
-                            assert_eq!(&got, ids, "user {user} from {url}: incomplete or out of order");
-                            return;
-                        }
-                        None => {
-                            unavailable.fetch_add(1, Ordering::Relaxed);
-                            assert!(Instant::now() < deadline, "user {user} from {url}: still 503 after {limit:?}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-            }
-        })
-        .await;
-    unavailable.into_inner()
-}
-
-async fn start_consumers(http: &Http, s: &Setup, n: usize) -> Vec<Service> {
-    // Keep every notification a test sends (the default keeps a user's newest 100).
-    let consumers: Vec<_> = (0..n).map(|_| s.consumer(&[("HERALD_MAX_PER_USER", "1000000".into())])).collect();
-    for c in &consumers {
-        wait_ready(http, c, READY).await;
-    }
-    consumers
-}
-
-/// Waits until the consumers hold `each` partitions apiece; on timeout the panic shows the end of
-/// each consumer's log.
-async fn wait_assigned(http: &Http, consumers: &[&Service], each: &[f64]) {
-    let mut want = each.to_vec();
-    want.sort_by(|a, b| b.total_cmp(a));
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let mut got = Vec::new();
-        for c in consumers {
-            got.push(metrics::sum(&scrape(http, c).await, "herald_consumer_assigned_partitions", &[]));
-        }
-        got.sort_by(|a, b| b.total_cmp(a));
-        if got == want {
-            return;
-        }
-        if Instant::now() > deadline {
-            let logs: Vec<String> = consumers
-                .iter()
-                .map(|c| {
-                    let log = c.log();
-                    let tail: Vec<&str> = log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
-                    format!("--- {}\n{}", c.url, tail.join("\n"))
-                })
-                .collect();
-            panic!("partitions assigned {got:?}, wanted {want:?} after {SETTLE:?}\n{}", logs.join("\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use herald_tests::reads::{
+    READY, SETTLE, assert_complete_everywhere, expected_lists, read, start_consumers, wait_assigned,
+};
+use herald_tests::{Setup, log_ends, metrics, scrape, send_many, wait_for, wait_ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_consumer_answers_every_user_completely_and_identically() {
