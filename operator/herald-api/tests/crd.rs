@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use serde_json::json as j;
 
 use herald_api::{NotificationPipeline, TopicManagement, crd_yaml};
 use kube::core::crd::CustomResourceExt;
@@ -137,37 +138,123 @@ fn a_minimal_spec_gets_the_documented_defaults() {
     assert_eq!(p.spec.consumer.max_notifications_per_user, 100);
 }
 
+/// Every bad spec a user may write that the schema catches, with the field the API server names
+/// and the words of its message (`kubectl apply` prints `spec.<field>: Invalid value: ...: <why>`;
+/// the jsonschema wording checked here is the same constraint). The CEL rules have their own
+/// table in `tests/cel.rs`.
 #[test]
 fn invalid_specs_are_rejected_by_the_schema() {
     let v = validator();
     let base = examples().into_iter().find(|(p, _)| p.ends_with("minimal.yaml")).unwrap().1;
-    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
-        ("partitions 0", serde_json::json!({"topic": {"partitions": 0}}), "/spec/topic/partitions"),
-        ("partitions above 1000", serde_json::json!({"topic": {"partitions": 1001}}), "/spec/topic/partitions"),
-        ("negative producer replicas", serde_json::json!({"producer": {"replicas": -1}}), "/spec/producer/replicas"),
-        ("negative consumer replicas", serde_json::json!({"consumer": {"replicas": -2}}), "/spec/consumer/replicas"),
-        ("unknown management", serde_json::json!({"topic": {"management": "Manual"}}), "/spec/topic/management"),
+    let cases: Vec<(&str, serde_json::Value, &str, &str)> = vec![
+        ("partitions 0", j!({"topic": {"partitions": 0}}), "/spec/topic/partitions", "less than the minimum of 1"),
+        (
+            "partitions above 1000",
+            j!({"topic": {"partitions": 1001}}),
+            "/spec/topic/partitions",
+            "greater than the maximum of 1000",
+        ),
+        ("partitions as text", j!({"topic": {"partitions": "six"}}), "/spec/topic/partitions", "not of type"),
+        ("replication factor 0", j!({"topic": {"replicas": 0}}), "/spec/topic/replicas", "less than the minimum of 1"),
+        ("bad topic name", j!({"topic": {"name": "no spaces allowed"}}), "/spec/topic/name", "does not match"),
+        ("topic name too long", j!({"topic": {"name": "t".repeat(250)}}), "/spec/topic/name", "does not match"),
+        ("unknown management", j!({"topic": {"management": "Manual"}}), "/spec/topic/management", "is not one of"),
         (
             "unknown deletion policy",
-            serde_json::json!({"topic": {"deletionPolicy": "Archive"}}),
+            j!({"topic": {"deletionPolicy": "Archive"}}),
             "/spec/topic/deletionPolicy",
+            "is not one of",
         ),
-        ("replication factor 0", serde_json::json!({"topic": {"replicas": 0}}), "/spec/topic/replicas"),
-        ("bad topic name", serde_json::json!({"topic": {"name": "no spaces allowed"}}), "/spec/topic/name"),
-        ("lag threshold 0", serde_json::json!({"consumer": {"lagThreshold": 0}}), "/spec/consumer/lagThreshold"),
+        (
+            "topic config not text",
+            j!({"topic": {"config": {"retention.ms": 5}}}),
+            "/spec/topic/config/retention.ms",
+            "not of type",
+        ),
+        (
+            "negative producer replicas",
+            j!({"producer": {"replicas": -1}}),
+            "/spec/producer/replicas",
+            "less than the minimum of 0",
+        ),
+        (
+            "token Secret without a key",
+            j!({"producer": {"authTokenSecretRef": {"name": "herald-token"}}}),
+            "/spec/producer/authTokenSecretRef",
+            "\"key\" is a required property",
+        ),
+        (
+            "users ConfigMap with an empty name",
+            j!({"producer": {"usersConfigMapRef": {"name": "", "key": "users.json"}}}),
+            "/spec/producer/usersConfigMapRef/name",
+            "shorter than 1 character",
+        ),
+        (
+            "negative consumer replicas",
+            j!({"consumer": {"replicas": -2}}),
+            "/spec/consumer/replicas",
+            "less than the minimum of 0",
+        ),
+        (
+            "minReplicas 0",
+            j!({"consumer": {"minReplicas": 0}}),
+            "/spec/consumer/minReplicas",
+            "less than the minimum of 1",
+        ),
+        (
+            "maxReplicas 0",
+            j!({"consumer": {"maxReplicas": 0}}),
+            "/spec/consumer/maxReplicas",
+            "less than the minimum of 1",
+        ),
+        (
+            "lag threshold 0",
+            j!({"consumer": {"lagThreshold": 0}}),
+            "/spec/consumer/lagThreshold",
+            "less than the minimum of 1",
+        ),
+        (
+            "stabilization above a day",
+            j!({"consumer": {"scaleDownStabilizationSeconds": 86401}}),
+            "/spec/consumer/scaleDownStabilizationSeconds",
+            "greater than the maximum of 86400",
+        ),
+        (
+            "no notifications kept per user",
+            j!({"consumer": {"maxNotificationsPerUser": 0}}),
+            "/spec/consumer/maxNotificationsPerUser",
+            "less than the minimum of 1",
+        ),
         (
             "empty bootstrap servers",
-            serde_json::json!({"kafka": {"bootstrapServers": ""}}),
+            j!({"kafka": {"bootstrapServers": ""}}),
             "/spec/kafka/bootstrapServers",
+            "shorter than 1 character",
         ),
-        ("missing bootstrap servers", serde_json::json!({"kafka": {}}), "/spec/kafka"),
+        ("missing bootstrap servers", j!({"kafka": {}}), "/spec/kafka", "\"bootstrapServers\" is a required property"),
+        (
+            "cluster without a name",
+            j!({"kafka": {"bootstrapServers": "k:9092", "clusterRef": {}}}),
+            "/spec/kafka/clusterRef",
+            "\"name\" is a required property",
+        ),
+        (
+            "Kafka property not text",
+            j!({"kafka": {"bootstrapServers": "k:9092", "properties": {"linger.ms": 5}}}),
+            "/spec/kafka/properties/linger.ms",
+            "not of type",
+        ),
     ];
-    for (what, patch, path) in cases {
+    for (what, patch, path, words) in cases {
         let mut doc = base.clone();
         for (k, v) in patch.as_object().unwrap() {
             doc["spec"][k] = v.clone();
         }
-        let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.instance_path().to_string()).collect();
-        assert!(errors.iter().any(|p| p == path), "{what}: expected an error at {path}, got {errors:?}");
+        let errors: Vec<(String, String)> =
+            v.iter_errors(&doc).map(|e| (e.instance_path().to_string(), e.to_string())).collect();
+        assert!(
+            errors.iter().any(|(p, message)| p == path && message.contains(words)),
+            "{what}: expected an error at {path} saying {words:?}, got {errors:?}"
+        );
     }
 }
