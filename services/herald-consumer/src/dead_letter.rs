@@ -49,7 +49,7 @@ impl DeadLetter {
             // broker's defaults.
             ("allow.auto.create.topics", "false"),
         ];
-        let config = client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties.values, REQUIRED)?;
+        let config = client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties, REQUIRED)?;
         let producer =
             config.create().map_err(|source| DeadLetterError::Create { topic: topic.to_string(), source })?;
         Ok(Self { producer, topic: topic.to_string() })

@@ -327,8 +327,7 @@ pub fn subscribe(config: &GroupConfig, shared: Shared) -> Result<BaseConsumer<Gr
         ("max.poll.interval.ms", "30000"),
         ("client.id", "herald-consumer"),
     ];
-    let mut client =
-        client_config(&config.kafka.bootstrap_servers, &defaults, &config.kafka.properties.values, REQUIRED)?;
+    let mut client = client_config(&config.kafka.bootstrap_servers, &defaults, &config.kafka.properties, REQUIRED)?;
     client.set("group.id", &config.group_id);
     let context = GroupContext {
         topic: config.kafka.topic.clone(),

@@ -265,7 +265,7 @@ impl ConsumerService {
 /// member's own poll loop).
 fn probe(kafka: &herald_kit::kafka::KafkaArgs) -> Result<rdkafka::consumer::BaseConsumer, Error> {
     let defaults = [("client.id", "herald-consumer-probe")];
-    let config = herald_kit::kafka::client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties.values, &[])
+    let config = herald_kit::kafka::client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties, &[])
         .map_err(GroupError::from)?;
     config.create().map_err(Error::Probe)
 }

@@ -31,6 +31,43 @@ pub struct KafkaProperties {
         value_parser = parse_property
     )]
     pub values: Vec<(String, String)>,
+
+    /// File holding the SASL password (e.g. the `password` key of a mounted Secret); it becomes
+    /// `sasl.password`, so the password is never a flag, an env value or a log line. Read at start.
+    #[arg(
+        long = "kafka-sasl-password-file",
+        env = "HERALD_KAFKA_SASL_PASSWORD_FILE",
+        value_name = "PATH",
+        value_parser = read_password_file
+    )]
+    pub sasl_password: Option<Password>,
+}
+
+/// A secret read from a file; `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// Reads a password file: one trailing line break is dropped (Secrets written by hand often end
+/// with one); an empty password is an error.
+fn read_password_file(path: &str) -> Result<Password, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let secret = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    if secret.is_empty() {
+        return Err(format!("{path} is empty"));
+    }
+    Ok(Password(secret.to_string()))
 }
 
 /// Parses `KEY=VALUE` (surrounding spaces trimmed; the value may contain `=`).
@@ -61,12 +98,13 @@ pub struct Required {
 }
 
 /// Builds a client configuration: Herald's defaults, then the user's properties, then the
-/// properties Herald requires. A user property that contradicts a required one is an error
-/// rather than being silently overridden.
+/// properties Herald requires, then the SASL password from its file. A user property that
+/// contradicts a required one (or sets `sasl.password` next to the file) is an error rather than
+/// being silently overridden.
 pub fn client_config(
     bootstrap_servers: &str,
     defaults: &[(&str, &str)],
-    user: &[(String, String)],
+    user: &KafkaProperties,
     required: &[Required],
 ) -> Result<ClientConfig, ReservedProperty> {
     let mut config = ClientConfig::new();
@@ -74,7 +112,7 @@ pub fn client_config(
     for (k, v) in defaults {
         config.set(*k, *v);
     }
-    for (k, v) in user {
+    for (k, v) in &user.values {
         if let Some(r) = required.iter().find(|r| r.key == k)
             && r.value != v
         {
@@ -85,10 +123,21 @@ pub fn client_config(
                 why: r.why,
             });
         }
+        if k == "sasl.password" && user.sasl_password.is_some() {
+            return Err(ReservedProperty {
+                key: k.clone(),
+                given: "<redacted>".into(),
+                required: "<the content of --kafka-sasl-password-file>".into(),
+                why: "the password comes from one place",
+            });
+        }
         config.set(k, v);
     }
     for r in required {
         config.set(r.key, r.value);
+    }
+    if let Some(Password(secret)) = &user.sasl_password {
+        config.set("sasl.password", secret);
     }
     Ok(config)
 }
@@ -100,9 +149,16 @@ mod tests {
     const REQUIRED: &[Required] =
         &[Required { key: "enable.idempotence", value: "true", why: "a record must be written once" }];
 
+    fn props(values: &[(&str, &str)]) -> KafkaProperties {
+        KafkaProperties {
+            values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            sasl_password: None,
+        }
+    }
+
     #[test]
     fn user_overrides_defaults_and_required_wins() {
-        let user = vec![("linger.ms".to_string(), "7".to_string())];
+        let user = props(&[("linger.ms", "7")]);
         let c = client_config("b:9092", &[("linger.ms", "1"), ("acks", "all")], &user, REQUIRED).unwrap();
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
         assert_eq!(c.get("linger.ms"), Some("7"));
@@ -112,11 +168,33 @@ mod tests {
 
     #[test]
     fn contradicting_a_required_property_is_an_error() {
-        let user = vec![("enable.idempotence".to_string(), "false".to_string())];
+        let user = props(&[("enable.idempotence", "false")]);
         let err = client_config("b", &[], &user, REQUIRED).unwrap_err();
         assert!(err.to_string().contains("enable.idempotence=false is not allowed"), "{err}");
-        let same = vec![("enable.idempotence".to_string(), "true".to_string())];
+        let same = props(&[("enable.idempotence", "true")]);
         assert!(client_config("b", &[], &same, REQUIRED).is_ok());
+    }
+
+    #[test]
+    fn the_password_comes_from_its_file_and_never_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let password = read_password_file(path.to_str().unwrap()).unwrap();
+        assert_eq!(format!("{password:?}"), "Password(<redacted>)");
+        let mut user = props(&[("sasl.mechanism", "SCRAM-SHA-512")]);
+        user.sasl_password = Some(password);
+        let config = client_config("b", &[], &user, REQUIRED).unwrap();
+        assert_eq!(config.get("sasl.password"), Some("s3cret"));
+        assert!(!format!("{user:?}").contains("s3cret"));
+
+        user.values.push(("sasl.password".into(), "other".into()));
+        let err = client_config("b", &[], &user, REQUIRED).unwrap_err().to_string();
+        assert!(err.contains("sasl.password") && !err.contains("other"), "{err}");
+
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_password_file(path.to_str().unwrap()).unwrap_err().contains("is empty"));
+        assert!(read_password_file("/nonexistent/password").unwrap_err().contains("cannot read"));
     }
 
     #[test]

@@ -85,11 +85,14 @@ enum Kafka {
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     // One process, loopback only: members rejoin within milliseconds, so short group timeouts
     // make startup and rebalances quick. The user's properties come later and win.
-    let properties: Vec<(String, String)> = [("session.timeout.ms", "6000"), ("max.poll.interval.ms", "10000")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain(args.kafka_properties.values.iter().cloned())
-        .collect();
+    let properties = KafkaProperties {
+        values: [("session.timeout.ms", "6000"), ("max.poll.interval.ms", "10000")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(args.kafka_properties.values.iter().cloned())
+            .collect(),
+        sasl_password: args.kafka_properties.sasl_password.clone(),
+    };
 
     let (kafka, bootstrap) = match &args.bootstrap_servers {
         None => {
@@ -105,11 +108,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             (Kafka::External, servers.clone())
         }
     };
-    let kafka_args = KafkaArgs {
-        bootstrap_servers: bootstrap.clone(),
-        topic: args.topic.clone(),
-        properties: KafkaProperties { values: properties },
-    };
+    let kafka_args = KafkaArgs { bootstrap_servers: bootstrap.clone(), topic: args.topic.clone(), properties };
 
     let wanted = args.consumers.unwrap_or(args.partitions as u32);
     let consumers = wanted.min(args.partitions as u32) as usize;
@@ -229,14 +228,10 @@ async fn ensure_topic(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
-    properties: &[(String, String)],
+    properties: &KafkaProperties,
 ) -> Result<(), Error> {
-    let mut config = rdkafka::ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap);
-    for (k, v) in properties {
-        config.set(k, v);
-    }
     let fail = |message: String| Error::Topic { topic: topic.to_string(), message };
+    let config = herald_kit::kafka::client_config(bootstrap, &[], properties, &[]).map_err(|e| fail(e.to_string()))?;
     let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| fail(e.to_string()))?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

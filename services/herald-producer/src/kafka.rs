@@ -125,7 +125,7 @@ impl Sender {
             // never let a send or a readiness probe create it with the broker's defaults.
             ("allow.auto.create.topics", "false"),
         ];
-        let config = client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties.values, REQUIRED)?;
+        let config = client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties, REQUIRED)?;
         let client = Client::create(&config, 0).map_err(CreateError::Client)?;
         Ok(Self {
             config,
