@@ -18,6 +18,8 @@ pub struct Broker {
     child: Option<Child>,
     pub port: u16,
     storage: Storage,
+    /// Clients must authenticate with SASL SCRAM.
+    authentication: bool,
     dir: tempfile::TempDir,
 }
 
@@ -58,7 +60,27 @@ impl Broker {
     /// Starts a broker and waits until it accepts connections.
     pub fn start(storage: Storage) -> Self {
         let dir = tempfile::tempdir().expect("scratch dir for the broker");
-        let mut broker = Self { child: None, port: free_port(), storage, dir };
+        let mut broker = Self { child: None, port: free_port(), storage, authentication: false, dir };
+        broker.spawn();
+        broker
+    }
+
+    /// A sqlite broker that requires SASL SCRAM-SHA-512 from clients, knowing `users` (name,
+    /// password) and holding `topics` (name, partitions), created before authentication is on.
+    pub async fn start_with_sasl_users(users: &[(&str, &str)], topics: &[(&str, i32)]) -> Self {
+        let mut broker = Self::start(Storage::Sqlite);
+        for (topic, partitions) in topics {
+            crate::kafka::create_topic(&broker.bootstrap(), topic, *partitions).await;
+        }
+        for (name, password) in users {
+            let out = Command::new(nisshi_bin())
+                .args(["user", "create", "--broker", &format!("tcp://127.0.0.1:{}", broker.port), name, password])
+                .output()
+                .expect("nisshi user create");
+            assert!(out.status.success(), "creating user {name}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        broker.stop();
+        broker.authentication = true;
         broker.spawn();
         broker
     }
@@ -78,8 +100,12 @@ impl Broker {
             .append(true)
             .open(self.dir.path().join("broker.log"))
             .expect("broker log file");
-        let child = Command::new(nisshi_bin())
-            .arg("broker")
+        let mut command = Command::new(nisshi_bin());
+        command.arg("broker");
+        if self.authentication {
+            command.arg("--authentication");
+        }
+        let child = command
             .current_dir(self.dir.path())
             .env("LISTENER_URL", &url)
             .env("ADVERTISED_LISTENER_URL", &url)

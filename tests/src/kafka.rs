@@ -97,13 +97,14 @@ fn record_of(m: &rdkafka::message::BorrowedMessage<'_>) -> ReadRecord {
     ReadRecord { key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec), headers }
 }
 
-/// Reads `n` records of `topic` from the beginning of every partition (no group commits);
-/// panics with what it read when fewer arrive within `limit`.
-pub fn read_records(bootstrap: &str, topic: &str, partitions: i32, n: usize, limit: Duration) -> Vec<ReadRecord> {
+/// A group-less consumer assigned every partition of `topic` from the beginning; `eof` reports
+/// the end of each partition as an error event.
+fn reader(bootstrap: &str, topic: &str, partitions: i32, eof: bool) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", crate::unique("reader"))
         .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", if eof { "true" } else { "false" })
         .create()
         .expect("reader");
     let mut tpl = TopicPartitionList::new();
@@ -111,6 +112,13 @@ pub fn read_records(bootstrap: &str, topic: &str, partitions: i32, n: usize, lim
         tpl.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
     }
     consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+/// Reads `n` records of `topic` from the beginning of every partition (no group commits);
+/// panics with what it read when fewer arrive within `limit`.
+pub fn read_records(bootstrap: &str, topic: &str, partitions: i32, n: usize, limit: Duration) -> Vec<ReadRecord> {
+    let consumer = reader(bootstrap, topic, partitions, false);
     let deadline = std::time::Instant::now() + limit;
     let mut read = Vec::new();
     while read.len() < n {
@@ -127,18 +135,7 @@ pub fn read_records(bootstrap: &str, topic: &str, partitions: i32, n: usize, lim
 pub fn read_all(bootstrap: &str, topic: &str, partitions: i32, limit: Duration) -> BTreeMap<(i32, i64), ReadRecord> {
     use rdkafka::error::KafkaError;
     use rdkafka::message::Message;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", crate::unique("reader"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("reader");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("partition");
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = reader(bootstrap, topic, partitions, true);
     let deadline = std::time::Instant::now() + limit;
     let mut at_end = std::collections::BTreeSet::new();
     let mut read = BTreeMap::new();
