@@ -90,7 +90,7 @@ fn assert_accepted(old: Option<&NotificationPipeline>, new: &NotificationPipelin
 
 #[test]
 fn every_rule_is_found() {
-    assert_eq!(rules().len(), 4, "root, spec, spec.topic and spec.consumer each carry one rule");
+    assert_eq!(rules().len(), 7, "root, spec, spec.topic and spec.consumer carry one rule each, spec.kafka three");
 }
 
 #[test]
@@ -146,4 +146,43 @@ fn max_replicas_may_not_exceed_partitions_but_fixed_replicas_may() {
     // A fixed count above the partitions is accepted (autoscalers writing the scale
     // subresource must never fail) and capped by the operator.
     assert_accepted(None, &mk("p", |s| s.consumer.replicas = Some(10)));
+}
+
+/// The Kafka security rules: each bad combination with the message a user sees, and the
+/// combinations that must pass.
+#[test]
+fn kafka_security_needs_what_it_uses() {
+    let spec = |kafka: serde_json::Value| mk("p", |s| s.kafka = serde_json::from_value(kafka).unwrap());
+    let cluster = serde_json::json!({"name": "events"});
+    let rejected = [
+        (
+            serde_json::json!({"bootstrapServers": "k:9093", "clusterRef": cluster, "authentication": {"type": "tls"}}),
+            "authentication type tls needs spec.kafka.tls",
+        ),
+        (
+            serde_json::json!({"bootstrapServers": "k:9093", "tls": {}}),
+            "spec.kafka.tls needs caSecretRef, or clusterRef",
+        ),
+        (
+            serde_json::json!({"bootstrapServers": "k:9092", "authentication": {"type": "scram-sha-512"}}),
+            "spec.kafka.authentication needs clusterRef",
+        ),
+        (
+            serde_json::json!({"bootstrapServers": "k:9092", "authentication": {"type": "scram-sha-512", "producerSecretName": "p"}}),
+            "both producerSecretName and consumerSecretName",
+        ),
+    ];
+    for (kafka, message) in rejected {
+        assert_rejected(None, &spec(kafka), message);
+    }
+    let accepted = [
+        serde_json::json!({"bootstrapServers": "k:9093", "clusterRef": cluster, "tls": {}, "authentication": {"type": "tls"}}),
+        serde_json::json!({"bootstrapServers": "k:9092", "clusterRef": cluster, "authentication": {"type": "scram-sha-512"}}),
+        serde_json::json!({"bootstrapServers": "k:9093", "tls": {"caSecretRef": {"name": "ca", "key": "ca.crt"}},
+            "authentication": {"type": "scram-sha-512", "producerSecretName": "p", "consumerSecretName": "c"}}),
+        serde_json::json!({"bootstrapServers": "k:9092"}),
+    ];
+    for kafka in accepted {
+        assert_accepted(None, &spec(kafka));
+    }
 }

@@ -18,6 +18,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::credentials;
 use crate::desired::{self, BuildError, Images};
 use crate::metrics::OperatorMetrics;
 use crate::scaling::{self, History, Policy};
@@ -116,7 +117,7 @@ pub fn system_clock() -> Clock {
 pub enum Error {
     #[error("the pipeline has no namespace")]
     NoNamespace,
-    #[error("discovering the Strimzi KafkaTopic API: {0}")]
+    #[error("discovering the Strimzi (kafka.strimzi.io) APIs: {0}")]
     Discovery(#[source] kube::Error),
     #[error("applying {kind} {name}: {source}")]
     Apply { kind: &'static str, name: String, source: kube::Error },
@@ -315,6 +316,24 @@ async fn apply<T: Topics>(
         Err(e) => return invalid(p, ctx, api, &e).await,
     };
     let client = &ctx.client;
+    // The Kafka users first: Strimzi writes the Secrets the pods mount.
+    if !credentials::managed_users(p).is_empty() {
+        let Some(ar) = strimzi::kafka_user_api(client).await.map_err(Error::Discovery)? else {
+            invalid(p, ctx, api, &BuildError::NoKafkaUserApi).await?;
+            return Ok(Action::requeue(STRIMZI_MISSING));
+        };
+        let Some(owner) = p.controller_owner_ref(&()) else {
+            return invalid(p, ctx, api, &BuildError::MissingMetadata("uid")).await;
+        };
+        let users: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &ar);
+        for user in strimzi::kafka_users(p, &ar, &owner) {
+            let user_name = user.metadata.name.clone().unwrap_or_default();
+            users
+                .patch(&user_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&user))
+                .await
+                .map_err(|source| Error::Apply { kind: "KafkaUser", name: user_name, source })?;
+        }
+    }
     // Order: the producer first (it only needs the topic to exist to answer 503 meanwhile), the
     // consumers' Services and budget, then the consumers once the topic is ready.
     let producer = apply_object(client, &namespace, "Deployment", &children.producer_deployment).await?;

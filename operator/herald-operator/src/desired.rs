@@ -14,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
+use crate::credentials::{self, Security};
+
 /// The producer's HTTP port (`POST /send`, `/metrics`, probes).
 pub const PRODUCER_PORT: i32 = 8080;
 /// The consumer's HTTP port (`GET /notifications/{userID}`, `/metrics`, probes).
@@ -40,6 +42,16 @@ pub enum BuildError {
         "spec.kafka.properties.{key}: values may not contain a comma (the services read the properties as a comma-separated list)"
     )]
     CommaInProperty { key: String },
+    #[error("spec.kafka.properties.{key} is set by spec.kafka.tls and spec.kafka.authentication; remove it")]
+    SecurityProperty { key: String },
+    #[error(
+        "Strimzi writes the KafkaUser Secrets and the cluster CA into namespace {cluster}, and a pod can only mount Secrets of its own namespace: create the pipeline in {cluster}, or copy the Secrets here and name them in spec.kafka.authentication.producerSecretName, consumerSecretName and spec.kafka.tls.caSecretRef"
+    )]
+    CredentialsInOtherNamespace { cluster: String },
+    #[error(
+        "spec.kafka.authentication without producerSecretName and consumerSecretName needs Strimzi's KafkaUser API (kafka.strimzi.io), which this cluster does not serve"
+    )]
+    NoKafkaUserApi,
 }
 
 /// The Kafka topic name: `spec.topic.name`, else the pipeline's name.
@@ -75,6 +87,7 @@ pub fn children(pipeline: &NotificationPipeline, images: &Images, consumers: i32
     if pipeline.metadata.namespace.is_none() {
         return Err(BuildError::MissingMetadata("namespace"));
     }
+    credentials::validate(pipeline)?;
     let kafka_properties = kafka_properties(pipeline)?;
     Ok(Children {
         producer_deployment: producer_deployment(pipeline, name, &owner, images, &kafka_properties),
@@ -86,12 +99,12 @@ pub fn children(pipeline: &NotificationPipeline, images: &Images, consumers: i32
     })
 }
 
-fn kafka_properties(pipeline: &NotificationPipeline) -> Result<String, BuildError> {
+fn kafka_properties(pipeline: &NotificationPipeline) -> Result<Vec<(String, String)>, BuildError> {
     let props = &pipeline.spec.kafka.properties;
     if let Some((key, _)) = props.iter().find(|(_, v)| v.contains(',')) {
         return Err(BuildError::CommaInProperty { key: key.clone() });
     }
-    Ok(props.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+    Ok(props.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 fn meta(pipeline: &NotificationPipeline, name: String, owner: &OwnerReference, component: Component) -> ObjectMeta {
@@ -198,16 +211,26 @@ fn deployment(pipeline: &NotificationPipeline, name: &str, owner: &OwnerReferenc
     }
 }
 
-fn common_env(pipeline: &NotificationPipeline, port: i32, kafka_properties: &str) -> Vec<EnvVar> {
+/// The env every pod gets, with `security` (its role's Kafka credentials) added to the
+/// properties and env.
+fn common_env(
+    pipeline: &NotificationPipeline,
+    port: i32,
+    kafka_properties: &[(String, String)],
+    security: &Security,
+) -> Vec<EnvVar> {
     let mut env_vars = vec![
         env("KAFKA_BOOTSTRAP_SERVERS", pipeline.spec.kafka.bootstrap_servers.clone()),
         env("HERALD_TOPIC", topic_name(pipeline)),
         env("HERALD_LISTEN", format!("0.0.0.0:{port}")),
         env("HERALD_LOG_FORMAT", "json"),
     ];
-    if !kafka_properties.is_empty() {
-        env_vars.push(env("HERALD_KAFKA_PROPERTIES", kafka_properties));
+    let properties: Vec<String> =
+        kafka_properties.iter().chain(&security.properties).map(|(k, v)| format!("{k}={v}")).collect();
+    if !properties.is_empty() {
+        env_vars.push(env("HERALD_KAFKA_PROPERTIES", properties.join(",")));
     }
+    env_vars.extend(security.env.iter().cloned());
     env_vars
 }
 
@@ -216,12 +239,13 @@ fn producer_deployment(
     name: &str,
     owner: &OwnerReference,
     images: &Images,
-    kafka_properties: &str,
+    kafka_properties: &[(String, String)],
 ) -> Deployment {
     let spec = &pipeline.spec.producer;
-    let mut env_vars = common_env(pipeline, PRODUCER_PORT, kafka_properties);
-    let mut volumes = Vec::new();
-    let mut mounts = Vec::new();
+    let security = credentials::security(pipeline, Component::Producer);
+    let mut env_vars = common_env(pipeline, PRODUCER_PORT, kafka_properties, &security);
+    let mut volumes = security.volumes;
+    let mut mounts = security.mounts;
     if let Some(secret) = &spec.auth_token_secret_ref {
         env_vars.push(env("HERALD_AUTH_TOKEN_FILE", format!("{AUTH_DIR}/token")));
         volumes.push(Volume {
@@ -285,11 +309,12 @@ fn consumer_deployment(
     name: &str,
     owner: &OwnerReference,
     images: &Images,
-    kafka_properties: &str,
+    kafka_properties: &[(String, String)],
     replicas: i32,
 ) -> Deployment {
     let spec = &pipeline.spec.consumer;
-    let mut env_vars = common_env(pipeline, CONSUMER_PORT, kafka_properties);
+    let security = credentials::security(pipeline, Component::Consumer);
+    let mut env_vars = common_env(pipeline, CONSUMER_PORT, kafka_properties, &security);
     env_vars.push(env("HERALD_GROUP_ID", group_id(pipeline)));
     env_vars.push(env("HERALD_MAX_PER_USER", spec.max_notifications_per_user.to_string()));
     // Any consumer answers for any user: it finds the others through the headless Service
@@ -317,8 +342,8 @@ fn consumer_deployment(
             image: spec.image.clone().unwrap_or_else(|| images.consumer.clone()),
             port: CONSUMER_PORT,
             env: env_vars,
-            volumes: Vec::new(),
-            mounts: Vec::new(),
+            volumes: security.volumes,
+            mounts: security.mounts,
             resources: spec.resources.clone(),
             replicas,
         },

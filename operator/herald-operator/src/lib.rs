@@ -2,11 +2,13 @@
 //! Deployments, Services and the topic.
 //!
 //! - [`desired`]: the children of a pipeline (pure builders);
+//! - [`credentials`]: TLS and per-role Kafka credentials of the pods (pure);
 //! - [`status`]: the status and conditions (pure);
 //! - [`strimzi`] and [`topic`]: the topic as a Strimzi KafkaTopic or directly in Kafka;
 //! - [`controller`]: the reconcile itself.
 
 pub mod controller;
+pub mod credentials;
 pub mod desired;
 pub mod leader;
 pub mod metrics;

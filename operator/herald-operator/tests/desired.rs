@@ -211,3 +211,108 @@ fn pipelines_that_cannot_be_built_say_why() {
     no_uid.metadata.uid = None;
     assert_eq!(children(&no_uid, &images(), 6).unwrap_err(), BuildError::MissingMetadata("uid"));
 }
+
+fn volumes(d: &Deployment) -> BTreeMap<String, (String, Vec<String>)> {
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    pod.volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            let s = v.secret.as_ref()?;
+            let keys = s.items.iter().flatten().map(|i| format!("{}->{}", i.key, i.path)).collect();
+            Some((v.name.clone(), (s.secret_name.clone()?, keys)))
+        })
+        .collect()
+}
+
+fn mounts(c: &Container) -> BTreeMap<String, String> {
+    c.volume_mounts.iter().flatten().map(|m| (m.name.clone(), m.mount_path.clone())).collect()
+}
+
+#[test]
+fn scram_over_tls_with_strimzi_users_and_the_cluster_ca() {
+    let p = mk(serde_json::json!({"kafka": {
+        "bootstrapServers": "events-kafka-bootstrap.apps:9093",
+        "clusterRef": {"name": "events"},
+        "tls": {},
+        "authentication": {"type": "scram-sha-512"},
+        "properties": {"linger.ms": "5"},
+    }}));
+    let c = build(&p, 3);
+    for (d, user) in [(&c.producer_deployment, "social-producer"), (&c.consumer_deployment, "social-consumer")] {
+        let env = env_map(container(d));
+        assert_eq!(
+            env["HERALD_KAFKA_PROPERTIES"],
+            format!(
+                "linger.ms=5,security.protocol=SASL_SSL,ssl.ca.location=/etc/herald/kafka-ca/ca.crt,\
+                 sasl.mechanism=SCRAM-SHA-512,sasl.username={user}"
+            )
+        );
+        assert_eq!(env["HERALD_KAFKA_SASL_PASSWORD_FILE"], "/etc/herald/kafka-user/password");
+        let v = volumes(d);
+        assert_eq!(v["kafka-ca"], ("events-cluster-ca-cert".to_string(), vec!["ca.crt->ca.crt".to_string()]));
+        assert_eq!(v["kafka-user"], (user.to_string(), vec!["password->password".to_string()]));
+        let m = mounts(container(d));
+        assert_eq!(m["kafka-ca"], "/etc/herald/kafka-ca");
+        assert_eq!(m["kafka-user"], "/etc/herald/kafka-user");
+        assert!(container(d).volume_mounts.iter().flatten().all(|m| m.read_only == Some(true)));
+        // The password itself is never in the pod spec.
+        assert!(!serde_json::to_string(d).unwrap().contains("sasl.password"));
+    }
+}
+
+#[test]
+fn mutual_tls_with_named_secrets_and_a_named_ca() {
+    let p = mk(serde_json::json!({"kafka": {
+        "bootstrapServers": "kafka.example:9093",
+        "tls": {"caSecretRef": {"name": "corp-ca", "key": "root.pem"}},
+        "authentication": {"type": "tls", "producerSecretName": "notify-writer", "consumerSecretName": "notify-reader"},
+    }}));
+    let c = build(&p, 2);
+    let env = env_map(container(&c.consumer_deployment));
+    assert_eq!(
+        env["HERALD_KAFKA_PROPERTIES"],
+        "security.protocol=SSL,ssl.ca.location=/etc/herald/kafka-ca/ca.crt,\
+         ssl.certificate.location=/etc/herald/kafka-user/user.crt,ssl.key.location=/etc/herald/kafka-user/user.key"
+    );
+    assert!(!env.contains_key("HERALD_KAFKA_SASL_PASSWORD_FILE"));
+    let v = volumes(&c.consumer_deployment);
+    assert_eq!(v["kafka-ca"], ("corp-ca".to_string(), vec!["root.pem->ca.crt".to_string()]));
+    assert_eq!(
+        v["kafka-user"],
+        ("notify-reader".to_string(), vec!["user.crt->user.crt".to_string(), "user.key->user.key".to_string()])
+    );
+    assert_eq!(volumes(&c.producer_deployment)["kafka-user"].0, "notify-writer");
+}
+
+#[test]
+fn kafka_security_that_cannot_work_says_why() {
+    // Strimzi writes the users' Secrets into the cluster's namespace, which pods elsewhere cannot mount.
+    let elsewhere = mk(serde_json::json!({"kafka": {
+        "bootstrapServers": "k:9092",
+        "clusterRef": {"name": "events", "namespace": "kafka"},
+        "authentication": {"type": "scram-sha-512"},
+    }}));
+    let err = children(&elsewhere, &images(), 1).unwrap_err();
+    assert_eq!(err, BuildError::CredentialsInOtherNamespace { cluster: "kafka".into() });
+    assert!(err.to_string().contains("copy the Secrets here"), "{err}");
+    // With named Secrets and CA in the pipeline's namespace, the cluster may live anywhere.
+    let named = mk(serde_json::json!({"kafka": {
+        "bootstrapServers": "k:9093",
+        "clusterRef": {"name": "events", "namespace": "kafka"},
+        "tls": {"caSecretRef": {"name": "events-ca", "key": "ca.crt"}},
+        "authentication": {"type": "scram-sha-512", "producerSecretName": "w", "consumerSecretName": "r"},
+    }}));
+    assert!(children(&named, &images(), 1).is_ok());
+    // The security properties have one source.
+    let twice = mk(serde_json::json!({"kafka": {
+        "bootstrapServers": "k:9093",
+        "clusterRef": {"name": "events"},
+        "tls": {},
+        "properties": {"security.protocol": "PLAINTEXT"},
+    }}));
+    assert_eq!(
+        children(&twice, &images(), 1).unwrap_err(),
+        BuildError::SecurityProperty { key: "security.protocol".into() }
+    );
+}

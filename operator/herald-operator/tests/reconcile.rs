@@ -264,7 +264,8 @@ fn strimzi_discovery_answers() -> Vec<(&'static str, serde_json::Value)> {
         (
             "/apis/kafka.strimzi.io/v1beta2",
             serde_json::json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "kafka.strimzi.io/v1beta2", "resources": [
-                {"name": "kafkatopics", "singularName": "kafkatopic", "namespaced": true, "kind": "KafkaTopic", "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}
+                {"name": "kafkatopics", "singularName": "kafkatopic", "namespaced": true, "kind": "KafkaTopic", "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+                {"name": "kafkausers", "singularName": "kafkauser", "namespaced": true, "kind": "KafkaUser", "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}
             ]}),
         ),
     ]
@@ -305,6 +306,59 @@ async fn strimzi_kafka_topic_is_applied_in_the_cluster_namespace_and_followed() 
     assert_eq!(consumer.unwrap()["spec"]["replicas"], 12);
     assert_eq!(condition(&status, "TopicReady")["reason"], "TopicReady");
     task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn kafka_users_are_applied_before_the_pods_that_mount_their_secrets() {
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
+    let p = pipeline(serde_json::json!({
+        "kafka": {"bootstrapServers": "events-kafka-bootstrap.apps:9093", "clusterRef": {"name": "events"},
+            "tls": {}, "authentication": {"type": "scram-sha-512"}},
+        "topic": {"management": "External"},
+    }));
+    let task = run(ctx, p).await;
+    for (path, answer) in strimzi_discovery_answers() {
+        expect(&mut handle, "GET", path, move |_| (200, answer)).await;
+    }
+    for role in ["producer", "consumer"] {
+        let (uri, user) = expect(
+            &mut handle,
+            "PATCH",
+            &format!("/apis/kafka.strimzi.io/v1beta2/namespaces/apps/kafkausers/social-{role}"),
+            echo,
+        )
+        .await;
+        assert_apply(&uri);
+        assert_eq!(user["kind"], "KafkaUser");
+        assert_eq!(user["metadata"]["labels"]["strimzi.io/cluster"], "events");
+        assert_eq!(user["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        assert_eq!(user["spec"]["authentication"]["type"], "scram-sha-512");
+    }
+    let (consumer, _) = expect_children(&mut handle, Some(6)).await;
+    let env = consumer.unwrap()["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    assert!(env.to_string().contains("sasl.username=social-consumer"), "{env}");
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn kafka_users_without_strimzi_say_so() {
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
+    let p = pipeline(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092", "clusterRef": {"name": "events"}, "authentication": {"type": "scram-sha-512"}},
+        "topic": {"management": "External"},
+    }));
+    let task = run(ctx, p).await;
+    expect(&mut handle, "GET", "/apis", |_| {
+        (200, serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
+    })
+    .await;
+    let (_, status) = expect(&mut handle, "PATCH", STATUS, echo_status).await;
+    assert_eq!(condition(&status, "Ready")["reason"], "InvalidSpec");
+    assert!(condition(&status, "Ready")["message"].as_str().unwrap().contains("KafkaUser API"), "{status}");
+    let (_, event) = expect(&mut handle, "POST", EVENTS, echo).await;
+    assert_eq!(event["reason"], "InvalidSpec");
+    // Strimzi may be installed later: look again.
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(Duration::from_secs(60)));
 }
 
 fn deleted(policy: &str) -> NotificationPipeline {
@@ -548,6 +602,8 @@ fn the_chart_grants_exactly_what_the_operator_calls() {
     replicas_above_the_partitions_are_capped_with_a_condition();
     strimzi_missing_sets_topic_ready_false_and_holds_the_consumers();
     strimzi_kafka_topic_is_applied_in_the_cluster_namespace_and_followed();
+    kafka_users_are_applied_before_the_pods_that_mount_their_secrets();
+    kafka_users_without_strimzi_say_so();
     deletion_with_delete_removes_the_kafka_topic_then_the_finalizer();
     deletion_with_retain_keeps_the_topic_and_removes_the_finalizer();
     an_unusable_spec_sets_ready_false_and_waits_for_a_change();

@@ -1,0 +1,173 @@
+//! Kafka security of a pipeline's pods (pure): TLS with a CA, and per-role credentials in
+//! Strimzi's KafkaUser Secret layout, turned into librdkafka properties, a password file and
+//! read-only Secret volumes.
+
+use herald_api::labels::{self, Component};
+use herald_api::{AuthenticationType, NotificationPipeline};
+use k8s_openapi::api::core::v1::{EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
+
+use crate::desired::BuildError;
+use crate::strimzi::cluster_namespace;
+
+const CA_DIR: &str = "/etc/herald/kafka-ca";
+const USER_DIR: &str = "/etc/herald/kafka-user";
+
+/// librdkafka properties that `tls` and `authentication` own; setting them in
+/// `spec.kafka.properties` as well would make two sources of truth.
+const SECURITY_PROPERTIES: &[&str] = &[
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+    "ssl.ca.pem",
+    "ssl.certificate.location",
+    "ssl.certificate.pem",
+    "ssl.key.location",
+    "ssl.key.pem",
+    "ssl.key.password",
+];
+
+/// What one role's pods need to reach a secured Kafka.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Security {
+    pub properties: Vec<(String, String)>,
+    pub env: Vec<EnvVar>,
+    pub volumes: Vec<Volume>,
+    pub mounts: Vec<VolumeMount>,
+}
+
+/// The Kafka user (and Secret) name of `role`: the Secret named in the spec, else the KafkaUser
+/// the operator creates, `<pipeline>-<role>`.
+pub fn user_name(pipeline: &NotificationPipeline, role: Component) -> Option<String> {
+    let auth = pipeline.spec.kafka.authentication.as_ref()?;
+    let named = match role {
+        Component::Producer => auth.producer_secret_name.clone(),
+        Component::Consumer => auth.consumer_secret_name.clone(),
+    };
+    Some(named.unwrap_or_else(|| labels::child_name(pipeline.metadata.name.as_deref().unwrap_or_default(), role)))
+}
+
+/// The roles whose KafkaUser the operator creates (those without a named Secret).
+pub fn managed_users(pipeline: &NotificationPipeline) -> Vec<Component> {
+    let Some(auth) = &pipeline.spec.kafka.authentication else {
+        return Vec::new();
+    };
+    let mut roles = Vec::new();
+    if auth.producer_secret_name.is_none() {
+        roles.push(Component::Producer);
+    }
+    if auth.consumer_secret_name.is_none() {
+        roles.push(Component::Consumer);
+    }
+    roles
+}
+
+/// The Secret and key holding the CA the brokers' certificates chain to.
+fn ca_secret(pipeline: &NotificationPipeline) -> Option<(String, String, bool)> {
+    let tls = pipeline.spec.kafka.tls.as_ref()?;
+    match (&tls.ca_secret_ref, &pipeline.spec.kafka.cluster_ref) {
+        (Some(r), _) => Some((r.name.clone(), r.key.clone(), false)),
+        (None, Some(cluster)) => Some((format!("{}-cluster-ca-cert", cluster.name), "ca.crt".to_string(), true)),
+        // Rejected by the CRD's CEL rule; treated as "no CA" if it slips through.
+        (None, None) => None,
+    }
+}
+
+/// Checks what the schema cannot: that Strimzi-written Secrets are mountable, and that the
+/// security properties have one source.
+pub fn validate(pipeline: &NotificationPipeline) -> Result<(), BuildError> {
+    let kafka = &pipeline.spec.kafka;
+    if kafka.tls.is_none() && kafka.authentication.is_none() {
+        return Ok(());
+    }
+    if let Some(key) = kafka.properties.keys().find(|k| SECURITY_PROPERTIES.contains(&k.as_str())) {
+        return Err(BuildError::SecurityProperty { key: key.clone() });
+    }
+    let strimzi_written = !managed_users(pipeline).is_empty() || ca_secret(pipeline).is_some_and(|(_, _, d)| d);
+    let own = pipeline.metadata.namespace.clone().unwrap_or_default();
+    let cluster = cluster_namespace(pipeline);
+    if strimzi_written && cluster != own {
+        return Err(BuildError::CredentialsInOtherNamespace { cluster });
+    }
+    Ok(())
+}
+
+fn secret_volume(name: &str, secret: &str, items: Option<Vec<KeyToPath>>, dir: &str) -> (Volume, VolumeMount) {
+    (
+        Volume {
+            name: name.to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.to_string()),
+                items,
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        VolumeMount {
+            name: name.to_string(),
+            mount_path: dir.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    )
+}
+
+fn item(key: &str) -> KeyToPath {
+    KeyToPath { key: key.to_string(), path: key.to_string(), mode: None }
+}
+
+/// The security of `role`'s pods; empty without `tls` and `authentication`.
+pub fn security(pipeline: &NotificationPipeline, role: Component) -> Security {
+    let kafka = &pipeline.spec.kafka;
+    let mut s = Security::default();
+    let mut properties = Vec::new();
+    let mut set = |k: &str, v: String| properties.push((k.to_string(), v));
+    let tls = kafka.tls.is_some();
+    let auth = kafka.authentication.as_ref().map(|a| a.kind);
+    let protocol = match (tls, auth) {
+        (false, None) => return Security::default(),
+        (true, None | Some(AuthenticationType::Tls)) => "SSL",
+        (true, Some(AuthenticationType::ScramSha512)) => "SASL_SSL",
+        // A client certificate without TLS is rejected by the CRD's CEL rule.
+        (false, Some(AuthenticationType::ScramSha512 | AuthenticationType::Tls)) => "SASL_PLAINTEXT",
+    };
+    set("security.protocol", protocol.to_string());
+    if let Some((secret, key, _)) = ca_secret(pipeline) {
+        set("ssl.ca.location", format!("{CA_DIR}/ca.crt"));
+        let (v, m) = secret_volume(
+            "kafka-ca",
+            &secret,
+            Some(vec![KeyToPath { key, path: "ca.crt".into(), mode: None }]),
+            CA_DIR,
+        );
+        s.volumes.push(v);
+        s.mounts.push(m);
+    }
+    if let (Some(kind), Some(user)) = (auth, user_name(pipeline, role)) {
+        let items = match kind {
+            AuthenticationType::ScramSha512 => {
+                set("sasl.mechanism", "SCRAM-SHA-512".to_string());
+                set("sasl.username", user.clone());
+                s.env.push(EnvVar {
+                    name: "HERALD_KAFKA_SASL_PASSWORD_FILE".to_string(),
+                    value: Some(format!("{USER_DIR}/password")),
+                    ..EnvVar::default()
+                });
+                vec![item("password")]
+            }
+            AuthenticationType::Tls => {
+                set("ssl.certificate.location", format!("{USER_DIR}/user.crt"));
+                set("ssl.key.location", format!("{USER_DIR}/user.key"));
+                vec![item("user.crt"), item("user.key")]
+            }
+        };
+        let (v, m) = secret_volume("kafka-user", &user, Some(items), USER_DIR);
+        s.volumes.push(v);
+        s.mounts.push(m);
+    }
+    s.properties = properties;
+    s
+}
