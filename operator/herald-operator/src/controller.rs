@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use herald_api::labels::FIELD_MANAGER;
 use herald_api::{DeletionPolicy, KafkaSpec, NotificationPipeline, TopicManagement};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -123,6 +123,8 @@ pub enum Error {
     Apply { kind: &'static str, name: String, source: kube::Error },
     #[error("deleting KafkaTopic {name}: {source}")]
     DeleteTopic { name: String, source: kube::Error },
+    #[error("reading Secret {name} (Kafka credentials): {source}")]
+    ReadSecret { name: String, source: kube::Error },
     #[error("updating the status: {0}")]
     Status(#[source] kube::Error),
     #[error("managing the finalizer: {0}")]
@@ -140,7 +142,9 @@ impl Error {
         match self {
             Error::NoNamespace => false,
             Error::Discovery(e) | Error::Status(e) => api(e),
-            Error::Apply { source, .. } | Error::DeleteTopic { source, .. } => api(source),
+            Error::Apply { source, .. } | Error::DeleteTopic { source, .. } | Error::ReadSecret { source, .. } => {
+                api(source)
+            }
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
                     e.is_transient()
@@ -159,6 +163,7 @@ impl Error {
             Error::Discovery(_) => "discovery",
             Error::Apply { .. } => "apply",
             Error::DeleteTopic { .. } => "delete_topic",
+            Error::ReadSecret { .. } => "read_secret",
             Error::Status(_) => "status",
             Error::Finalizer(_) => "finalizer",
         }
@@ -226,7 +231,55 @@ where
         .map_err(|source| Error::Apply { kind, name, source })
 }
 
-async fn topic_state<T: Topics>(p: &NotificationPipeline, ctx: &Context<T>) -> Result<TopicState, Error> {
+/// How the operator reaches a pipeline's Kafka: the spec's servers and properties, plus the
+/// consumers' credentials when the cluster requires them, or why it cannot yet.
+enum KafkaAccess {
+    Ready(KafkaSpec),
+    Unavailable(String),
+}
+
+impl KafkaAccess {
+    fn spec(&self) -> Result<&KafkaSpec, TopicError> {
+        match self {
+            KafkaAccess::Ready(kafka) => Ok(kafka),
+            KafkaAccess::Unavailable(why) => Err(TopicError::Credentials(why.clone())),
+        }
+    }
+}
+
+/// Reads the Secrets the operator's own Kafka clients need (none without `tls` and
+/// `authentication`).
+async fn kafka_access<T: Topics>(
+    p: &NotificationPipeline,
+    ctx: &Context<T>,
+    namespace: &str,
+) -> Result<KafkaAccess, Error> {
+    let wanted = credentials::operator_secrets(p);
+    if wanted.is_empty() {
+        return Ok(KafkaAccess::Ready(p.spec.kafka.clone()));
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut secrets = std::collections::BTreeMap::new();
+    for (name, _) in wanted {
+        let secret = api.get_opt(&name).await.map_err(|source| Error::ReadSecret { name: name.clone(), source })?;
+        let data = secret.map(|s| s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect());
+        secrets.insert(name, data);
+    }
+    Ok(match credentials::operator_properties(p, &secrets) {
+        Ok(properties) => {
+            let mut kafka = p.spec.kafka.clone();
+            kafka.properties.extend(properties);
+            KafkaAccess::Ready(kafka)
+        }
+        Err(why) => KafkaAccess::Unavailable(why),
+    })
+}
+
+async fn topic_state<T: Topics>(
+    p: &NotificationPipeline,
+    ctx: &Context<T>,
+    access: &KafkaAccess,
+) -> Result<TopicState, Error> {
     let spec = &p.spec.topic;
     let name = desired::topic_name(p);
     let state = |partitions: i32, ready: bool, reason: &str, message: String| TopicState {
@@ -271,7 +324,11 @@ async fn topic_state<T: Topics>(p: &NotificationPipeline, ctx: &Context<T>) -> R
                 replicas: spec.replicas,
                 config: spec.config.clone(),
             };
-            match ctx.topics.ensure(&p.spec.kafka, &wanted).await {
+            let ensured = match access.spec() {
+                Ok(kafka) => ctx.topics.ensure(kafka, &wanted).await,
+                Err(e) => Err(e),
+            };
+            match ensured {
                 Ok(Ensured::Created { partitions }) => {
                     state(partitions, true, "TopicCreated", format!("created with {partitions} partitions"))
                 }
@@ -286,7 +343,7 @@ async fn topic_state<T: Topics>(p: &NotificationPipeline, ctx: &Context<T>) -> R
                 ),
             }
         }
-        TopicManagement::External => match ctx.topics.partitions(&p.spec.kafka, &name).await {
+        TopicManagement::External => match async { ctx.topics.partitions(access.spec()?, &name).await }.await {
             Ok(Some(partitions)) => state(partitions, true, "TopicExists", format!("{partitions} partitions")),
             Ok(None) => state(
                 spec.partitions,
@@ -307,8 +364,9 @@ async fn apply<T: Topics>(
     let namespace = p.namespace().ok_or(Error::NoNamespace)?;
     let name = p.name_any();
     let now = Time((ctx.clock)());
-    let topic = topic_state(p, ctx).await?;
-    let scaling = if topic.ready { Some(scale(p, ctx, &namespace, &name, &topic, &now).await) } else { None };
+    let access = kafka_access(p, ctx, &namespace).await?;
+    let topic = topic_state(p, ctx, &access).await?;
+    let scaling = if topic.ready { Some(scale(p, ctx, &access, &namespace, &name, &topic, &now).await) } else { None };
     let previous_desired = p.status.as_ref().and_then(|s| s.consumer.as_ref()).map(|c| c.desired_replicas);
     let consumers = scaling.as_ref().map_or(previous_desired.unwrap_or(0), |s| s.decision.replicas);
     let children = match desired::children(p, &ctx.images, consumers) {
@@ -384,6 +442,7 @@ async fn apply<T: Topics>(
 async fn scale<T: Topics>(
     p: &NotificationPipeline,
     ctx: &Context<T>,
+    access: &KafkaAccess,
     namespace: &str,
     name: &str,
     topic: &TopicState,
@@ -400,7 +459,7 @@ async fn scale<T: Topics>(
     let (lag, lag_error) = if policy.fixed.is_some() {
         (None, None)
     } else {
-        match ctx.topics.lag(&p.spec.kafka, &topic.name, &desired::group_id(p)).await {
+        match async { ctx.topics.lag(access.spec()?, &topic.name, &desired::group_id(p)).await }.await {
             Ok(Some(report)) => (Some((report.total(), report.per_partition)), None),
             Ok(None) => (None, Some(format!("topic {} not found", topic.name))),
             Err(e) => (None, Some(e.to_string())),

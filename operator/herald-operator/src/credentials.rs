@@ -171,3 +171,121 @@ pub fn security(pipeline: &NotificationPipeline, role: Component) -> Security {
     s.properties = properties;
     s
 }
+
+/// The Secrets the operator reads to reach Kafka as the consumers do (its lag probe and `Admin`
+/// topic creation): the consumers' credentials and the CA, each with the keys it needs.
+pub fn operator_secrets(pipeline: &NotificationPipeline) -> Vec<(String, Vec<String>)> {
+    let mut wanted = Vec::new();
+    if let Some((secret, key, _)) = ca_secret(pipeline) {
+        wanted.push((secret, vec![key]));
+    }
+    if let (Some(auth), Some(user)) = (&pipeline.spec.kafka.authentication, user_name(pipeline, Component::Consumer)) {
+        let keys = match auth.kind {
+            AuthenticationType::ScramSha512 => vec!["password".to_string()],
+            AuthenticationType::Tls => vec!["user.crt".to_string(), "user.key".to_string()],
+        };
+        wanted.push((user, keys));
+    }
+    wanted
+}
+
+/// The operator's own client properties for `pipeline`, from the data of the Secrets
+/// [`operator_secrets`] names (`None`: the Secret does not exist). Kept in memory: the CA, the
+/// certificate and the key as PEM properties, the password as `sasl.password`. `Err` says what is
+/// missing.
+pub fn operator_properties(
+    pipeline: &NotificationPipeline,
+    secrets: &std::collections::BTreeMap<String, Option<std::collections::BTreeMap<String, Vec<u8>>>>,
+) -> Result<Vec<(String, String)>, String> {
+    let read = |secret: &str, key: &str| -> Result<String, String> {
+        let data = secrets
+            .get(secret)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| format!("Secret {secret} does not exist (yet)"))?;
+        let bytes = data.get(key).ok_or_else(|| format!("Secret {secret} has no key {key}"))?;
+        String::from_utf8(bytes.clone()).map_err(|_| format!("Secret {secret} key {key} is not text"))
+    };
+    let pods = security(pipeline, Component::Consumer);
+    let mut properties: Vec<(String, String)> =
+        pods.properties.into_iter().filter(|(k, _)| k == "security.protocol" || k.starts_with("sasl.")).collect();
+    if let Some((secret, key, _)) = ca_secret(pipeline) {
+        properties.push(("ssl.ca.pem".into(), read(&secret, &key)?));
+    }
+    if let (Some(auth), Some(user)) = (&pipeline.spec.kafka.authentication, user_name(pipeline, Component::Consumer)) {
+        match auth.kind {
+            AuthenticationType::ScramSha512 => properties.push(("sasl.password".into(), read(&user, "password")?)),
+            AuthenticationType::Tls => {
+                properties.push(("ssl.certificate.pem".into(), read(&user, "user.crt")?));
+                properties.push(("ssl.key.pem".into(), read(&user, "user.key")?));
+            }
+        }
+    }
+    Ok(properties)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn pipeline(kafka: serde_json::Value) -> NotificationPipeline {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "herald.dev/v1alpha1",
+            "kind": "NotificationPipeline",
+            "metadata": {"name": "social", "namespace": "apps"},
+            "spec": {"kafka": kafka},
+        }))
+        .unwrap()
+    }
+
+    type Secrets = BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>;
+
+    fn secret(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, Vec<u8>>> {
+        Some(pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect())
+    }
+
+    #[test]
+    fn the_operator_reaches_kafka_as_the_consumers_do_from_memory() {
+        let p = pipeline(serde_json::json!({"bootstrapServers": "k:9093", "clusterRef": {"name": "events"},
+            "tls": {}, "authentication": {"type": "scram-sha-512"}}));
+        assert_eq!(
+            operator_secrets(&p),
+            vec![
+                ("events-cluster-ca-cert".to_string(), vec!["ca.crt".to_string()]),
+                ("social-consumer".to_string(), vec!["password".to_string()])
+            ]
+        );
+        let mut secrets: Secrets = BTreeMap::new();
+        secrets.insert("events-cluster-ca-cert".into(), secret(&[("ca.crt", "-----BEGIN CERTIFICATE-----")]));
+        secrets.insert("social-consumer".into(), None);
+        assert_eq!(operator_properties(&p, &secrets).unwrap_err(), "Secret social-consumer does not exist (yet)");
+        secrets.insert("social-consumer".into(), secret(&[("sasl.jaas.config", "x")]));
+        assert_eq!(operator_properties(&p, &secrets).unwrap_err(), "Secret social-consumer has no key password");
+        secrets.insert("social-consumer".into(), secret(&[("password", "s3cret")]));
+        let props: BTreeMap<_, _> = operator_properties(&p, &secrets).unwrap().into_iter().collect();
+        assert_eq!(props["security.protocol"], "SASL_SSL");
+        assert_eq!(props["sasl.mechanism"], "SCRAM-SHA-512");
+        assert_eq!(props["sasl.username"], "social-consumer");
+        assert_eq!(props["sasl.password"], "s3cret");
+        assert_eq!(props["ssl.ca.pem"], "-----BEGIN CERTIFICATE-----");
+        // Nothing points at the pods' mount paths.
+        assert!(!props.contains_key("ssl.ca.location"));
+    }
+
+    #[test]
+    fn a_client_certificate_is_passed_as_pem() {
+        let p = pipeline(serde_json::json!({"bootstrapServers": "k:9093",
+            "tls": {"caSecretRef": {"name": "corp-ca", "key": "root.pem"}},
+            "authentication": {"type": "tls", "producerSecretName": "w", "consumerSecretName": "r"}}));
+        let mut secrets: Secrets = BTreeMap::new();
+        secrets.insert("corp-ca".into(), secret(&[("root.pem", "CA")]));
+        secrets.insert("r".into(), secret(&[("user.crt", "CERT"), ("user.key", "KEY")]));
+        let props: BTreeMap<_, _> = operator_properties(&p, &secrets).unwrap().into_iter().collect();
+        assert_eq!(props["security.protocol"], "SSL");
+        assert_eq!(props["ssl.ca.pem"], "CA");
+        assert_eq!(props["ssl.certificate.pem"], "CERT");
+        assert_eq!(props["ssl.key.pem"], "KEY");
+        assert!(!props.contains_key("ssl.certificate.location"));
+        assert!(operator_secrets(&pipeline(serde_json::json!({"bootstrapServers": "k:9092"}))).is_empty());
+    }
+}

@@ -47,6 +47,8 @@ pub enum TopicError {
     Unreachable(KafkaError),
     #[error("Kafka refused to create topic {topic}: {code}")]
     Create { topic: String, code: RDKafkaErrorCode },
+    #[error("no Kafka credentials for the operator: {0}")]
+    Credentials(String),
 }
 
 impl TopicError {
@@ -55,6 +57,8 @@ impl TopicError {
         match self {
             TopicError::Client(_) => false,
             TopicError::Unreachable(_) => true,
+            // Strimzi writes a new KafkaUser's Secret a moment after the user is created.
+            TopicError::Credentials(_) => true,
             TopicError::Create { code, .. } => !matches!(
                 code,
                 RDKafkaErrorCode::InvalidTopic

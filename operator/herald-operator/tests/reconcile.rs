@@ -317,6 +317,10 @@ async fn kafka_users_are_applied_before_the_pods_that_mount_their_secrets() {
         "topic": {"management": "External"},
     }));
     let task = run(ctx, p).await;
+    // The operator's own Kafka client (lag probe) authenticates as the consumers: the CA and
+    // the consumers' Secret, as Strimzi wrote them.
+    expect_secret(&mut handle, "events-cluster-ca-cert", Some(serde_json::json!({"ca.crt": "LS0tLS1CRUdJTg=="}))).await;
+    expect_secret(&mut handle, "social-consumer", Some(serde_json::json!({"password": "czNjcmV0"}))).await;
     for (path, answer) in strimzi_discovery_answers() {
         expect(&mut handle, "GET", path, move |_| (200, answer)).await;
     }
@@ -340,6 +344,46 @@ async fn kafka_users_are_applied_before_the_pods_that_mount_their_secrets() {
     task.await.unwrap().unwrap();
 }
 
+/// Answers the GET of a Secret in `apps`: its `data`, or 404.
+async fn expect_secret(handle: &mut Handle, name: &str, data: Option<serde_json::Value>) {
+    expect(handle, "GET", &format!("/api/v1/namespaces/apps/secrets/{name}"), move |_| match data {
+        Some(data) => (
+            200,
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "apps"}, "data": data}),
+        ),
+        None => (
+            404,
+            serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+        ),
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn until_strimzi_wrote_the_credentials_the_topic_waits_with_the_reason() {
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
+    let p = pipeline(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092", "clusterRef": {"name": "events"}, "authentication": {"type": "scram-sha-512"}},
+        "topic": {"management": "External"},
+    }));
+    let task = run(ctx, p).await;
+    expect_secret(&mut handle, "social-consumer", None).await;
+    for (path, answer) in strimzi_discovery_answers() {
+        expect(&mut handle, "GET", path, move |_| (200, answer)).await;
+    }
+    for role in ["producer", "consumer"] {
+        let path = format!("/apis/kafka.strimzi.io/v1beta2/namespaces/apps/kafkausers/social-{role}");
+        expect(&mut handle, "PATCH", &path, echo).await;
+    }
+    let (consumer, status) = expect_children(&mut handle, None).await;
+    assert!(consumer.is_none(), "no consumers before the topic is confirmed");
+    let topic_ready = condition(&status, "TopicReady");
+    assert_eq!(topic_ready["status"], "False");
+    assert!(topic_ready["message"].as_str().unwrap().contains("Secret social-consumer does not exist"), "{status}");
+    // Looked at again soon: Strimzi writes the Secret a moment after the KafkaUser.
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(Duration::from_secs(15)));
+}
+
 #[tokio::test]
 async fn kafka_users_without_strimzi_say_so() {
     let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
@@ -348,6 +392,7 @@ async fn kafka_users_without_strimzi_say_so() {
         "topic": {"management": "External"},
     }));
     let task = run(ctx, p).await;
+    expect_secret(&mut handle, "social-consumer", None).await;
     expect(&mut handle, "GET", "/apis", |_| {
         (200, serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
     })
@@ -604,6 +649,7 @@ fn the_chart_grants_exactly_what_the_operator_calls() {
     strimzi_kafka_topic_is_applied_in_the_cluster_namespace_and_followed();
     kafka_users_are_applied_before_the_pods_that_mount_their_secrets();
     kafka_users_without_strimzi_say_so();
+    until_strimzi_wrote_the_credentials_the_topic_waits_with_the_reason();
     deletion_with_delete_removes_the_kafka_topic_then_the_finalizer();
     deletion_with_retain_keeps_the_topic_and_removes_the_finalizer();
     an_unusable_spec_sets_ready_false_and_waits_for_a_change();
