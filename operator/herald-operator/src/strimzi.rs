@@ -64,22 +64,23 @@ pub fn kafka_topic_name(pipeline: &NotificationPipeline) -> String {
     )
 }
 
+/// The labels of the Strimzi objects of `pipeline`: the cluster Strimzi's operators watch for,
+/// and the way back to the pipeline.
+fn strimzi_labels(pipeline: &NotificationPipeline, cluster: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        ("strimzi.io/cluster".to_string(), cluster.to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        (PIPELINE_LABEL.to_string(), pipeline.metadata.name.clone().unwrap_or_default()),
+    ]
+    .into()
+}
+
 /// The KafkaTopic of `pipeline`, or `None` without a `clusterRef`.
 pub fn kafka_topic(pipeline: &NotificationPipeline, ar: &ApiResource) -> Option<DynamicObject> {
     let cluster = pipeline.spec.kafka.cluster_ref.as_ref()?;
     let topic = &pipeline.spec.topic;
     let mut obj = DynamicObject::new(&kafka_topic_name(pipeline), ar).within(&cluster_namespace(pipeline));
-    obj.metadata = ObjectMeta {
-        labels: Some(
-            [
-                ("strimzi.io/cluster".to_string(), cluster.name.clone()),
-                ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
-                (PIPELINE_LABEL.to_string(), pipeline.metadata.name.clone().unwrap_or_default()),
-            ]
-            .into(),
-        ),
-        ..obj.metadata
-    };
+    obj.metadata = ObjectMeta { labels: Some(strimzi_labels(pipeline, &cluster.name)), ..obj.metadata };
     obj.data = serde_json::json!({
         "spec": {
             "topicName": topic_name(pipeline),
@@ -144,14 +145,7 @@ pub fn kafka_users(pipeline: &NotificationPipeline, ar: &ApiResource, owner: &Ow
             };
             let mut obj = DynamicObject::new(&name, ar).within(pipeline.metadata.namespace.as_deref()?);
             obj.metadata = ObjectMeta {
-                labels: Some(
-                    [
-                        ("strimzi.io/cluster".to_string(), cluster.name.clone()),
-                        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
-                        (PIPELINE_LABEL.to_string(), pipeline.metadata.name.clone().unwrap_or_default()),
-                    ]
-                    .into(),
-                ),
+                labels: Some(strimzi_labels(pipeline, &cluster.name)),
                 owner_references: Some(vec![owner.clone()]),
                 ..obj.metadata
             };

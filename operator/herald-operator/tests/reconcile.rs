@@ -359,14 +359,18 @@ async fn expect_secret(handle: &mut Handle, name: &str, data: Option<serde_json:
     .await;
 }
 
+/// SCRAM without TLS, users created by the operator, an existing topic.
+fn scram_with_strimzi_users() -> NotificationPipeline {
+    pipeline(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092", "clusterRef": {"name": "events"}, "authentication": {"type": "scram-sha-512"}},
+        "topic": {"management": "External"},
+    }))
+}
+
 #[tokio::test]
 async fn until_strimzi_wrote_the_credentials_the_topic_waits_with_the_reason() {
     let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
-    let p = pipeline(serde_json::json!({
-        "kafka": {"bootstrapServers": "k:9092", "clusterRef": {"name": "events"}, "authentication": {"type": "scram-sha-512"}},
-        "topic": {"management": "External"},
-    }));
-    let task = run(ctx, p).await;
+    let task = run(ctx, scram_with_strimzi_users()).await;
     expect_secret(&mut handle, "social-consumer", None).await;
     for (path, answer) in strimzi_discovery_answers() {
         expect(&mut handle, "GET", path, move |_| (200, answer)).await;
@@ -387,11 +391,7 @@ async fn until_strimzi_wrote_the_credentials_the_topic_waits_with_the_reason() {
 #[tokio::test]
 async fn kafka_users_without_strimzi_say_so() {
     let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
-    let p = pipeline(serde_json::json!({
-        "kafka": {"bootstrapServers": "k:9092", "clusterRef": {"name": "events"}, "authentication": {"type": "scram-sha-512"}},
-        "topic": {"management": "External"},
-    }));
-    let task = run(ctx, p).await;
+    let task = run(ctx, scram_with_strimzi_users()).await;
     expect_secret(&mut handle, "social-consumer", None).await;
     expect(&mut handle, "GET", "/apis", |_| {
         (200, serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}))
