@@ -51,11 +51,16 @@ pub trait Topics: Send + Sync + 'static {
 }
 
 /// [`Topics`] through the Kafka Admin API of each pipeline's cluster, one client per cluster
-/// (bootstrap servers and properties), kept across reconciles so that its connections are too.
+/// and identity, kept across reconciles so that its connections are too.
 pub struct KafkaTopics {
     timeout: Duration,
-    admins: std::sync::Mutex<std::collections::HashMap<String, Arc<TopicAdmin>>>,
+    /// By bootstrap servers and the properties that are not secrets; each with all its
+    /// properties, so that a rotated password or certificate replaces the client.
+    admins: std::sync::Mutex<std::collections::HashMap<String, (KafkaSpec, Arc<TopicAdmin>)>>,
 }
+
+/// Properties holding secret material, left out of the cache key.
+const SECRET_PROPERTIES: &[&str] = &["sasl.password", "ssl.key.pem", "ssl.certificate.pem", "ssl.ca.pem"];
 
 impl KafkaTopics {
     pub fn new(timeout: Duration) -> Self {
@@ -63,13 +68,17 @@ impl KafkaTopics {
     }
 
     fn admin(&self, kafka: &KafkaSpec) -> Result<Arc<TopicAdmin>, TopicError> {
-        let key = format!("{}\n{:?}", kafka.bootstrap_servers, kafka.properties);
+        let public: Vec<_> =
+            kafka.properties.iter().filter(|(k, _)| !SECRET_PROPERTIES.contains(&k.as_str())).collect();
+        let key = format!("{}\n{public:?}", kafka.bootstrap_servers);
         let mut admins = self.admins.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(admin) = admins.get(&key) {
+        if let Some((spec, admin)) = admins.get(&key)
+            && spec.properties == kafka.properties
+        {
             return Ok(admin.clone());
         }
         let admin = Arc::new(TopicAdmin::new(&kafka.bootstrap_servers, &kafka.properties, self.timeout)?);
-        admins.insert(key, admin.clone());
+        admins.insert(key, (kafka.clone(), admin.clone()));
         Ok(admin)
     }
 }
@@ -614,4 +623,28 @@ async fn cleanup<T: Topics>(p: &NotificationPipeline, ctx: &Context<T>) -> Resul
         );
     }
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka(password: &str) -> KafkaSpec {
+        serde_json::from_value(serde_json::json!({
+            "bootstrapServers": "127.0.0.1:1",
+            "properties": {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": "social-consumer", "sasl.password": password},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn admin_clients_are_reused_and_replaced_when_a_secret_rotates() {
+        let topics = KafkaTopics::new(Duration::from_secs(1));
+        let first = topics.admin(&kafka("one")).unwrap();
+        assert!(Arc::ptr_eq(&first, &topics.admin(&kafka("one")).unwrap()));
+        let rotated = topics.admin(&kafka("two")).unwrap();
+        assert!(!Arc::ptr_eq(&first, &rotated));
+        assert_eq!(topics.admins.lock().unwrap().len(), 1, "the old client is dropped, not kept");
+    }
 }
