@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Herald end to end on a kind cluster: Strimzi and a one-node KRaft Kafka, the Herald image built
 # and loaded, the chart installed, an example pipeline applied and driven through sends, reads,
-# lag-driven scaling and deletion.
+# lag-driven scaling and deletion, and a pipeline on the TLS listener with SCRAM KafkaUsers.
 #
 #   tests/e2e/run.sh            # creates (and afterwards deletes) the kind cluster herald-e2e
 #   KEEP_CLUSTER=1 tests/e2e/run.sh
@@ -138,6 +138,25 @@ pf_operator=$!
 until_ok 60 "operator metrics" curl -sf localhost:18090/metrics
 curl -sf localhost:18090/metrics | grep -q "^herald_operator_pipeline_ready{namespace=\"$NS\",pipeline=\"$PIPELINE\"} 1" || fail "operator metrics"
 kill "$pf_operator" 2>/dev/null || true
+
+step "a pipeline on the TLS listener with SCRAM: KafkaUsers, Ready, a notification through"
+kubectl apply -f deploy/examples/secured.yaml
+kubectl patch -n kafka npipe alerts --type merge -p '{"spec":{"topic":{"replicas":1}}}'
+until_ok 300 "the KafkaUsers alerts-producer and alerts-consumer" \
+  kubectl wait -n kafka kafkauser/alerts-producer kafkauser/alerts-consumer --for=condition=Ready --timeout=5s
+kubectl wait -n kafka npipe/alerts --for=condition=Ready --timeout=600s
+kubectl port-forward -n kafka svc/alerts-producer 18180:8080 >/dev/null 2>&1 &
+pf_secured_producer=$!
+kubectl port-forward -n kafka svc/alerts-consumer 18181:8081 >/dev/null 2>&1 &
+pf_secured_consumer=$!
+until_ok 60 "the secured producer Service" curl -sf localhost:18180/readyz
+until_ok 60 "the secured consumer Service" curl -sf localhost:18181/readyz
+secured_id="$(curl -sf -d 'fromID=1&toID=2&message=over+TLS+and+SCRAM' localhost:18180/send |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')" || fail "secured send"
+until_ok 120 "the secured notification readable" \
+  sh -c "curl -sf localhost:18181/notifications/2 | grep -q '$secured_id'"
+kill "$pf_secured_producer" "$pf_secured_consumer" 2>/dev/null || true
+kubectl delete -n kafka npipe alerts --wait --timeout=300s
 
 step "delete the pipeline: children and (deletionPolicy Delete) the topic go"
 kubectl patch -n "$NS" npipe "$PIPELINE" --type merge -p '{"spec":{"topic":{"deletionPolicy":"Delete"}}}'
