@@ -47,12 +47,6 @@ pub struct KafkaProperties {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
 
-impl Password {
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-}
-
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Password(<redacted>)")

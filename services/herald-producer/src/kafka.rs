@@ -2,7 +2,7 @@
 //! readiness probe that asks the broker for the topic's metadata.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use herald_kit::kafka::{KafkaArgs, Required, ReservedProperty, client_config};
@@ -48,16 +48,14 @@ pub enum CreateError {
 
 /// Logs librdkafka errors and remembers a fatal one (this client instance cannot continue).
 pub struct ProducerContext {
-    fatal: Arc<Mutex<Option<String>>>,
+    fatal: Arc<OnceLock<String>>,
 }
 
 impl ClientContext for ProducerContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
             tracing::error!(%error, reason, "fatal Kafka producer error; the client will be replaced");
-            if let Ok(mut fatal) = self.fatal.lock() {
-                *fatal = Some(reason.to_string());
-            }
+            let _ = self.fatal.set(reason.to_string());
         } else {
             tracing::warn!(%error, reason, "Kafka client error");
         }
@@ -67,19 +65,20 @@ impl ClientContext for ProducerContext {
 /// One librdkafka producer instance: an idempotent producer id with its sequence numbers.
 struct Client {
     producer: FutureProducer<ProducerContext>,
-    fatal: Arc<Mutex<Option<String>>>,
+    /// Set once by librdkafka's error callback; read without a lock on every send.
+    fatal: Arc<OnceLock<String>>,
     generation: u64,
 }
 
 impl Client {
     fn create(config: &ClientConfig, generation: u64) -> Result<Self, KafkaError> {
-        let fatal = Arc::new(Mutex::new(None));
+        let fatal = Arc::new(OnceLock::new());
         let producer = config.create_with_context(ProducerContext { fatal: fatal.clone() })?;
         Ok(Self { producer, fatal, generation })
     }
 
-    fn fatal(&self) -> Option<String> {
-        self.fatal.lock().ok().and_then(|f| f.clone())
+    fn fatal(&self) -> Option<&str> {
+        self.fatal.get().map(String::as_str)
     }
 }
 
