@@ -41,9 +41,21 @@ impl Http {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<Answer, String> {
+        let headers: Vec<(&str, &str)> = content_type.map(|ct| ("content-type", ct)).into_iter().collect();
+        self.request_with(method, url, &headers, body).await
+    }
+
+    /// A request with any headers.
+    pub async fn request_with(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
         let mut req = hyper::Request::builder().method(method).uri(url);
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
         let resp = self.client.request(req).await.map_err(|e| e.to_string())?;

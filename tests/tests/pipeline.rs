@@ -290,3 +290,45 @@ async fn the_producer_never_creates_a_missing_topic() {
             .unwrap();
     assert_eq!(admin.partitions(&missing).await.unwrap(), None, "the topic must not be auto-created");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bearer_token_comes_from_a_file_and_never_shows_in_logs_or_metrics() {
+    const TOKEN: &str = "t0ken-from-a-Secret";
+    const WRONG: &str = "n0t-the-t0ken";
+    let s = Setup::new(Storage::Memory, 3, 4).await;
+    let http = Http::new();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    // As a mounted Secret often is: with a trailing line break.
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    // Debug logging, so that anything logged about a request would show.
+    let producer =
+        s.producer(&[("HERALD_AUTH_TOKEN_FILE", token_file.display().to_string()), ("RUST_LOG", "debug".to_string())]);
+    wait_ready(&http, &producer, READY).await;
+
+    let send = |auth: Option<String>| {
+        let (http, url) = (http.clone(), format!("{}/send", producer.url));
+        async move {
+            let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+            let value = auth.unwrap_or_default();
+            if !value.is_empty() {
+                headers.push(("authorization", value.as_str()));
+            }
+            http.request_with("POST", &url, &headers, b"fromID=1&toID=2&message=hi".to_vec()).await.unwrap()
+        }
+    };
+    let missing = send(None).await;
+    assert_eq!(missing.status, 401, "{}", missing.text);
+    assert!(missing.json["message"].is_string());
+    let wrong = send(Some(format!("Bearer {WRONG}"))).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text);
+    let right = send(Some(format!("Bearer {TOKEN}"))).await;
+    assert_eq!(right.status, 200, "{}", right.text);
+
+    let text = scrape(&http, &producer).await;
+    assert!(text.contains("herald_producer_notifications_total"), "{text}");
+    for (what, output) in [("log", producer.log()), ("metrics", text)] {
+        assert!(!output.contains(TOKEN), "the token is in the {what}");
+        assert!(!output.contains(WRONG), "the wrong token is in the {what}");
+    }
+}
