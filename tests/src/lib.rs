@@ -96,9 +96,12 @@ impl Setup {
         env.push(("HERALD_GROUP_ID", self.group.clone()));
         env.push(("HERALD_PEERS", peers.join(",")));
         // nisshi holds a join for the whole rebalance timeout (max.poll.interval.ms): keep it short.
+        // Heartbeats every second, not librdkafka's 3 s: a member frozen for half the session
+        // timeout right before a heartbeat was due must still be inside the session.
         env.push((
             "HERALD_KAFKA_PROPERTIES",
-            "max.poll.interval.ms=10000,session.timeout.ms=6000,statistics.interval.ms=1000".into(),
+            "max.poll.interval.ms=10000,session.timeout.ms=6000,heartbeat.interval.ms=1000,statistics.interval.ms=1000"
+                .into(),
         ));
         env.extend_from_slice(extra);
         process::Service::start_on("herald-consumer", port, &[], &env)

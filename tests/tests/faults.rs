@@ -357,8 +357,8 @@ async fn a_consumer_frozen_again_and_again_keeps_its_partitions_and_redelivers_n
     };
 
     // The stream and the freezing run side by side. Each freeze is up to half the session
-    // timeout (6 s in tests), and they add up to well over max.poll.interval.ms (10 s): a
-    // CPU-throttled pod, not a dead one.
+    // timeout (6 s in tests; heartbeats every 1 s, so at most 4 s pass without one), and they
+    // add up to well over max.poll.interval.ms (10 s): a CPU-throttled pod, not a dead one.
     let stream = tokio::spawn({
         let (http, url) = (http.clone(), producer.url.clone());
         async move { send_many(&http, &url, SENDS, 16, |i| (i as u64 % USERS) + 1).await }
@@ -397,7 +397,16 @@ async fn a_consumer_frozen_again_and_again_keeps_its_partitions_and_redelivers_n
         rebalances_after,
         stored_total + duplicate_total - SENDS as f64
     );
-    assert_eq!(rebalances_after, rebalances_before, "a member lost its partitions while frozen");
+    let rebalance_events: Vec<Vec<serde_json::Value>> = consumers
+        .iter()
+        .map(|c| {
+            let mut events = c.log_events("partitions assigned; restoring");
+            events.extend(c.log_events("partitions revoked"));
+            events.extend(c.log_events("rebalance error"));
+            events
+        })
+        .collect();
+    assert_eq!(rebalances_after, rebalances_before, "a member lost its partitions while frozen: {rebalance_events:#?}");
     assert!(slow.log_events("assignment lost; offsets stored since the last commit will be redelivered").is_empty());
     assert_eq!(stored_total, SENDS as f64, "records stored more than once: a duplicate storm");
     assert_eq!(duplicate_total, 0.0);
