@@ -1,5 +1,6 @@
 //! The reconciler: validate → topic → build (pure) → apply in a stated order → status.
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +57,13 @@ pub struct KafkaTopics {
     timeout: Duration,
     /// By bootstrap servers and the properties that are not secrets; each with all its
     /// properties, so that a rotated password or certificate replaces the client.
-    admins: std::sync::Mutex<std::collections::HashMap<String, (KafkaSpec, Arc<TopicAdmin>)>>,
+    admins: std::sync::Mutex<HashMap<String, CachedAdmin>>,
+}
+
+/// An admin client and every property it was created with.
+struct CachedAdmin {
+    properties: BTreeMap<String, String>,
+    admin: Arc<TopicAdmin>,
 }
 
 /// Properties holding secret material, left out of the cache key.
@@ -72,13 +79,13 @@ impl KafkaTopics {
             kafka.properties.iter().filter(|(k, _)| !SECRET_PROPERTIES.contains(&k.as_str())).collect();
         let key = format!("{}\n{public:?}", kafka.bootstrap_servers);
         let mut admins = self.admins.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((spec, admin)) = admins.get(&key)
-            && spec.properties == kafka.properties
+        if let Some(cached) = admins.get(&key)
+            && cached.properties == kafka.properties
         {
-            return Ok(admin.clone());
+            return Ok(cached.admin.clone());
         }
         let admin = Arc::new(TopicAdmin::new(&kafka.bootstrap_servers, &kafka.properties, self.timeout)?);
-        admins.insert(key, (kafka.clone(), admin.clone()));
+        admins.insert(key, CachedAdmin { properties: kafka.properties.clone(), admin: admin.clone() });
         Ok(admin)
     }
 }
@@ -110,7 +117,7 @@ pub struct Context<T> {
     /// The time; a simulated clock in tests.
     pub clock: Clock,
     /// The scaling history of each pipeline (`namespace/name`).
-    pub scaling: std::sync::Mutex<std::collections::HashMap<String, History>>,
+    pub scaling: std::sync::Mutex<HashMap<String, History>>,
 }
 
 /// Where the reconciler reads the time.
@@ -268,8 +275,8 @@ async fn kafka_access<T: Topics>(
         return Ok(KafkaAccess::Ready(p.spec.kafka.clone()));
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut secrets = std::collections::BTreeMap::new();
-    for (name, _) in wanted {
+    let mut secrets = BTreeMap::new();
+    for name in wanted {
         let secret = api.get_opt(&name).await.map_err(|source| Error::ReadSecret { name: name.clone(), source })?;
         let data = secret.map(|s| s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect());
         secrets.insert(name, data);
@@ -333,11 +340,7 @@ async fn topic_state<T: Topics>(
                 replicas: spec.replicas,
                 config: spec.config.clone(),
             };
-            let ensured = match access.spec() {
-                Ok(kafka) => ctx.topics.ensure(kafka, &wanted).await,
-                Err(e) => Err(e),
-            };
-            match ensured {
+            match async { ctx.topics.ensure(access.spec()?, &wanted).await }.await {
                 Ok(Ensured::Created { partitions }) => {
                     state(partitions, true, "TopicCreated", format!("created with {partitions} partitions"))
                 }

@@ -94,13 +94,13 @@ pub fn validate(pipeline: &NotificationPipeline) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn secret_volume(name: &str, secret: &str, items: Option<Vec<KeyToPath>>, dir: &str) -> (Volume, VolumeMount) {
+fn secret_volume(name: &str, secret: &str, items: Vec<KeyToPath>, dir: &str) -> (Volume, VolumeMount) {
     (
         Volume {
             name: name.to_string(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(secret.to_string()),
-                items,
+                items: Some(items),
                 default_mode: Some(0o440),
                 ..SecretVolumeSource::default()
             }),
@@ -137,12 +137,8 @@ pub fn security(pipeline: &NotificationPipeline, role: Component) -> Security {
     set("security.protocol", protocol.to_string());
     if let Some((secret, key, _)) = ca_secret(pipeline) {
         set("ssl.ca.location", format!("{CA_DIR}/ca.crt"));
-        let (v, m) = secret_volume(
-            "kafka-ca",
-            &secret,
-            Some(vec![KeyToPath { key, path: "ca.crt".into(), mode: None }]),
-            CA_DIR,
-        );
+        let (v, m) =
+            secret_volume("kafka-ca", &secret, vec![KeyToPath { key, path: "ca.crt".into(), mode: None }], CA_DIR);
         s.volumes.push(v);
         s.mounts.push(m);
     }
@@ -164,7 +160,7 @@ pub fn security(pipeline: &NotificationPipeline, role: Component) -> Security {
                 vec![item("user.crt"), item("user.key")]
             }
         };
-        let (v, m) = secret_volume("kafka-user", &user, Some(items), USER_DIR);
+        let (v, m) = secret_volume("kafka-user", &user, items, USER_DIR);
         s.volumes.push(v);
         s.mounts.push(m);
     }
@@ -173,20 +169,12 @@ pub fn security(pipeline: &NotificationPipeline, role: Component) -> Security {
 }
 
 /// The Secrets the operator reads to reach Kafka as the consumers do (its lag probe and `Admin`
-/// topic creation): the consumers' credentials and the CA, each with the keys it needs.
-pub fn operator_secrets(pipeline: &NotificationPipeline) -> Vec<(String, Vec<String>)> {
-    let mut wanted = Vec::new();
-    if let Some((secret, key, _)) = ca_secret(pipeline) {
-        wanted.push((secret, vec![key]));
-    }
-    if let (Some(auth), Some(user)) = (&pipeline.spec.kafka.authentication, user_name(pipeline, Component::Consumer)) {
-        let keys = match auth.kind {
-            AuthenticationType::ScramSha512 => vec!["password".to_string()],
-            AuthenticationType::Tls => vec!["user.crt".to_string(), "user.key".to_string()],
-        };
-        wanted.push((user, keys));
-    }
-    wanted
+/// topic creation): the CA and the consumers' credentials. Which keys it needs is
+/// [`operator_properties`]'s business.
+pub fn operator_secrets(pipeline: &NotificationPipeline) -> Vec<String> {
+    let ca = ca_secret(pipeline).map(|(secret, _, _)| secret);
+    let consumers = pipeline.spec.kafka.authentication.as_ref().and(user_name(pipeline, Component::Consumer));
+    ca.into_iter().chain(consumers).collect()
 }
 
 /// The operator's own client properties for `pipeline`, from the data of the Secrets
@@ -248,13 +236,7 @@ mod tests {
     fn the_operator_reaches_kafka_as_the_consumers_do_from_memory() {
         let p = pipeline(serde_json::json!({"bootstrapServers": "k:9093", "clusterRef": {"name": "events"},
             "tls": {}, "authentication": {"type": "scram-sha-512"}}));
-        assert_eq!(
-            operator_secrets(&p),
-            vec![
-                ("events-cluster-ca-cert".to_string(), vec!["ca.crt".to_string()]),
-                ("social-consumer".to_string(), vec!["password".to_string()])
-            ]
-        );
+        assert_eq!(operator_secrets(&p), ["events-cluster-ca-cert", "social-consumer"]);
         let mut secrets: Secrets = BTreeMap::new();
         secrets.insert("events-cluster-ca-cert".into(), secret(&[("ca.crt", "-----BEGIN CERTIFICATE-----")]));
         secrets.insert("social-consumer".into(), None);
