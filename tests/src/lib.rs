@@ -54,6 +54,12 @@ pub struct Setup {
 /// Consumers one test may start in all.
 const CONSUMER_SLOTS: usize = 16;
 
+/// Group timeouts of every test consumer (librdkafka properties). nisshi holds a join for the
+/// whole rebalance timeout (max.poll.interval.ms), so keep it short. Heartbeats every second,
+/// not librdkafka's 3 s: a member frozen for half the session timeout right before a heartbeat
+/// was due must still be inside the session.
+pub const GROUP_TIMEOUTS: &str = "max.poll.interval.ms=10000,session.timeout.ms=6000,heartbeat.interval.ms=1000";
+
 impl Setup {
     /// A broker with a fresh topic of `partitions` partitions and a directory of `users` users.
     pub async fn new(storage: broker::Storage, partitions: i32, users: u64) -> Self {
@@ -95,14 +101,7 @@ impl Setup {
         let mut env = self.common_env();
         env.push(("HERALD_GROUP_ID", self.group.clone()));
         env.push(("HERALD_PEERS", peers.join(",")));
-        // nisshi holds a join for the whole rebalance timeout (max.poll.interval.ms): keep it short.
-        // Heartbeats every second, not librdkafka's 3 s: a member frozen for half the session
-        // timeout right before a heartbeat was due must still be inside the session.
-        env.push((
-            "HERALD_KAFKA_PROPERTIES",
-            "max.poll.interval.ms=10000,session.timeout.ms=6000,heartbeat.interval.ms=1000,statistics.interval.ms=1000"
-                .into(),
-        ));
+        env.push(("HERALD_KAFKA_PROPERTIES", format!("{GROUP_TIMEOUTS},statistics.interval.ms=1000")));
         env.extend_from_slice(extra);
         process::Service::start_on("herald-consumer", port, &[], &env)
     }
