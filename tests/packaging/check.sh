@@ -2,7 +2,8 @@
 # Checks the packaging with the real tools (installed by tests/tools.sh): generated files match
 # their sources, the chart lints and renders valid manifests for Kubernetes 1.30–1.33 with default
 # values and with every option on (the Prometheus-operator kinds also against the closed schemas
-# in tests/packaging/schemas/), a wrong value fails with a message, the alert rules pass their
+# in tests/packaging/schemas/), the Strimzi objects of the examples and of the operator match
+# Strimzi's schemas, a wrong value fails with a message, the alert rules pass their
 # promtool unit tests, and yamllint, hadolint (Dockerfile) and shellcheck (scripts) find nothing.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -50,8 +51,19 @@ for version in 1.30.0 1.31.0 1.32.0 1.33.0; do
   done
   echo "Kubernetes $version: ok"
 done
-cp tests/packaging/validate-prometheus-kinds.mjs "$HERALD_NODE/"
-node "$HERALD_NODE/validate-prometheus-kinds.mjs" "$scratch/all-on.yaml"
+
+step "custom resources validate against their published schemas (Prometheus operator, Strimzi)"
+# The chart's monitoring objects, the Strimzi objects the e2e suite applies (deploy/examples/) and
+# the KafkaTopic and KafkaUsers the operator writes for the example pipelines (rendered by
+# operator/herald-operator/tests/strimzi_objects.rs, which fails when that file is stale).
+cp tests/packaging/validate-kinds.mjs "$HERALD_NODE/"
+node "$HERALD_NODE/validate-kinds.mjs" "$scratch/all-on.yaml" deploy/examples/*.yaml \
+  tests/packaging/rendered/strimzi-objects.yaml
+sed 's/^  replicas: 1$/  replicas: one/' deploy/examples/strimzi-kafka.yaml > "$scratch/bad-kafka.yaml"
+if node "$HERALD_NODE/validate-kinds.mjs" "$scratch/bad-kafka.yaml" >/dev/null 2>&1; then
+  echo "a KafkaNodePool with replicas: one passed the Strimzi schema" >&2
+  exit 1
+fi
 # The same objects against the closed schemas kept in tests/packaging/schemas/ (every field the
 # chart may render, nothing else): the published schemas above accept unknown fields, these do
 # not, so a misspelt field fails here.
