@@ -8,6 +8,7 @@
 pub mod broker;
 pub mod http;
 pub mod kafka;
+pub mod kubelet;
 pub mod metrics;
 pub mod process;
 pub mod pss;

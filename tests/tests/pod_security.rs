@@ -1,55 +1,61 @@
-//! Every pod Herald runs meets the `restricted` Pod Security Standard: the pipelines' pods the
-//! operator builds (for several specs) and the operator's own pod from the chart (as rendered
-//! into `deploy/operator/`, which the packaging check keeps equal to `helm template`).
+//! Every pod Herald runs meets the `restricted` Pod Security Standard and can read the files it
+//! is told to read: the pipelines' pods the operator builds, for every example pipeline and every
+//! Kafka-security combination, and the operator's own pod from the chart (as rendered into
+//! `deploy/operator/`, which the packaging check keeps equal to `helm template`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use herald_api::NotificationPipeline;
 use herald_operator::desired::{Images, children};
+use herald_operator::fixtures::{example_pipelines, repo_root, security_variants};
+use herald_tests::kubelet::check_files;
 use herald_tests::pss::violations;
 use serde::Deserialize;
 
-fn pipeline(spec: serde_json::Value) -> NotificationPipeline {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "herald.dev/v1alpha1",
-        "kind": "NotificationPipeline",
-        "metadata": {"name": "social", "namespace": "apps", "uid": "1234"},
-        "spec": spec,
-    }))
-    .unwrap()
+/// The pod specs of every pipeline variant, labelled.
+fn pipeline_pods() -> Vec<(String, serde_json::Value)> {
+    let images = Images { producer: "herald:1".into(), consumer: "herald:1".into() };
+    let mut pods = Vec::new();
+    for (label, pipeline) in example_pipelines().into_iter().chain(security_variants()) {
+        let c = children(&pipeline, &images, 3).unwrap_or_else(|e| panic!("{label}: {e}"));
+        for d in [&c.producer_deployment, &c.consumer_deployment] {
+            let pod = serde_json::to_value(&d.spec.as_ref().unwrap().template.spec).unwrap();
+            pods.push((format!("{} of {label}", d.metadata.name.as_deref().unwrap()), pod));
+        }
+    }
+    assert!(pods.len() >= 2 * 30, "{} pods: too few variants", pods.len());
+    pods
 }
 
 #[test]
-fn the_operators_pipeline_pods_are_restricted() {
-    let images = Images { producer: "herald:1".into(), consumer: "herald:1".into() };
-    let specs = [
-        serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}}),
-        serde_json::json!({
-            "kafka": {"bootstrapServers": "k:9092", "properties": {"security.protocol": "SSL"}},
-            "producer": {"replicas": 3, "authTokenSecretRef": {"name": "token", "key": "t"},
-                         "usersConfigMapRef": {"name": "users", "key": "users.json"},
-                         "resources": {"limits": {"memory": "128Mi"}}},
-            "consumer": {"replicas": 2, "image": "custom:2"},
-            "topic": {"management": "External", "partitions": 12},
-        }),
-    ];
-    for spec in specs {
-        let c = children(&pipeline(spec.clone()), &images, 3).unwrap();
-        for d in [&c.producer_deployment, &c.consumer_deployment] {
-            let pod = serde_json::to_value(&d.spec.as_ref().unwrap().template.spec).unwrap();
-            let v = violations(&pod);
-            assert!(v.is_empty(), "{} for {spec}: {v:?}", d.metadata.name.as_deref().unwrap());
-        }
+fn every_pipeline_pod_is_restricted() {
+    for (label, pod) in pipeline_pods() {
+        let v = violations(&pod);
+        assert!(v.is_empty(), "{label}: {v:?}");
     }
 }
 
 #[test]
+fn every_pipeline_pod_can_read_every_file_it_is_given() {
+    let mut files = 0;
+    for (label, pod) in pipeline_pods() {
+        for check in check_files(&pod) {
+            files += 1;
+            assert!(
+                check.problem.is_none(),
+                "{label}: {} cannot read {}: {}",
+                check.container,
+                check.path,
+                check.problem.unwrap()
+            );
+        }
+    }
+    // Passwords, CAs, client certificates and keys, tokens and users files were all checked.
+    assert!(files >= 100, "only {files} files checked");
+}
+
+#[test]
 fn the_charts_operator_pod_is_restricted() {
-    let root = std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("..");
-    let text = std::fs::read_to_string(root.join("deploy/operator/herald-operator.yaml")).unwrap();
+    let text = std::fs::read_to_string(repo_root().join("deploy/operator/herald-operator.yaml")).unwrap();
     let mut pods = 0;
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let doc = serde_json::Value::deserialize(doc).unwrap();
@@ -57,6 +63,9 @@ fn the_charts_operator_pod_is_restricted() {
             pods += 1;
             let v = violations(&doc["spec"]["template"]["spec"]);
             assert!(v.is_empty(), "{}: {v:?}", doc["metadata"]["name"]);
+            let unreadable: Vec<_> =
+                check_files(&doc["spec"]["template"]["spec"]).into_iter().filter(|c| c.problem.is_some()).collect();
+            assert!(unreadable.is_empty(), "{unreadable:?}");
         }
     }
     assert_eq!(pods, 1);

@@ -36,6 +36,8 @@ pub struct Images {
 /// Why a pipeline cannot be turned into objects; each is permanent until the spec changes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BuildError {
+    #[error("{0}")]
+    InvalidName(String),
     #[error("the pipeline has no {0} yet")]
     MissingMetadata(&'static str),
     #[error(
@@ -83,6 +85,9 @@ pub struct Children {
 /// Builds every child of `pipeline`, with `consumers` consumer replicas (from [`crate::scaling`]).
 pub fn children(pipeline: &NotificationPipeline, images: &Images, consumers: i32) -> Result<Children, BuildError> {
     let name = pipeline.metadata.name.as_deref().ok_or(BuildError::MissingMetadata("name"))?;
+    if let Some(problem) = labels::pipeline_name_problem(name) {
+        return Err(BuildError::InvalidName(problem));
+    }
     let owner = pipeline.controller_owner_ref(&()).ok_or(BuildError::MissingMetadata("uid"))?;
     if pipeline.metadata.namespace.is_none() {
         return Err(BuildError::MissingMetadata("namespace"));
@@ -151,6 +156,10 @@ fn restricted_pod() -> PodSecurityContext {
         run_as_non_root: Some(true),
         run_as_user: Some(NON_ROOT_UID),
         run_as_group: Some(NON_ROOT_UID),
+        // The kubelet writes Secret and ConfigMap volume files as root:root unless fsGroup is
+        // set; with it they belong to this group and are group-readable, so the non-root
+        // process can read its password, certificates and tokens.
+        fs_group: Some(NON_ROOT_UID),
         seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), ..SeccompProfile::default() }),
         ..PodSecurityContext::default()
     }

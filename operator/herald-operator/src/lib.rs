@@ -10,6 +10,8 @@
 pub mod controller;
 pub mod credentials;
 pub mod desired;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod leader;
 pub mod metrics;
 pub mod run;
