@@ -43,6 +43,8 @@ pub const VERSION: &str = "v1alpha1";
     validation = Rule::new(
         "(has(self.spec.topic.name) ? self.spec.topic.name : self.metadata.name) == (has(oldSelf.spec.topic.name) ? oldSelf.spec.topic.name : oldSelf.metadata.name)"
     ).message("spec.topic.name is immutable: a pipeline cannot move to another topic"),
+    validation = Rule::new("self.metadata.name.size() <= 45").message("metadata.name must be at most 45 characters: the pipeline's Services are named <name>-consumer-headless, which must fit a 63-character DNS label"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must consist of lowercase letters, digits and '-', start with a letter and end with a letter or digit (no dots): it names the pipeline's Services, which must be DNS-1035 labels"),
 )]
 #[x_kube(validation = Rule::new("!has(self.consumer.maxReplicas) || self.consumer.maxReplicas <= self.topic.partitions").message("spec.consumer.maxReplicas must not exceed spec.topic.partitions: a consumer without a partition sits idle"))]
 #[serde(rename_all = "camelCase")]
@@ -149,7 +151,7 @@ pub struct ClusterRef {
 pub struct TopicSpec {
     /// Kafka topic name; defaults to the pipeline's name. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
+    #[schemars(length(max = 249), regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$"))]
     pub name: Option<String>,
     /// Number of partitions (1 to 1000). May grow, never shrink. Consumers scale up to this count.
     #[serde(default = "default_partitions")]

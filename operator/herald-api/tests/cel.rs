@@ -90,7 +90,18 @@ fn assert_accepted(old: Option<&NotificationPipeline>, new: &NotificationPipelin
 
 #[test]
 fn every_rule_is_found() {
-    assert_eq!(rules().len(), 7, "root, spec, spec.topic and spec.consumer carry one rule each, spec.kafka three");
+    assert_eq!(rules().len(), 9, "root three, spec, spec.topic and spec.consumer one each, spec.kafka three");
+}
+
+#[test]
+fn pipeline_names_must_make_valid_service_names() {
+    assert_accepted(None, &mk("social", |_| {}));
+    assert_accepted(None, &mk(&format!("a{}", "b".repeat(43) + "9"), |_| {}));
+    let too_long = "a".repeat(46);
+    assert_rejected(None, &mk(&too_long, |_| {}), "metadata.name must be at most 45 characters");
+    for bad in ["social.v2", "1social", "Social", "social-", "so_cial"] {
+        assert_rejected(None, &mk(bad, |_| {}), "must consist of lowercase letters, digits and '-'");
+    }
 }
 
 #[test]

@@ -375,6 +375,10 @@ async fn apply<T: Topics>(
 ) -> Result<Action, Error> {
     let namespace = p.namespace().ok_or(Error::NoNamespace)?;
     let name = p.name_any();
+    // Before anything is applied: a name whose children the API server would refuse.
+    if let Some(problem) = herald_api::labels::pipeline_name_problem(&name) {
+        return invalid(p, ctx, api, &BuildError::InvalidName(problem)).await;
+    }
     let now = Time((ctx.clock)());
     let access = kafka_access(p, ctx, &namespace).await?;
     let topic = topic_state(p, ctx, &access).await?;

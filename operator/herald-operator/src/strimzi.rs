@@ -1,7 +1,7 @@
 //! The topic as a Strimzi `KafkaTopic` and the pipeline's Kafka users as `KafkaUser`s: which
 //! API version the cluster serves, the objects (pure) and the topic's readiness.
 
-use herald_api::labels::{Component, MANAGED_BY};
+use herald_api::labels::{Component, MANAGED_BY, label_value};
 use herald_api::{AuthenticationType, NotificationPipeline};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ApiResource, DynamicObject};
@@ -68,9 +68,9 @@ pub fn kafka_topic_name(pipeline: &NotificationPipeline) -> String {
 /// and the way back to the pipeline.
 fn strimzi_labels(pipeline: &NotificationPipeline, cluster: &str) -> std::collections::BTreeMap<String, String> {
     [
-        ("strimzi.io/cluster".to_string(), cluster.to_string()),
+        ("strimzi.io/cluster".to_string(), label_value(cluster)),
         ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
-        (PIPELINE_LABEL.to_string(), pipeline.metadata.name.clone().unwrap_or_default()),
+        (PIPELINE_LABEL.to_string(), label_value(pipeline.metadata.name.as_deref().unwrap_or_default())),
     ]
     .into()
 }

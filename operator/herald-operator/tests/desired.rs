@@ -316,3 +316,113 @@ fn kafka_security_that_cannot_work_says_why() {
         BuildError::SecurityProperty { key: "security.protocol".into() }
     );
 }
+
+/// Kubernetes' name rules (apimachinery validation): a DNS-1035 label (Services), a DNS-1123
+/// subdomain (most other objects), and label values.
+fn dns1035_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() <= 63
+        && b.first().is_some_and(u8::is_ascii_lowercase)
+        && b.last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|part| {
+            let b = part.as_bytes();
+            b.first().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && b.last().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        })
+}
+
+fn label_value_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.is_empty()
+        || (s.len() <= 63
+            && b.first().is_some_and(u8::is_ascii_alphanumeric)
+            && b.last().is_some_and(u8::is_ascii_alphanumeric)
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')))
+}
+
+/// Every label map of an object as JSON (metadata, selectors, pod templates).
+fn label_maps(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                if matches!(k.as_str(), "labels" | "matchLabels" | "selector")
+                    && let Some(labels) = child.as_object()
+                {
+                    for (lk, lv) in labels {
+                        if let Some(lv) = lv.as_str() {
+                            out.push((lk.clone(), lv.to_string()));
+                        }
+                    }
+                }
+                label_maps(child, out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| label_maps(i, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_longest_valid_name_builds_children_kubernetes_accepts() {
+    use herald_operator::strimzi::{GROUP, KIND, USER_KIND, kafka_topic, kafka_users};
+    use kube::Resource;
+    use kube::api::{ApiResource, GroupVersionKind};
+    let name = format!("a{}9", "b".repeat(herald_api::labels::MAX_PIPELINE_NAME - 2));
+    let namespace = "n".repeat(63);
+    let p = herald_operator::fixtures::pipeline(
+        &name,
+        &namespace,
+        serde_json::json!({"kafka": {"bootstrapServers": "k:9093", "clusterRef": {"name": "c".repeat(63)},
+            "tls": {}, "authentication": {"type": "scram-sha-512"}}}),
+    );
+    assert!(herald_api::labels::pipeline_name_problem(&name).is_none());
+    let c = build(&p, 3);
+    let services = [&c.producer_service, &c.consumer_service, &c.consumer_headless_service];
+    for s in services {
+        let n = s.metadata.name.as_deref().unwrap();
+        assert!(dns1035_label(n), "Service name {n:?} is not a DNS-1035 label");
+    }
+    assert_eq!(c.consumer_headless_service.metadata.name.as_ref().unwrap().len(), 63, "the longest child fits exactly");
+    let api = |kind: &str| ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, "v1beta2", kind));
+    let owner = p.controller_owner_ref(&()).unwrap();
+    let mut objects: Vec<serde_json::Value> = vec![
+        serde_json::to_value(&c.producer_deployment).unwrap(),
+        serde_json::to_value(&c.consumer_deployment).unwrap(),
+        serde_json::to_value(&c.consumer_pdb).unwrap(),
+    ];
+    objects.extend(services.iter().map(|s| serde_json::to_value(s).unwrap()));
+    objects.extend(kafka_topic(&p, &api(KIND)).map(|t| serde_json::to_value(t).unwrap()));
+    objects.extend(kafka_users(&p, &api(USER_KIND), &owner).into_iter().map(|u| serde_json::to_value(u).unwrap()));
+    assert_eq!(objects.len(), 9);
+    for o in &objects {
+        let n = o["metadata"]["name"].as_str().unwrap();
+        assert!(dns1123_subdomain(n), "{} name {n:?} is not a DNS-1123 subdomain", o["kind"]);
+        let mut labels = Vec::new();
+        label_maps(o, &mut labels);
+        assert!(!labels.is_empty());
+        for (k, v) in labels {
+            assert!(label_value_ok(&v), "{} {n}: label {k}={v:?} is not a valid label value", o["kind"]);
+        }
+    }
+}
+
+#[test]
+fn names_whose_children_kubernetes_would_refuse_are_refused() {
+    for bad in ["a".repeat(46), "social.v2".into(), "1social".into()] {
+        let p = herald_operator::fixtures::pipeline(
+            &bad,
+            "apps",
+            serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}}),
+        );
+        match children(&p, &images(), 1) {
+            Err(BuildError::InvalidName(message)) => assert!(message.contains("metadata.name"), "{message}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}
