@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::controller::{Context, KafkaTopics, error_policy, reconcile};
 use crate::desired::Images;
-use crate::leader::LeaderElector;
+use crate::leader::{KubeLeases, LeaderElector, Timings};
 use crate::metrics::OperatorMetrics;
 
 const DEFAULT_IMAGE: &str = concat!("ghcr.io/herald-dev/herald:", env!("CARGO_PKG_VERSION"));
@@ -67,18 +67,11 @@ pub enum RunError {
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
     Bind(#[from] herald_kit::http::BindError),
-    #[error("leader election: {0}")]
-    Lease(#[source] kube::Error),
     #[error("lost the leader lease; exiting so that only one replica reconciles")]
     LostLease,
 }
 
 const LEASE: &str = "herald-operator";
-const LEASE_DURATION: Duration = Duration::from_secs(15);
-const LEASE_RENEW: Duration = Duration::from_secs(5);
-/// A leader that could not renew for this long stops, before a standby may take the lease over
-/// (which it can once `LEASE_DURATION` has passed since the last renewal).
-const LEASE_RENEW_DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::Client)?;
@@ -94,52 +87,40 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunEr
     let app = with_operational_routes(axum::Router::new(), registry, http, live, ready);
     let server = tokio::spawn(herald_kit::http::serve(listener, app, shutdown.clone(), Duration::from_secs(5)));
 
-    if args.leader_elect {
-        let elector = LeaderElector::new(client.clone(), &args.lease_namespace, LEASE, &args.identity, LEASE_DURATION);
+    // With leader election: reconcile only while holding the lease; renew it until the controller
+    // has stopped (graceful shutdown finishes in-flight reconciles under the lease), then release
+    // it so that a standby takes over at once.
+    let controller_stop = CancellationToken::new();
+    let renew_stop = CancellationToken::new();
+    let mut renewal = None;
+    let elector = args.leader_elect.then(|| {
+        Arc::new(LeaderElector::new(
+            KubeLeases::new(client.clone(), &args.lease_namespace, LEASE),
+            LEASE,
+            &args.identity,
+            Timings::default(),
+        ))
+    });
+    if let Some(elector) = &elector {
         tracing::info!(identity = %args.identity, namespace = %args.lease_namespace, "waiting for the leader lease");
-        loop {
-            if elector.try_acquire_or_renew().await.map_err(RunError::Lease)? {
-                break;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(LEASE_RENEW) => {}
-            }
+        if !elector.acquire(&shutdown).await {
+            shutdown.cancel();
+            let _ = server.await;
+            return Ok(());
         }
         leading.store(true, Ordering::Release);
         tracing::info!(identity = %args.identity, "leader lease acquired");
-        let renew_shutdown = shutdown.clone();
-        let renew_leading = leading.clone();
-        tokio::spawn(async move {
-            let mut renewed = tokio::time::Instant::now();
-            loop {
-                tokio::select! {
-                    _ = renew_shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(LEASE_RENEW) => {}
-                }
-                let held = match elector.try_acquire_or_renew().await {
-                    Ok(held) => held,
-                    Err(error) if renewed.elapsed() < LEASE_RENEW_DEADLINE => {
-                        tracing::warn!(%error, "renewing the leader lease failed; retrying");
-                        continue;
-                    }
-                    // Past the deadline a standby may take the lease soon: stop reconciling rather
-                    // than risk two leaders.
-                    Err(error) => {
-                        tracing::warn!(%error, "renewing the leader lease kept failing past the renew deadline");
-                        false
-                    }
-                };
-                if held {
-                    renewed = tokio::time::Instant::now();
-                } else {
-                    tracing::error!("{}", RunError::LostLease);
-                    renew_leading.store(false, Ordering::Release);
-                    renew_shutdown.cancel();
-                    return;
-                }
+        let (elector, renew_stop, controller_stop, leading) =
+            (elector.clone(), renew_stop.clone(), controller_stop.clone(), leading.clone());
+        renewal = Some(tokio::spawn(async move {
+            let kept = elector.keep(&renew_stop).await;
+            if !kept {
+                // Stop reconciling before a standby may take the lease over.
+                leading.store(false, Ordering::Release);
+                controller_stop.cancel();
             }
-        });
+            kept
+        }));
     }
 
     let pipelines: Api<NotificationPipeline> = match &args.watch_namespace {
@@ -168,12 +149,17 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunEr
     });
     tracing::info!(namespace = args.watch_namespace.as_deref().unwrap_or("<all>"), "operator started");
     let owned = WatcherConfig::default().labels("app.kubernetes.io/managed-by=herald-operator");
-    let stop = shutdown.clone();
+    let (stop, stop_leading) = (shutdown.clone(), controller_stop.clone());
     Controller::new(pipelines, WatcherConfig::default())
         .owns(deployments, owned.clone())
         .owns(services, owned.clone())
         .owns(pdbs, owned)
-        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .graceful_shutdown_on(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = stop_leading.cancelled() => {}
+            }
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -181,9 +167,24 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunEr
             }
         })
         .await;
+    renew_stop.cancel();
+    let kept = match renewal {
+        Some(renewal) => renewal.await.unwrap_or(false),
+        None => true,
+    };
     shutdown.cancel();
+    if let Some(elector) = &elector
+        && kept
+    {
+        match elector.release().await {
+            Ok(()) => tracing::info!(identity = %args.identity, "leader lease released"),
+            Err(error) => {
+                tracing::warn!(%error, "releasing the leader lease failed; a standby takes over when it expires")
+            }
+        }
+    }
     let _ = server.await;
-    if args.leader_elect && !leading.load(Ordering::Acquire) {
+    if !kept {
         return Err(RunError::LostLease);
     }
     tracing::info!("operator stopped");

@@ -89,6 +89,7 @@ async fn expect(
     let bytes = req.into_body().collect().await.unwrap().to_bytes();
     let body: serde_json::Value =
         if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    record_owner_reference_admission(method, path, &body);
     let (code, answer) = respond(&body);
     send.send_response(
         Response::builder().status(code).body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap(),
@@ -310,12 +311,32 @@ async fn strimzi_kafka_topic_is_applied_in_the_cluster_namespace_and_followed() 
 
 #[tokio::test]
 async fn kafka_users_are_applied_before_the_pods_that_mount_their_secrets() {
-    let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
     let p = pipeline(serde_json::json!({
         "kafka": {"bootstrapServers": "events-kafka-bootstrap.apps:9093", "clusterRef": {"name": "events"},
             "tls": {}, "authentication": {"type": "scram-sha-512"}},
         "topic": {"management": "External"},
     }));
+    users_then_children(p).await;
+}
+
+/// A pipeline deleted and created again under the same name, before the garbage collector removed
+/// its predecessor's children: the operator re-applies them under the new owner, which (with
+/// OwnerReferencesPermissionEnforcement) takes `delete` on each of them.
+#[tokio::test]
+async fn a_recreated_pipeline_reapplies_its_predecessors_children() {
+    let mut p = pipeline(serde_json::json!({
+        "kafka": {"bootstrapServers": "events-kafka-bootstrap.apps:9093", "clusterRef": {"name": "events"},
+            "tls": {}, "authentication": {"type": "scram-sha-512"}},
+        "topic": {"management": "External"},
+    }));
+    *EXISTING_OWNER.lock().unwrap() = Some("u-0".into());
+    p.metadata.uid = Some("u-1".into());
+    users_then_children(p).await;
+    *EXISTING_OWNER.lock().unwrap() = None;
+}
+
+async fn users_then_children(p: NotificationPipeline) {
+    let (ctx, mut handle, _) = context(FixedTopics(Some(6), Some(6000)));
     let task = run(ctx, p).await;
     // The operator's own Kafka client (lag probe) authenticates as the consumers: the CA and
     // the consumers' Secret, as Strimzi wrote them.
@@ -546,6 +567,28 @@ async fn every_operator_metric_the_dashboard_and_rules_use_is_exported() {
 static CALLS: std::sync::Mutex<std::collections::BTreeSet<(String, String, String)>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
+/// The uid the children of the pipeline being reconciled are owned by in the scenario (a
+/// pipeline deleted and created again under the same name: its predecessor's uid).
+static EXISTING_OWNER: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// What the OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift) asks of an
+/// apply that sets owner references: `update` on the owner's `finalizers` subresource when an
+/// owner reference blocks the owner's deletion, and `delete` on the object itself when its owner
+/// references change (an object that already exists with another owner).
+fn record_owner_reference_admission(method: &str, path: &str, body: &serde_json::Value) {
+    let Some(owners) = body["metadata"]["ownerReferences"].as_array() else { return };
+    if method != "PATCH" || owners.is_empty() {
+        return;
+    }
+    if owners.iter().any(|o| o["blockOwnerDeletion"] == true) {
+        CALLS.lock().unwrap().insert(("herald.dev".into(), "notificationpipelines/finalizers".into(), "update".into()));
+    }
+    let existing = EXISTING_OWNER.lock().unwrap().clone();
+    if existing.is_some_and(|uid| owners.iter().all(|o| o["uid"] != uid.as_str())) {
+        record_call("DELETE", path);
+    }
+}
+
 /// Records what RBAC needs for one request (non-resource paths such as discovery need nothing).
 fn record_call(method: &str, path: &str) {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -610,15 +653,15 @@ async fn leader_election_calls() {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let elector = herald_operator::leader::LeaderElector::new(
-        client,
-        "herald-system",
+        herald_operator::leader::KubeLeases::new(client, "herald-system", "herald-operator"),
         "herald-operator",
         "me",
-        Duration::from_secs(15),
+        herald_operator::leader::Timings::default(),
     );
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(5);
     let leases = "/apis/coordination.k8s.io/v1/namespaces/herald-system/leases";
     let first = tokio::spawn(async move {
-        let held = elector.try_acquire_or_renew().await.unwrap();
+        let held = elector.try_acquire_or_renew(deadline()).await.unwrap();
         (elector, held)
     });
     expect(&mut handle, "GET", &format!("{leases}/herald-operator"), |_| {
@@ -628,12 +671,25 @@ async fn leader_election_calls() {
     let (_, lease) = expect(&mut handle, "POST", leases, |body| (201, body.clone())).await;
     let (elector, held) = first.await.unwrap();
     assert!(held);
-    let second = tokio::spawn(async move { elector.try_acquire_or_renew().await.unwrap() });
+    let second = tokio::spawn(async move {
+        let held = elector.try_acquire_or_renew(deadline()).await.unwrap();
+        (elector, held)
+    });
     let mut current = lease.clone();
     current["metadata"]["resourceVersion"] = "1".into();
     expect(&mut handle, "GET", &format!("{leases}/herald-operator"), move |_| (200, current)).await;
-    expect(&mut handle, "PUT", &format!("{leases}/herald-operator"), |body| (200, body.clone())).await;
-    assert!(second.await.unwrap());
+    let (_, renewed) =
+        expect(&mut handle, "PUT", &format!("{leases}/herald-operator"), |body| (200, body.clone())).await;
+    let (elector, held) = second.await.unwrap();
+    assert!(held);
+    // Stopping: the lease is given up, not left to expire.
+    let release = tokio::spawn(async move { elector.release().await.unwrap() });
+    expect(&mut handle, "GET", &format!("{leases}/herald-operator"), move |_| (200, renewed)).await;
+    let (_, released) =
+        expect(&mut handle, "PUT", &format!("{leases}/herald-operator"), |body| (200, body.clone())).await;
+    assert!(released["spec"].get("holderIdentity").is_none(), "{released}");
+    assert_eq!(released["spec"]["leaseDurationSeconds"], 1);
+    release.await.unwrap();
 }
 
 /// RBAC: the chart grants exactly what the operator calls. The calls are recorded from the
@@ -648,6 +704,7 @@ fn the_chart_grants_exactly_what_the_operator_calls() {
     strimzi_missing_sets_topic_ready_false_and_holds_the_consumers();
     strimzi_kafka_topic_is_applied_in_the_cluster_namespace_and_followed();
     kafka_users_are_applied_before_the_pods_that_mount_their_secrets();
+    a_recreated_pipeline_reapplies_its_predecessors_children();
     kafka_users_without_strimzi_say_so();
     until_strimzi_wrote_the_credentials_the_topic_waits_with_the_reason();
     deletion_with_delete_removes_the_kafka_topic_then_the_finalizer();
