@@ -105,5 +105,24 @@ yamllint --strict deploy charts/herald tests/packaging .yamllint
 step "hadolint Dockerfile"
 hadolint Dockerfile
 
+step "the kind e2e suite checks for its tools and skips cleanly without them (tests/e2e/run.sh)"
+# Fake PATHs: stubs for the tools that are "there", nothing else; the suite must name exactly what
+# is missing and exit 0 before it runs anything.
+mkdir -p "$scratch/stubs" "$scratch/empty"
+for tool in docker kubectl helm curl; do
+  printf '#!/bin/sh\nexit 0\n' >"$scratch/stubs/$tool"
+  chmod +x "$scratch/stubs/$tool"
+done
+expect_skip() {
+  local path="$1" want="$2" got
+  got="$(PATH="$path" "$BASH" tests/e2e/run.sh 2>&1)" || { echo "tests/e2e/run.sh failed: $got" >&2; exit 1; }
+  [ "$got" = "SKIPPED: not available here: $want" ] || { echo "tests/e2e/run.sh said: $got (want: $want)" >&2; exit 1; }
+}
+expect_skip "$scratch/stubs" "kind"
+expect_skip "$scratch/empty" "docker,kind,kubectl,helm,curl"
+printf '#!/bin/sh\nexit 1\n' >"$scratch/stubs/docker"
+expect_skip "$scratch/stubs" "kind,a running Docker engine"
+echo "skips: without kind; without any tool; with a Docker client but no engine"
+
 step "shellcheck"
 shellcheck -x .ci/run tests/*.sh tests/packaging/*.sh tests/e2e/*.sh
