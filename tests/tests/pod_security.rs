@@ -7,6 +7,7 @@
 
 use herald_operator::desired::{Images, children};
 use herald_operator::fixtures::{example_pipelines, repo_root, security_variants};
+use herald_operator::validate::{TenancyPolicy, validate};
 use herald_tests::kubelet::check_files;
 use herald_tests::pss::violations;
 use serde::Deserialize;
@@ -16,7 +17,8 @@ fn pipeline_pods() -> Vec<(String, serde_json::Value)> {
     let images = Images { producer: "herald:1".into(), consumer: "herald:1".into() };
     let mut pods = Vec::new();
     for (label, pipeline) in example_pipelines().into_iter().chain(security_variants()) {
-        let c = children(&pipeline, &images, 3).unwrap_or_else(|e| panic!("{label}: {e}"));
+        let valid = validate(&pipeline, &TenancyPolicy::default()).unwrap_or_else(|e| panic!("{label}: {e}"));
+        let c = children(&valid, &images, 3);
         for d in [&c.producer_deployment, &c.consumer_deployment] {
             let pod = serde_json::to_value(&d.spec.as_ref().unwrap().template.spec).unwrap();
             pods.push((format!("{} of {label}", d.metadata.name.as_deref().unwrap()), pod));

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use herald_operator::kafka::KafkaLag;
+use herald_operator::prober::{LagSource, LagTarget};
 use herald_operator::topic::{Ensured, TopicAdmin, WantedTopic};
 use herald_tests::broker::{Broker, Storage};
 use herald_tests::{kafka, unique};
@@ -75,15 +77,26 @@ async fn the_lag_probe_reads_exact_per_partition_lag_without_joining_the_group()
         }
     }
     let group = unique("group");
-    let admin = admin(&broker);
+    let other_group = unique("group");
+    let lag = KafkaLag::new(Duration::from_secs(10));
+    let kafka = kafka_spec(&broker, serde_json::json!({}));
+    let targets = [
+        LagTarget { topic: topic.clone(), group: group.clone() },
+        LagTarget { topic: topic.clone(), group: other_group.clone() },
+        LagTarget { topic: "no-such-topic".into(), group: group.clone() },
+    ];
 
-    // No committed offsets: everything retained counts.
-    let report = admin.lag(&topic, &group).await.unwrap().unwrap();
+    // No committed offsets: everything retained counts. Three pipelines, one batch, one client.
+    let results = lag.probe(&kafka, &targets).await;
+    let report = results[0].as_ref().unwrap().as_ref().unwrap();
     assert_eq!(report.partitions, 6);
     let expected: Vec<(i32, i64)> = (0..6).map(|p| (p, written[p as usize])).collect();
     assert_eq!(report.per_partition, expected);
+    assert_eq!(results[1].as_ref().unwrap().as_ref().unwrap().per_partition, expected);
+    assert_eq!(*results[2].as_ref().unwrap(), None, "a missing topic");
+    assert_eq!(lag.clients(), 1, "one client for the cluster");
 
-    // The group commits part of every partition (half, rounded down).
+    // One group commits part of every partition (half, rounded down); the other nothing.
     let committer: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", broker.bootstrap()).set("group.id", &group).create().unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -91,9 +104,44 @@ async fn the_lag_probe_reads_exact_per_partition_lag_without_joining_the_group()
         tpl.add_partition_offset(&topic, p, Offset::Offset(written[p as usize] / 2)).unwrap();
     }
     committer.commit(&tpl, CommitMode::Sync).unwrap();
-    let report = admin.lag(&topic, &group).await.unwrap().unwrap();
-    let expected: Vec<(i32, i64)> = (0..6).map(|p| (p, written[p as usize] - written[p as usize] / 2)).collect();
-    assert_eq!(report.per_partition, expected);
-    assert_eq!(report.total(), expected.iter().map(|(_, l)| l).sum::<i64>());
-    assert_eq!(admin.lag("no-such-topic", &group).await.unwrap(), None);
+    let results = lag.probe(&kafka, &targets).await;
+    let report = results[0].as_ref().unwrap().as_ref().unwrap();
+    let half: Vec<(i32, i64)> = (0..6).map(|p| (p, written[p as usize] - written[p as usize] / 2)).collect();
+    assert_eq!(report.per_partition, half);
+    assert_eq!(report.total(), half.iter().map(|(_, l)| l).sum::<i64>());
+    assert_eq!(results[1].as_ref().unwrap().as_ref().unwrap().per_partition, expected, "groups apart");
+    // The lag probe never joined either group: the committer's offsets are untouched.
+    let committed = herald_tests::kafka::committed(&broker.bootstrap(), &topic, &group, 6);
+    assert_eq!(committed.values().copied().collect::<Vec<_>>(), (0..6).map(|p| written[p] / 2).collect::<Vec<_>>());
+    // No pipeline on the cluster any more: its client is closed.
+    lag.retain(&[]);
+    assert_eq!(lag.clients(), 0);
+}
+
+fn kafka_spec(broker: &Broker, properties: serde_json::Value) -> herald_api::KafkaSpec {
+    serde_json::from_value(serde_json::json!({"bootstrapServers": broker.bootstrap(), "properties": properties}))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_probe_authenticates_with_scram_and_a_wrong_password_is_an_error() {
+    let topic = unique("secured");
+    let broker = Broker::start_with_sasl_users(&[("social-consumer", "c0nsumer-s3cret")], &[(&topic, 3)]).await;
+    let scram = |password: &str| {
+        kafka_spec(
+            &broker,
+            serde_json::json!({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": "social-consumer", "sasl.password": password}),
+        )
+    };
+    let target = [LagTarget { topic: topic.clone(), group: unique("group") }];
+    let lag = KafkaLag::new(Duration::from_secs(10));
+    let report = lag.probe(&scram("c0nsumer-s3cret"), &target).await.remove(0).unwrap().unwrap();
+    assert_eq!(report.partitions, 3);
+    assert_eq!(report.total(), 0);
+    // A rotated (here: wrong) password replaces the client rather than adding one.
+    let err = lag.probe(&scram("wrong"), &target).await.remove(0).unwrap_err().to_string();
+    assert!(err.contains("authenticating"), "{err}");
+    assert!(!err.contains("wrong"), "the password shows in the error: {err}");
+    assert_eq!(lag.clients(), 1);
 }

@@ -171,6 +171,11 @@ pub struct TopicSpec {
     /// What happens to the topic when the pipeline is deleted: `Retain` or `Delete`.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// With `management: Admin`, use a topic that already exists in Kafka although the operator
+    /// did not create it for this pipeline (by default such a pipeline is refused with
+    /// `NameConflict`, so that one team cannot take over another's topic by naming it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt_existing: bool,
 }
 
 impl Default for TopicSpec {
@@ -182,6 +187,7 @@ impl Default for TopicSpec {
             config: BTreeMap::new(),
             management: TopicManagement::default(),
             deletion_policy: DeletionPolicy::default(),
+            adopt_existing: false,
         }
     }
 }
@@ -368,6 +374,9 @@ pub struct TopicStatus {
     pub name: String,
     /// Partition count.
     pub partitions: i32,
+    /// The operator created this topic for this pipeline (`management: Admin`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
 }
 
 /// The producer Deployment.

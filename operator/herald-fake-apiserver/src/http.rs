@@ -225,6 +225,13 @@ impl FakeApiServer {
         let (parts, request_body) = request.into_parts();
         let bytes = request_body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let path = parts.uri.path().to_string();
+        if let Some(log) = lock(&self.inner.log).as_mut() {
+            log.push(crate::Logged {
+                method: parts.method.to_string(),
+                path: path.clone(),
+                query: parts.uri.query().unwrap_or_default().to_string(),
+            });
+        }
         let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         if parts.method == Method::GET
             && let Some(value) = self.discovery(&segments)

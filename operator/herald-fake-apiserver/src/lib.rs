@@ -126,7 +126,16 @@ pub(crate) struct Inner {
     pub(crate) faults: Mutex<Vec<Fault>>,
     pub(crate) calls: Mutex<BTreeSet<Call>>,
     pub(crate) counts: Mutex<BTreeMap<(String, String), u64>>,
+    pub(crate) log: Mutex<Option<Vec<Logged>>>,
     pub(crate) bookmark_every: Duration,
+}
+
+/// A request as it arrived (when [`FakeApiServer::log_requests`] is on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    pub method: String,
+    pub path: String,
+    pub query: String,
 }
 
 /// The stand-in API server. Cheap to clone; every clone is the same server.
@@ -150,7 +159,7 @@ impl FakeApiServer {
     /// As [`FakeApiServer::new`], keeping the last `history` changes for watches that resume
     /// from an older resource version (older ones get `410 Gone` and re-list).
     pub fn with_history(history: usize) -> Self {
-        let (changes, _) = tokio::sync::broadcast::channel(65_536);
+        let (changes, _) = tokio::sync::broadcast::channel(8192);
         Self {
             inner: Arc::new(Inner {
                 store: Mutex::new(store::Store::new(history)),
@@ -160,6 +169,7 @@ impl FakeApiServer {
                 faults: Mutex::new(Vec::new()),
                 calls: Mutex::new(BTreeSet::new()),
                 counts: Mutex::new(BTreeMap::new()),
+                log: Mutex::new(None),
                 bookmark_every: Duration::from_secs(1),
             }),
         }
@@ -212,6 +222,17 @@ impl FakeApiServer {
     /// Every request count, by (verb, resource).
     pub fn counts(&self) -> BTreeMap<(String, String), u64> {
         lock(&self.inner.counts).clone()
+    }
+
+    /// Keeps every request from now on (method, path, query), for tests that check the order
+    /// and parameters of requests.
+    pub fn log_requests(&self) {
+        lock(&self.inner.log).get_or_insert_with(Vec::new);
+    }
+
+    /// The requests kept since [`FakeApiServer::log_requests`].
+    pub fn logged(&self) -> Vec<Logged> {
+        lock(&self.inner.log).clone().unwrap_or_default()
     }
 
     /// Forgets the recorded calls and counts.
@@ -321,6 +342,27 @@ impl FakeApiServer {
         let (_, changes) = lock(&self.inner.store).upsert(info, with_status, store::Part::Status);
         self.publish(changes);
     }
+}
+
+/// Serves this API server over plain HTTP on `listener` until `shutdown` resolves.
+#[cfg(feature = "serve")]
+pub async fn serve(
+    server: FakeApiServer,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use http_body_util::BodyExt;
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let server = server.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let request = ::http::Request::from_parts(parts, kube::client::Body::from(bytes));
+            let response = server.handle(request).await;
+            response.map(axum::body::Body::new)
+        }
+    });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

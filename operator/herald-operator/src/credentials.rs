@@ -2,32 +2,14 @@
 //! Strimzi's KafkaUser Secret layout, turned into librdkafka properties, a password file and
 //! read-only Secret volumes.
 
-use herald_api::labels::{self, Component};
+use herald_api::labels::Component;
 use herald_api::{AuthenticationType, NotificationPipeline};
 use k8s_openapi::api::core::v1::{EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
 
-use crate::desired::BuildError;
-use crate::strimzi::cluster_namespace;
+use crate::names::user_name;
 
 const CA_DIR: &str = "/etc/herald/kafka-ca";
 const USER_DIR: &str = "/etc/herald/kafka-user";
-
-/// librdkafka properties that `tls` and `authentication` own; setting them in
-/// `spec.kafka.properties` as well would make two sources of truth.
-const SECURITY_PROPERTIES: &[&str] = &[
-    "security.protocol",
-    "sasl.mechanism",
-    "sasl.mechanisms",
-    "sasl.username",
-    "sasl.password",
-    "ssl.ca.location",
-    "ssl.ca.pem",
-    "ssl.certificate.location",
-    "ssl.certificate.pem",
-    "ssl.key.location",
-    "ssl.key.pem",
-    "ssl.key.password",
-];
 
 /// What one role's pods need to reach a secured Kafka.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -38,60 +20,15 @@ pub struct Security {
     pub mounts: Vec<VolumeMount>,
 }
 
-/// The Kafka user (and Secret) name of `role`: the Secret named in the spec, else the KafkaUser
-/// the operator creates, `<pipeline>-<role>`.
-pub fn user_name(pipeline: &NotificationPipeline, role: Component) -> Option<String> {
-    let auth = pipeline.spec.kafka.authentication.as_ref()?;
-    let named = match role {
-        Component::Producer => auth.producer_secret_name.clone(),
-        Component::Consumer => auth.consumer_secret_name.clone(),
-    };
-    Some(named.unwrap_or_else(|| labels::child_name(pipeline.metadata.name.as_deref().unwrap_or_default(), role)))
-}
-
-/// The roles whose KafkaUser the operator creates (those without a named Secret).
-pub fn managed_users(pipeline: &NotificationPipeline) -> Vec<Component> {
-    let Some(auth) = &pipeline.spec.kafka.authentication else {
-        return Vec::new();
-    };
-    let mut roles = Vec::new();
-    if auth.producer_secret_name.is_none() {
-        roles.push(Component::Producer);
-    }
-    if auth.consumer_secret_name.is_none() {
-        roles.push(Component::Consumer);
-    }
-    roles
-}
-
 /// The Secret and key holding the CA the brokers' certificates chain to.
-fn ca_secret(pipeline: &NotificationPipeline) -> Option<(String, String, bool)> {
+fn ca_secret(pipeline: &NotificationPipeline) -> Option<(String, String)> {
     let tls = pipeline.spec.kafka.tls.as_ref()?;
     match (&tls.ca_secret_ref, &pipeline.spec.kafka.cluster_ref) {
-        (Some(r), _) => Some((r.name.clone(), r.key.clone(), false)),
-        (None, Some(cluster)) => Some((format!("{}-cluster-ca-cert", cluster.name), "ca.crt".to_string(), true)),
+        (Some(r), _) => Some((r.name.clone(), r.key.clone())),
+        (None, Some(cluster)) => Some((format!("{}-cluster-ca-cert", cluster.name), "ca.crt".to_string())),
         // Rejected by the CRD's CEL rule; treated as "no CA" if it slips through.
         (None, None) => None,
     }
-}
-
-/// Checks what the schema cannot: that Strimzi-written Secrets are mountable, and that the
-/// security properties have one source.
-pub fn validate(pipeline: &NotificationPipeline) -> Result<(), BuildError> {
-    let kafka = &pipeline.spec.kafka;
-    if kafka.tls.is_none() && kafka.authentication.is_none() {
-        return Ok(());
-    }
-    if let Some(key) = kafka.properties.keys().find(|k| SECURITY_PROPERTIES.contains(&k.as_str())) {
-        return Err(BuildError::SecurityProperty { key: key.clone() });
-    }
-    let strimzi_written = !managed_users(pipeline).is_empty() || ca_secret(pipeline).is_some_and(|(_, _, d)| d);
-    let own = pipeline.metadata.namespace.clone().unwrap_or_default();
-    let cluster = cluster_namespace(pipeline);
-    if strimzi_written && cluster != own {
-        return Err(BuildError::CredentialsInOtherNamespace { cluster });
-    }
-    Ok(())
 }
 
 fn secret_volume(name: &str, secret: &str, items: Vec<KeyToPath>, dir: &str) -> (Volume, VolumeMount) {
@@ -135,7 +72,7 @@ pub fn security(pipeline: &NotificationPipeline, role: Component) -> Security {
         (false, Some(AuthenticationType::ScramSha512 | AuthenticationType::Tls)) => "SASL_PLAINTEXT",
     };
     set("security.protocol", protocol.to_string());
-    if let Some((secret, key, _)) = ca_secret(pipeline) {
+    if let Some((secret, key)) = ca_secret(pipeline) {
         set("ssl.ca.location", format!("{CA_DIR}/ca.crt"));
         let (v, m) =
             secret_volume("kafka-ca", &secret, vec![KeyToPath { key, path: "ca.crt".into(), mode: None }], CA_DIR);
@@ -172,7 +109,7 @@ pub fn security(pipeline: &NotificationPipeline, role: Component) -> Security {
 /// topic creation): the CA and the consumers' credentials. Which keys it needs is
 /// [`operator_properties`]'s business.
 pub fn operator_secrets(pipeline: &NotificationPipeline) -> Vec<String> {
-    let ca = ca_secret(pipeline).map(|(secret, _, _)| secret);
+    let ca = ca_secret(pipeline).map(|(secret, _)| secret);
     let consumers = pipeline.spec.kafka.authentication.as_ref().and(user_name(pipeline, Component::Consumer));
     ca.into_iter().chain(consumers).collect()
 }
@@ -196,7 +133,7 @@ pub fn operator_properties(
     let pods = security(pipeline, Component::Consumer);
     let mut properties: Vec<(String, String)> =
         pods.properties.into_iter().filter(|(k, _)| k == "security.protocol" || k.starts_with("sasl.")).collect();
-    if let Some((secret, key, _)) = ca_secret(pipeline) {
+    if let Some((secret, key)) = ca_secret(pipeline) {
         properties.push(("ssl.ca.pem".into(), read(&secret, &key)?));
     }
     if let (Some(auth), Some(user)) = (&pipeline.spec.kafka.authentication, user_name(pipeline, Component::Consumer)) {

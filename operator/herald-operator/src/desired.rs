@@ -1,7 +1,8 @@
 //! What a pipeline becomes, as typed objects: pure functions of the validated pipeline and the
-//! operator's defaults. They never touch a client.
+//! operator's defaults. They never touch a client and cannot fail.
 
-use herald_api::NotificationPipeline;
+use crate::credentials::{self, Security};
+use crate::validate::ValidPipeline;
 use herald_api::labels::{self, Component};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -10,11 +11,8 @@ use k8s_openapi::api::core::v1::{
     SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::Resource;
-
-use crate::credentials::{self, Security};
 
 /// The producer's HTTP port (`POST /send`, `/metrics`, probes).
 pub const PRODUCER_PORT: i32 = 8080;
@@ -33,44 +31,6 @@ pub struct Images {
     pub consumer: String,
 }
 
-/// Why a pipeline cannot be turned into objects; each is permanent until the spec changes.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum BuildError {
-    #[error("{0}")]
-    InvalidName(String),
-    #[error("the pipeline has no {0} yet")]
-    MissingMetadata(&'static str),
-    #[error(
-        "spec.kafka.properties.{key}: values may not contain a comma (the services read the properties as a comma-separated list)"
-    )]
-    CommaInProperty { key: String },
-    #[error("spec.kafka.properties.{key} is set by spec.kafka.tls and spec.kafka.authentication; remove it")]
-    SecurityProperty { key: String },
-    #[error(
-        "Strimzi writes the KafkaUser Secrets and the cluster CA into namespace {cluster}, and a pod can only mount Secrets of its own namespace: create the pipeline in {cluster}, or copy the Secrets here and name them in spec.kafka.authentication.producerSecretName, consumerSecretName and spec.kafka.tls.caSecretRef"
-    )]
-    CredentialsInOtherNamespace { cluster: String },
-    #[error(
-        "spec.kafka.authentication without producerSecretName and consumerSecretName needs Strimzi's KafkaUser API (kafka.strimzi.io), which this cluster does not serve"
-    )]
-    NoKafkaUserApi,
-}
-
-/// The Kafka topic name: `spec.topic.name`, else the pipeline's name.
-pub fn topic_name(pipeline: &NotificationPipeline) -> String {
-    pipeline.spec.topic.name.clone().unwrap_or_else(|| pipeline.metadata.name.clone().unwrap_or_default())
-}
-
-/// The consumer group: `spec.consumer.groupId`, else `<name>-consumers`.
-pub fn group_id(pipeline: &NotificationPipeline) -> String {
-    pipeline
-        .spec
-        .consumer
-        .group_id
-        .clone()
-        .unwrap_or_else(|| format!("{}-consumers", pipeline.metadata.name.as_deref().unwrap_or_default()))
-}
-
 /// The objects of one pipeline, in the order they are applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Children {
@@ -83,42 +43,23 @@ pub struct Children {
 }
 
 /// Builds every child of `pipeline`, with `consumers` consumer replicas (from [`crate::scaling`]).
-pub fn children(pipeline: &NotificationPipeline, images: &Images, consumers: i32) -> Result<Children, BuildError> {
-    let name = pipeline.metadata.name.as_deref().ok_or(BuildError::MissingMetadata("name"))?;
-    if let Some(problem) = labels::pipeline_name_problem(name) {
-        return Err(BuildError::InvalidName(problem));
+pub fn children(pipeline: &ValidPipeline, images: &Images, consumers: i32) -> Children {
+    Children {
+        producer_deployment: producer_deployment(pipeline, images),
+        producer_service: service(pipeline, Component::Producer, PRODUCER_PORT, false),
+        consumer_deployment: consumer_deployment(pipeline, images, consumers),
+        consumer_service: service(pipeline, Component::Consumer, CONSUMER_PORT, false),
+        consumer_headless_service: service(pipeline, Component::Consumer, CONSUMER_PORT, true),
+        consumer_pdb: consumer_pdb(pipeline),
     }
-    let owner = pipeline.controller_owner_ref(&()).ok_or(BuildError::MissingMetadata("uid"))?;
-    if pipeline.metadata.namespace.is_none() {
-        return Err(BuildError::MissingMetadata("namespace"));
-    }
-    credentials::validate(pipeline)?;
-    let kafka_properties = kafka_properties(pipeline)?;
-    Ok(Children {
-        producer_deployment: producer_deployment(pipeline, name, &owner, images, &kafka_properties),
-        producer_service: service(pipeline, name, &owner, Component::Producer, PRODUCER_PORT, false),
-        consumer_deployment: consumer_deployment(pipeline, name, &owner, images, &kafka_properties, consumers),
-        consumer_service: service(pipeline, name, &owner, Component::Consumer, CONSUMER_PORT, false),
-        consumer_headless_service: service(pipeline, name, &owner, Component::Consumer, CONSUMER_PORT, true),
-        consumer_pdb: consumer_pdb(pipeline, name, &owner),
-    })
 }
 
-fn kafka_properties(pipeline: &NotificationPipeline) -> Result<Vec<(String, String)>, BuildError> {
-    let props = &pipeline.spec.kafka.properties;
-    if let Some((key, _)) = props.iter().find(|(_, v)| v.contains(',')) {
-        return Err(BuildError::CommaInProperty { key: key.clone() });
-    }
-    Ok(props.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-}
-
-fn meta(pipeline: &NotificationPipeline, name: String, owner: &OwnerReference, component: Component) -> ObjectMeta {
-    let pipeline_name = pipeline.metadata.name.as_deref().unwrap_or_default();
+fn meta(pipeline: &ValidPipeline, name: String, component: Component) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
-        namespace: pipeline.metadata.namespace.clone(),
-        labels: Some(labels::labels(pipeline_name, component)),
-        owner_references: Some(vec![owner.clone()]),
+        namespace: Some(pipeline.namespace.clone()),
+        labels: Some(labels::labels(&pipeline.name, component)),
+        owner_references: Some(vec![pipeline.owner.clone()]),
         ..ObjectMeta::default()
     }
 }
@@ -176,7 +117,8 @@ struct Workload {
     replicas: i32,
 }
 
-fn deployment(pipeline: &NotificationPipeline, name: &str, owner: &OwnerReference, w: Workload) -> Deployment {
+fn deployment(pipeline: &ValidPipeline, w: Workload) -> Deployment {
+    let name = pipeline.name.as_str();
     let container = Container {
         name: w.component.as_str().to_string(),
         image: Some(w.image),
@@ -198,7 +140,7 @@ fn deployment(pipeline: &NotificationPipeline, name: &str, owner: &OwnerReferenc
     };
     let selector = labels::selector(name, w.component);
     Deployment {
-        metadata: meta(pipeline, labels::child_name(name, w.component), owner, w.component),
+        metadata: meta(pipeline, labels::child_name(name, w.component), w.component),
         spec: Some(DeploymentSpec {
             replicas: Some(w.replicas),
             selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
@@ -222,20 +164,15 @@ fn deployment(pipeline: &NotificationPipeline, name: &str, owner: &OwnerReferenc
 
 /// The env every pod gets, with `security` (its role's Kafka credentials) added to the
 /// properties and env.
-fn common_env(
-    pipeline: &NotificationPipeline,
-    port: i32,
-    kafka_properties: &[(String, String)],
-    security: &Security,
-) -> Vec<EnvVar> {
+fn common_env(pipeline: &ValidPipeline, port: i32, security: &Security) -> Vec<EnvVar> {
     let mut env_vars = vec![
-        env("KAFKA_BOOTSTRAP_SERVERS", pipeline.spec.kafka.bootstrap_servers.clone()),
-        env("HERALD_TOPIC", topic_name(pipeline)),
+        env("KAFKA_BOOTSTRAP_SERVERS", pipeline.spec().kafka.bootstrap_servers.clone()),
+        env("HERALD_TOPIC", pipeline.topic.clone()),
         env("HERALD_LISTEN", format!("0.0.0.0:{port}")),
         env("HERALD_LOG_FORMAT", "json"),
     ];
     let properties: Vec<String> =
-        kafka_properties.iter().chain(&security.properties).map(|(k, v)| format!("{k}={v}")).collect();
+        pipeline.kafka_properties.iter().chain(&security.properties).map(|(k, v)| format!("{k}={v}")).collect();
     if !properties.is_empty() {
         env_vars.push(env("HERALD_KAFKA_PROPERTIES", properties.join(",")));
     }
@@ -243,16 +180,10 @@ fn common_env(
     env_vars
 }
 
-fn producer_deployment(
-    pipeline: &NotificationPipeline,
-    name: &str,
-    owner: &OwnerReference,
-    images: &Images,
-    kafka_properties: &[(String, String)],
-) -> Deployment {
-    let spec = &pipeline.spec.producer;
-    let security = credentials::security(pipeline, Component::Producer);
-    let mut env_vars = common_env(pipeline, PRODUCER_PORT, kafka_properties, &security);
+fn producer_deployment(pipeline: &ValidPipeline, images: &Images) -> Deployment {
+    let spec = &pipeline.spec().producer;
+    let security = credentials::security(&pipeline.pipeline, Component::Producer);
+    let mut env_vars = common_env(pipeline, PRODUCER_PORT, &security);
     let mut volumes = security.volumes;
     let mut mounts = security.mounts;
     if let Some(secret) = &spec.auth_token_secret_ref {
@@ -298,8 +229,6 @@ fn producer_deployment(
     }
     deployment(
         pipeline,
-        name,
-        owner,
         Workload {
             component: Component::Producer,
             image: spec.image.clone().unwrap_or_else(|| images.producer.clone()),
@@ -313,18 +242,11 @@ fn producer_deployment(
     )
 }
 
-fn consumer_deployment(
-    pipeline: &NotificationPipeline,
-    name: &str,
-    owner: &OwnerReference,
-    images: &Images,
-    kafka_properties: &[(String, String)],
-    replicas: i32,
-) -> Deployment {
-    let spec = &pipeline.spec.consumer;
-    let security = credentials::security(pipeline, Component::Consumer);
-    let mut env_vars = common_env(pipeline, CONSUMER_PORT, kafka_properties, &security);
-    env_vars.push(env("HERALD_GROUP_ID", group_id(pipeline)));
+fn consumer_deployment(pipeline: &ValidPipeline, images: &Images, replicas: i32) -> Deployment {
+    let spec = &pipeline.spec().consumer;
+    let security = credentials::security(&pipeline.pipeline, Component::Consumer);
+    let mut env_vars = common_env(pipeline, CONSUMER_PORT, &security);
+    env_vars.push(env("HERALD_GROUP_ID", pipeline.group.clone()));
     env_vars.push(env("HERALD_MAX_PER_USER", spec.max_notifications_per_user.to_string()));
     // Any consumer answers for any user: it finds the others through the headless Service
     // (which lists pods before they are ready) and tells them its pod IP.
@@ -337,15 +259,16 @@ fn consumer_deployment(
         ..EnvVar::default()
     });
     env_vars.push(env("HERALD_ADVERTISE_URL", format!("http://$(POD_IP):{CONSUMER_PORT}")));
-    let namespace = pipeline.metadata.namespace.as_deref().unwrap_or_default();
     env_vars.push(env(
         "HERALD_PEERS",
-        format!("{}-headless.{namespace}.svc:{CONSUMER_PORT}", labels::child_name(name, Component::Consumer)),
+        format!(
+            "{}-headless.{}.svc:{CONSUMER_PORT}",
+            labels::child_name(&pipeline.name, Component::Consumer),
+            pipeline.namespace
+        ),
     ));
     deployment(
         pipeline,
-        name,
-        owner,
         Workload {
             component: Component::Consumer,
             image: spec.image.clone().unwrap_or_else(|| images.consumer.clone()),
@@ -359,20 +282,14 @@ fn consumer_deployment(
     )
 }
 
-fn service(
-    pipeline: &NotificationPipeline,
-    name: &str,
-    owner: &OwnerReference,
-    component: Component,
-    port: i32,
-    headless: bool,
-) -> Service {
+fn service(pipeline: &ValidPipeline, component: Component, port: i32, headless: bool) -> Service {
+    let name = pipeline.name.as_str();
     let mut service_name = labels::child_name(name, component);
     if headless {
         service_name.push_str("-headless");
     }
     Service {
-        metadata: meta(pipeline, service_name, owner, component),
+        metadata: meta(pipeline, service_name, component),
         spec: Some(ServiceSpec {
             selector: Some(labels::selector(name, component)),
             ports: Some(vec![ServicePort {
@@ -391,9 +308,10 @@ fn service(
     }
 }
 
-fn consumer_pdb(pipeline: &NotificationPipeline, name: &str, owner: &OwnerReference) -> PodDisruptionBudget {
+fn consumer_pdb(pipeline: &ValidPipeline) -> PodDisruptionBudget {
+    let name = pipeline.name.as_str();
     PodDisruptionBudget {
-        metadata: meta(pipeline, labels::child_name(name, Component::Consumer), owner, Component::Consumer),
+        metadata: meta(pipeline, labels::child_name(name, Component::Consumer), Component::Consumer),
         spec: Some(PodDisruptionBudgetSpec {
             // One consumer at a time: each eviction is a rebalance.
             max_unavailable: Some(IntOrString::Int(1)),

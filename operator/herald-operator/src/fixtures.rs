@@ -5,10 +5,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use herald_api::NotificationPipeline;
+use futures::future::BoxFuture;
+use herald_api::{KafkaSpec, NotificationPipeline};
+pub use herald_fake_apiserver::FakeApiServer;
 use serde::Deserialize;
+
+use crate::controller::{Context, Settings};
+use crate::desired::Images;
+use crate::metrics::OperatorMetrics;
+use crate::prober::{LagSource, LagTarget, Prober};
+use crate::run::RunArgs;
+use crate::topic::{Ensured, LagReport, TopicError, Topics, WantedTopic};
+use crate::validate::{AllowedNamespaces, TenancyPolicy, TopicNamePolicy};
 
 /// The uid the API server would have given the fixtures' pipelines.
 pub const UID: &str = "00000000-0000-0000-0000-000000000000";
@@ -127,4 +141,153 @@ pub fn security_variants() -> Vec<(String, NotificationPipeline)> {
         }
     }
     variants
+}
+
+/// Kafka as the tests want it: topics exist (or are created) with a partition count; `Admin`
+/// creations are remembered.
+#[derive(Clone, Default)]
+pub struct FakeTopics {
+    /// Partitions of every existing topic; `None`: no topic exists.
+    pub partitions: Arc<Mutex<Option<i32>>>,
+    /// Topics created through `ensure`.
+    pub created: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeTopics {
+    /// Every topic exists with `partitions` partitions.
+    pub fn existing(partitions: i32) -> Self {
+        Self { partitions: Arc::new(Mutex::new(Some(partitions))), created: Default::default() }
+    }
+
+    /// No topic exists (until `ensure` creates it).
+    pub fn none() -> Self {
+        Self::default()
+    }
+}
+
+impl Topics for FakeTopics {
+    async fn ensure(&self, _: &KafkaSpec, wanted: &WantedTopic) -> Result<Ensured, TopicError> {
+        let created = self.created.lock().unwrap();
+        let existing = *self.partitions.lock().unwrap();
+        Ok(match existing {
+            Some(partitions) => Ensured::Exists { partitions },
+            None if created.contains(&wanted.name) => Ensured::Exists { partitions: wanted.partitions },
+            None => {
+                drop(created);
+                self.created.lock().unwrap().push(wanted.name.clone());
+                Ensured::Created { partitions: wanted.partitions }
+            }
+        })
+    }
+
+    async fn partitions(&self, _: &KafkaSpec, topic: &str) -> Result<Option<i32>, TopicError> {
+        Ok(self
+            .partitions
+            .lock()
+            .unwrap()
+            .or_else(|| self.created.lock().unwrap().contains(&topic.to_string()).then_some(6)))
+    }
+}
+
+/// A lag source whose lag is set by the test (spread over six partitions, all on partition 0),
+/// or changes on every probe; counts probes; can be made to fail.
+#[derive(Clone, Default)]
+pub struct FakeLag {
+    /// The total lag the next probe reports.
+    pub lag: Arc<AtomicI64>,
+    /// Added to the lag after each probe (a lag that changes on every probe).
+    pub step: Arc<AtomicI64>,
+    /// Probes answered (one per pipeline per round).
+    pub probes: Arc<AtomicU64>,
+    pub failing: Arc<AtomicBool>,
+}
+
+impl FakeLag {
+    /// A lag of `lag`, fixed.
+    pub fn fixed(lag: i64) -> Self {
+        let f = Self::default();
+        f.lag.store(lag, Ordering::SeqCst);
+        f
+    }
+
+    /// A lag that grows by `step` on every probe.
+    pub fn changing(step: i64) -> Self {
+        let f = Self::default();
+        f.step.store(step, Ordering::SeqCst);
+        f
+    }
+}
+
+impl LagSource for FakeLag {
+    fn probe<'a>(
+        &'a self,
+        _: &'a KafkaSpec,
+        targets: &'a [LagTarget],
+    ) -> BoxFuture<'a, Vec<Result<Option<LagReport>, TopicError>>> {
+        Box::pin(async move {
+            targets
+                .iter()
+                .map(|_| {
+                    self.probes.fetch_add(1, Ordering::SeqCst);
+                    if self.failing.load(Ordering::SeqCst) {
+                        return Err(TopicError::Credentials("the fake cluster is down".into()));
+                    }
+                    let lag = self.lag.fetch_add(self.step.load(Ordering::SeqCst), Ordering::SeqCst);
+                    let per_partition = (0..6).map(|p| (p, if p == 0 { lag } else { 0 })).collect();
+                    Ok(Some(LagReport { partitions: 6, per_partition }))
+                })
+                .collect()
+        })
+    }
+
+    fn retain(&self, _: &[String]) {}
+}
+
+/// The operator's settings in tests: test images, a 15 s sync period, a 10 min cleanup timeout,
+/// the default tenancy policy.
+pub fn settings() -> Settings {
+    Settings {
+        images: Images { producer: "herald/producer:1".into(), consumer: "herald/consumer:1".into() },
+        sync_period: Duration::from_secs(15),
+        cleanup_timeout: Duration::from_secs(600),
+        policy: TenancyPolicy::default(),
+    }
+}
+
+/// A reconcile context on `server` with `topics` and a prober over `lag` (not running: probe
+/// with [`Prober::probe_now`]); its metrics registered in the returned registry.
+pub fn context<T: Topics>(
+    server: &FakeApiServer,
+    topics: T,
+    lag: impl LagSource,
+    settings: Settings,
+) -> (Arc<Context<T>>, Arc<Prober>, prometheus::Registry) {
+    let client = server.client();
+    let registry = prometheus::Registry::new();
+    let metrics = OperatorMetrics::register(&registry).expect("metrics");
+    let (prober, _first) = Prober::new(lag, settings.sync_period, None);
+    let reporter = kube::runtime::events::Reporter { controller: "herald-operator".into(), instance: None };
+    let recorder = kube::runtime::events::Recorder::new(client.clone(), reporter);
+    let ctx = Context::new(client, recorder, settings, topics, prober.clone(), metrics);
+    (Arc::new(ctx), prober, registry)
+}
+
+/// `herald-operator run` flags for tests: metrics on an ephemeral loopback port, `sync_period`,
+/// no leader election.
+pub fn run_args(sync_period: Duration) -> RunArgs {
+    RunArgs {
+        watch_namespace: None,
+        metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        producer_image: "herald/producer:1".into(),
+        consumer_image: "herald/consumer:1".into(),
+        leader_elect: false,
+        lease_namespace: "herald-system".into(),
+        identity: "herald-operator-test".into(),
+        sync_period,
+        kafka_timeout: Duration::from_secs(5),
+        cleanup_timeout: Duration::from_secs(600),
+        allowed_cluster_namespaces: AllowedNamespaces::Any,
+        topic_name_policy: TopicNamePolicy::Any,
+        concurrency: 16,
+    }
 }

@@ -1,23 +1,29 @@
 //! Herald's control plane: reconciles `NotificationPipeline`s into producer and consumer
 //! Deployments, Services and the topic.
 //!
-//! - [`desired`]: the children of a pipeline (pure builders);
-//! - [`credentials`]: TLS and per-role Kafka credentials of the pods (pure);
-//! - [`status`]: the status and conditions (pure);
-//! - [`strimzi`] and [`topic`]: the topic as a Strimzi KafkaTopic or directly in Kafka;
-//! - [`controller`]: the reconcile itself.
+//! - [`validate`]: every spec check and the tenancy policy, once, into a [`validate::ValidPipeline`];
+//! - [`desired`], [`credentials`], [`strimzi`]: the objects (pure builders);
+//! - [`status`], [`scaling`]: the status and the consumer count (pure);
+//! - [`controller`]: the reconcile, step by step;
+//! - [`prober`] and [`kafka`]: the background lag prober and its Kafka client;
+//! - [`topic`]: topics created or checked with the Kafka Admin API;
+//! - [`leader`], [`run`]: leader election and `herald-operator run`.
 
 pub mod controller;
 pub mod credentials;
 pub mod desired;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
+pub mod kafka;
 pub mod leader;
 pub mod metrics;
+pub mod names;
+pub mod prober;
 pub mod run;
 pub mod scaling;
 pub mod status;
 pub mod strimzi;
 pub mod topic;
+pub mod validate;
 
 pub use controller::Error;

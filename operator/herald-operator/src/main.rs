@@ -15,7 +15,7 @@ enum Command {
     /// Reconcile NotificationPipelines until SIGTERM.
     Run {
         #[command(flatten)]
-        args: RunArgs,
+        args: Box<RunArgs>,
         #[command(flatten)]
         log: LogArgs,
     },
@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Crd => print!("{}", herald_api::crd_yaml()),
         Command::Run { args, log } => {
             herald_kit::telemetry::init(log.log_format);
-            run(args, herald_kit::shutdown::on_signal()).await?;
+            run(*args, herald_kit::shutdown::on_signal()).await?;
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! The operator's Prometheus metrics. Per-pipeline series are labelled by namespace and name
 //! (bounded by the number of resources) and removed when a pipeline goes away.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct OperatorMetrics {
@@ -13,6 +13,12 @@ pub struct OperatorMetrics {
     pub consumer_desired_replicas: IntGaugeVec,
     pub consumer_lag: IntGaugeVec,
     pub scale_events: IntCounterVec,
+    /// Failed reconciles requeued with backoff.
+    pub retries: IntCounter,
+    /// Status writes (a status is written only when it changed).
+    pub status_writes: IntCounter,
+    /// Lag probes, by outcome.
+    pub probes: IntCounterVec,
 }
 
 impl OperatorMetrics {
@@ -57,7 +63,25 @@ impl OperatorMetrics {
                 Opts::new("herald_operator_scale_events_total", "Consumer count changes, by direction (up or down)."),
                 &["direction"],
             )?,
+            retries: IntCounter::new(
+                "herald_operator_reconcile_retries_total",
+                "Failed reconciles requeued with per-pipeline exponential backoff (1 s doubling to 5 min).",
+            )?,
+            status_writes: IntCounter::new(
+                "herald_operator_status_writes_total",
+                "Pipeline status writes; a status is written only when it changed.",
+            )?,
+            probes: IntCounterVec::new(
+                Opts::new(
+                    "herald_operator_lag_probes_total",
+                    "Lag probes of pipelines by the background prober, by outcome: ok, error or missing (no topic).",
+                ),
+                &["outcome"],
+            )?,
         };
+        registry.register(Box::new(m.retries.clone()))?;
+        registry.register(Box::new(m.status_writes.clone()))?;
+        registry.register(Box::new(m.probes.clone()))?;
         registry.register(Box::new(m.reconciliations.clone()))?;
         registry.register(Box::new(m.consumer_lag.clone()))?;
         registry.register(Box::new(m.scale_events.clone()))?;

@@ -1,5 +1,13 @@
-//! `herald-operator run`: the controller, its metrics endpoint and leader election.
+//! `herald-operator run`: the controller, the lag prober, the metrics endpoint and leader
+//! election.
+//!
+//! The controller reconciles a pipeline when its spec changes (a generation predicate: status
+//! writes, including the operator's own, never trigger one), when it is being deleted, when
+//! [`RECONCILE_REQUEST`] changes, when one of its children changes, when its first lag reading
+//! arrives, and once per sync period (which drives lag-based scaling from the prober's latest
+//! reading).
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,17 +20,24 @@ use herald_kit::http::{HttpMetrics, ReadyCheck, with_operational_routes};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::runtime::Controller;
+use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher::Config as WatcherConfig;
-use kube::{Api, Client};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::watcher::{self, Config as WatcherConfig};
+use kube::runtime::{Controller, WatchStreamExt, metadata_watcher};
+use kube::{Api, Client, Resource, ResourceExt};
 use prometheus::Registry;
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{Context, KafkaTopics, error_policy, reconcile};
+use crate::controller::{ChildIndex, Context, RECONCILE_REQUEST, Settings, error_policy, reconcile};
 use crate::desired::Images;
+use crate::kafka::KafkaLag;
 use crate::leader::{KubeLeases, LeaderElector, Timings};
 use crate::metrics::OperatorMetrics;
+use crate::prober::{LagSource, ProbeMetrics, Prober};
+use crate::topic::{KafkaTopics, Topics};
+use crate::validate::{AllowedNamespaces, TenancyPolicy, TopicNamePolicy};
 
 const DEFAULT_IMAGE: &str = concat!("ghcr.io/herald-dev/herald:", env!("CARGO_PKG_VERSION"));
 
@@ -53,9 +68,24 @@ pub struct RunArgs {
     /// How often each pipeline is reconciled and its lag probed when nothing else changes.
     #[arg(long, env = "HERALD_SYNC_PERIOD", default_value = "15s", value_parser = parse_duration)]
     pub sync_period: Duration,
-    /// How long Kafka admin requests (topic creation, metadata, offsets) may take.
+    /// How long Kafka requests (topic creation, metadata, offsets) may take.
     #[arg(long, env = "HERALD_KAFKA_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub kafka_timeout: Duration,
+    /// How long a failing cleanup of a deleted pipeline (deleting its KafkaTopic) is retried
+    /// before its finalizer is released anyway, with a Warning Event.
+    #[arg(long, env = "HERALD_CLEANUP_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub cleanup_timeout: Duration,
+    /// Namespaces whose Strimzi clusters pipelines may use (`spec.kafka.clusterRef`),
+    /// comma-separated, or `*` for any.
+    #[arg(long, env = "HERALD_ALLOWED_CLUSTER_NAMESPACES", default_value = "*", value_parser = AllowedNamespaces::parse)]
+    pub allowed_cluster_namespaces: AllowedNamespaces,
+    /// `any`, or `namespace-prefix`: topic names and consumer group ids must start with
+    /// `<namespace>.` or `<namespace>-`.
+    #[arg(long, env = "HERALD_TOPIC_NAME_POLICY", value_enum, default_value_t = TopicNamePolicy::Any)]
+    pub topic_name_policy: TopicNamePolicy,
+    /// Reconciles running at once.
+    #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
 }
 
 /// What can stop the operator, by step.
@@ -73,9 +103,64 @@ pub enum RunError {
 
 const LEASE: &str = "herald-operator";
 
+/// Runs against the cluster of the ambient kubeconfig or service account, with real Kafka clients.
 pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::Client)?;
-    let registry = Registry::new();
+    let topics = KafkaTopics::new(args.kafka_timeout);
+    let lag = KafkaLag::new(args.kafka_timeout);
+    run_with(client, topics, lag, &args, Registry::new(), shutdown).await
+}
+
+/// Reconciles when the generation changes, on deletion, and on an explicit request — never for a
+/// status write or a label.
+fn pipeline_predicate(p: &NotificationPipeline) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    p.metadata.generation.hash(&mut h);
+    p.metadata.deletion_timestamp.is_some().hash(&mut h);
+    p.annotations().get(RECONCILE_REQUEST).hash(&mut h);
+    Some(h.finish())
+}
+
+/// A metadata-only watch of a child kind (labelled as Herald's), followed by `index` for the
+/// ownership check and feeding the controller.
+fn children<K>(
+    api: Api<K>,
+    kind: &'static str,
+    index: Arc<ChildIndex>,
+) -> impl futures::Stream<Item = Result<kube::core::PartialObjectMeta<K>, watcher::Error>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let owned = WatcherConfig::default().labels("app.kubernetes.io/managed-by=herald-operator");
+    metadata_watcher(api, owned)
+        .default_backoff()
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.observe(kind, event);
+            }
+        })
+        .touched_objects()
+}
+
+fn apis<K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Api<K> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the operator on `client` with the given Kafka clients, its metrics in `registry`.
+pub async fn run_with<T: Topics, L: LagSource>(
+    client: Client,
+    topics: T,
+    lag: L,
+    args: &RunArgs,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let http = HttpMetrics::register(&registry)?;
     let metrics = OperatorMetrics::register(&registry)?;
     let leading = Arc::new(AtomicBool::new(!args.leader_elect));
@@ -123,37 +208,92 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunEr
         }));
     }
 
-    let pipelines: Api<NotificationPipeline> = match &args.watch_namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let (deployments, services, pdbs): (Api<Deployment>, Api<Service>, Api<PodDisruptionBudget>) =
-        match &args.watch_namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
-        };
+    let namespace = args.watch_namespace.as_deref();
+    let (prober, first_readings) =
+        Prober::new(lag, args.sync_period, Some(ProbeMetrics { probes: metrics.probes.clone() }));
+    let prober_task = tokio::spawn(prober.clone().run(renew_stop.clone()));
+    let index = Arc::new(ChildIndex::default());
+    let deployment_events = children::<Deployment>(apis(&client, namespace), "Deployment", index.clone());
+    let service_events = children::<Service>(apis(&client, namespace), "Service", index.clone());
+    let pdb_events = children::<PodDisruptionBudget>(apis(&client, namespace), "PodDisruptionBudget", index.clone());
     let reporter = Reporter { controller: "herald-operator".into(), instance: Some(args.identity.clone()) };
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        client,
+    let settings = Settings {
         images: Images { producer: args.producer_image.clone(), consumer: args.consumer_image.clone() },
-        topics: KafkaTopics::new(args.kafka_timeout),
-        metrics,
         sync_period: args.sync_period,
-        clock: crate::controller::system_clock(),
-        scaling: Default::default(),
-    });
-    tracing::info!(namespace = args.watch_namespace.as_deref().unwrap_or("<all>"), "operator started");
-    let owned = WatcherConfig::default().labels("app.kubernetes.io/managed-by=herald-operator");
+        cleanup_timeout: args.cleanup_timeout,
+        policy: TenancyPolicy {
+            cluster_namespaces: args.allowed_cluster_namespaces.clone(),
+            topic_names: args.topic_name_policy,
+        },
+    };
+    let mut ctx = Context::new(
+        client.clone(),
+        Recorder::new(client.clone(), reporter),
+        settings,
+        topics,
+        prober.clone(),
+        metrics,
+    );
+    ctx.children = Some(index);
+    let ctx = Arc::new(ctx);
+
+    let (pipelines, writer) = reflector::store();
+    let pipeline_events = watcher::watcher(apis::<NotificationPipeline>(&client, namespace), WatcherConfig::default())
+        .default_backoff()
+        // Nothing reads a pipeline's managed fields or annotations (kubectl's
+        // last-applied-configuration alone doubles a pipeline's size), but the reconcile request.
+        .modify(|p| {
+            let meta = p.meta_mut();
+            meta.managed_fields = None;
+            if let Some(annotations) = meta.annotations.as_mut() {
+                annotations.retain(|k, _| k == RECONCILE_REQUEST);
+            }
+        })
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(pipeline_predicate, Default::default());
+    let first_readings =
+        tokio_stream::wrappers::UnboundedReceiverStream::new(first_readings).filter_map(|key| async move {
+            let (ns, name) = key.split_once('/')?;
+            Some(ObjectRef::<NotificationPipeline>::new(name).within(ns))
+        });
+    // Pipelines deleted without a finalizer are never reconciled again: forget them here.
+    let sweeper = {
+        let (ctx, pipelines, stop, period) = (ctx.clone(), pipelines.clone(), renew_stop.clone(), args.sync_period);
+        tokio::spawn(async move {
+            // An empty store means "no pipelines" only once it was filled.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                ready = pipelines.wait_until_ready() => if ready.is_err() { return },
+            }
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(period) => {}
+                }
+                for key in ctx.prober.keys() {
+                    let Some((ns, name)) = key.split_once('/') else { continue };
+                    if pipelines.get(&ObjectRef::new(name).within(ns)).is_none() {
+                        ctx.forget(ns, name);
+                    }
+                }
+            }
+        })
+    };
+    tracing::info!(namespace = namespace.unwrap_or("<all>"), "operator started");
     let (stop, stop_leading) = (shutdown.clone(), controller_stop.clone());
-    Controller::new(pipelines, WatcherConfig::default())
-        .owns(deployments, owned.clone())
-        .owns(services, owned.clone())
-        .owns(pdbs, owned)
+    Controller::for_stream(pipeline_events, pipelines)
+        .owns_stream(deployment_events)
+        .owns_stream(service_events)
+        .owns_stream(pdb_events)
+        .reconcile_on(first_readings)
+        // Bursts of triggers for one pipeline (its children created or rolling) become one
+        // reconcile: a debounce of a thirtieth of the sync period, at most 100 ms.
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(args.concurrency)
+                .debounce((args.sync_period / 30).min(Duration::from_millis(100))),
+        )
         .graceful_shutdown_on(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
@@ -168,6 +308,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> Result<(), RunEr
         })
         .await;
     renew_stop.cancel();
+    let _ = tokio::join!(prober_task, sweeper);
     let kept = match renewal {
         Some(renewal) => renewal.await.unwrap_or(false),
         None => true,

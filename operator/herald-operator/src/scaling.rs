@@ -45,7 +45,9 @@ pub struct Decision {
 /// What the rule remembers between decisions for one pipeline.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
-    /// Recent (time, wanted count) within the stabilization window.
+    /// The candidates for the highest count wanted within the stabilization window: (time,
+    /// wanted), times ascending and counts strictly descending (a sliding-window maximum, so a
+    /// pipeline keeps a few entries however often it is reconciled).
     wanted: VecDeque<(Timestamp, i32)>,
     /// Since when demand has exceeded the partitions.
     over_since: Option<Timestamp>,
@@ -93,11 +95,14 @@ pub fn decide(
 
     // Stabilization: remember what was wanted within the window; scale down only to its maximum.
     let window = SignedDuration::try_from(policy.stabilization).unwrap_or(SignedDuration::ZERO);
+    while history.wanted.back().is_some_and(|(_, w)| *w <= wanted) {
+        history.wanted.pop_back();
+    }
     history.wanted.push_back((now, wanted));
     while history.wanted.front().is_some_and(|(t, _)| now.duration_since(*t) > window) {
         history.wanted.pop_front();
     }
-    let highest_in_window = history.wanted.iter().map(|(_, w)| *w).max().unwrap_or(wanted);
+    let highest_in_window = history.wanted.front().map_or(wanted, |(_, w)| *w);
     let current = current.unwrap_or(0);
     let replicas = if wanted >= current {
         wanted
@@ -206,6 +211,7 @@ mod tests {
         }
         assert_eq!(current, 5);
         assert!(changes <= 2, "{changes} scale changes for a steady noisy load");
+        assert!(h.wanted.len() <= 2, "the history stays small: {} entries", h.wanted.len());
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct TopicState {
     pub ready: bool,
     pub reason: String,
     pub message: String,
+    /// The operator created the topic for this pipeline (`Admin`).
+    pub created: bool,
 }
 
 /// A condition of this generation; `lastTransitionTime` is fixed up by [`merge_conditions`].
@@ -211,7 +213,7 @@ pub fn compute(
     NotificationPipelineStatus {
         observed_generation: generation,
         conditions: merge_conditions(&previous_status.conditions, conditions),
-        topic: Some(TopicStatus { name: topic.name.clone(), partitions: topic.partitions }),
+        topic: Some(TopicStatus { name: topic.name.clone(), partitions: topic.partitions, created: topic.created }),
         producer: Some(ProducerStatus { replicas: producer_replicas, ready_replicas: producer_ready }),
         consumer: Some(ConsumerStatus {
             replicas: consumer_replicas,
@@ -225,8 +227,9 @@ pub fn compute(
     }
 }
 
-/// A pipeline that cannot be built: `Ready=False` with the reason, everything else kept.
-pub fn invalid(pipeline: &NotificationPipeline, reason: &str, message: &str, now: &Time) -> NotificationPipelineStatus {
+/// A pipeline that cannot be reconciled as it is: `Ready=False` with the reason, everything else
+/// kept.
+pub fn refused(pipeline: &NotificationPipeline, reason: &str, message: &str, now: &Time) -> NotificationPipelineStatus {
     let previous = pipeline.status.clone().unwrap_or_default();
     let generation = pipeline.metadata.generation;
     let mut conditions: Vec<Condition> = previous.conditions.iter().filter(|c| c.type_ != READY).cloned().collect();

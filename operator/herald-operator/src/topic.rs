@@ -1,16 +1,19 @@
 //! The topic in Kafka itself, for `Admin` (the operator creates it) and `External` (it must
-//! exist) management: read its partition count from metadata, create it when missing.
+//! exist) management: read its partition count from metadata, create it when missing. And what
+//! a lag reading is (the lag itself is read by [`crate::kafka`]).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use herald_api::KafkaSpec;
+
+use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// What a pipeline asks of its topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +52,8 @@ pub enum TopicError {
     Create { topic: String, code: RDKafkaErrorCode },
     #[error("no Kafka credentials for the operator: {0}")]
     Credentials(String),
+    #[error("reading the lag: {0}")]
+    Probe(crate::kafka::ProbeError),
 }
 
 impl TopicError {
@@ -59,6 +64,7 @@ impl TopicError {
             TopicError::Unreachable(_) => true,
             // Strimzi writes a new KafkaUser's Secret a moment after the user is created.
             TopicError::Credentials(_) => true,
+            TopicError::Probe(e) => !matches!(e, crate::kafka::ProbeError::Unsupported(_)),
             TopicError::Create { code, .. } => !matches!(
                 code,
                 RDKafkaErrorCode::InvalidTopic
@@ -100,7 +106,6 @@ pub fn partition_lag(log_start: i64, log_end: i64, committed: Option<i64>) -> i6
 /// A Kafka admin client bound to one cluster.
 pub struct TopicAdmin {
     admin: Arc<AdminClient<DefaultClientContext>>,
-    config: ClientConfig,
     timeout: Duration,
 }
 
@@ -119,7 +124,7 @@ impl TopicAdmin {
         // A metadata request must never create the topic with the broker's defaults.
         config.set("allow.auto.create.topics", "false");
         let admin = config.create().map_err(TopicError::Client)?;
-        Ok(Self { admin: Arc::new(admin), config, timeout })
+        Ok(Self { admin: Arc::new(admin), timeout })
     }
 
     /// The topic's partition count, or `None` when it does not exist.
@@ -135,38 +140,6 @@ impl TopicAdmin {
             .find(|t| t.name() == topic)
             .filter(|t| t.error().is_none() && !t.partitions().is_empty())
             .map(|t| t.partitions().len() as i32))
-    }
-
-    /// The lag of `group` on every partition of `topic`, within the client timeout per request.
-    /// `Ok(None)` when the topic does not exist.
-    pub async fn lag(&self, topic: &str, group: &str) -> Result<Option<LagReport>, TopicError> {
-        let Some(partitions) = self.partitions(topic).await? else { return Ok(None) };
-        let (admin, mut config, timeout, topic, group) =
-            (self.admin.clone(), self.config.clone(), self.timeout, topic.to_string(), group.to_string());
-        tokio::task::spawn_blocking(move || {
-            // A consumer that only asks for the group's committed offsets (OffsetFetch); it never
-            // subscribes, so it never joins the group or triggers a rebalance.
-            config.set("group.id", &group).set("enable.auto.commit", "false");
-            let consumer: BaseConsumer = config.create().map_err(TopicError::Client)?;
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..partitions {
-                tpl.add_partition(&topic, p);
-            }
-            let committed = consumer.committed_offsets(tpl, timeout).map_err(TopicError::Unreachable)?;
-            let mut per_partition = Vec::with_capacity(partitions as usize);
-            for p in 0..partitions {
-                let (start, end) =
-                    admin.inner().fetch_watermarks(&topic, p, timeout).map_err(TopicError::Unreachable)?;
-                let c = committed.find_partition(&topic, p).and_then(|e| match e.offset() {
-                    Offset::Offset(o) if o >= 0 => Some(o),
-                    _ => None,
-                });
-                per_partition.push((p, partition_lag(start, end, c)));
-            }
-            Ok(Some(LagReport { partitions, per_partition }))
-        })
-        .await
-        .map_err(|_| TopicError::Unreachable(KafkaError::Canceled))?
     }
 
     /// Creates the topic when it does not exist; an existing topic is left as it is (a second
@@ -196,9 +169,85 @@ impl TopicAdmin {
     }
 }
 
+/// Reading and creating topics in Kafka (`Admin` and `External` management).
+pub trait Topics: Send + Sync + 'static {
+    fn ensure(
+        &self,
+        kafka: &KafkaSpec,
+        wanted: &WantedTopic,
+    ) -> impl Future<Output = Result<Ensured, TopicError>> + Send;
+    fn partitions(
+        &self,
+        kafka: &KafkaSpec,
+        topic: &str,
+    ) -> impl Future<Output = Result<Option<i32>, TopicError>> + Send;
+}
+
+/// [`Topics`] through the Kafka Admin API of each pipeline's cluster, one client per cluster
+/// and identity, kept across reconciles so that its connections are too; a rotated password or
+/// certificate replaces the client.
+pub struct KafkaTopics {
+    timeout: Duration,
+    admins: Mutex<HashMap<String, CachedAdmin>>,
+}
+
+/// An admin client and every property it was created with.
+struct CachedAdmin {
+    properties: BTreeMap<String, String>,
+    admin: Arc<TopicAdmin>,
+}
+
+impl KafkaTopics {
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout, admins: Default::default() }
+    }
+
+    fn admin(&self, kafka: &KafkaSpec) -> Result<Arc<TopicAdmin>, TopicError> {
+        let key = crate::prober::cluster_key(kafka);
+        let mut admins = self.admins.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(cached) = admins.get(&key)
+            && cached.properties == kafka.properties
+        {
+            return Ok(cached.admin.clone());
+        }
+        let admin = Arc::new(TopicAdmin::new(&kafka.bootstrap_servers, &kafka.properties, self.timeout)?);
+        admins.insert(key, CachedAdmin { properties: kafka.properties.clone(), admin: admin.clone() });
+        Ok(admin)
+    }
+}
+
+impl Topics for KafkaTopics {
+    async fn ensure(&self, kafka: &KafkaSpec, wanted: &WantedTopic) -> Result<Ensured, TopicError> {
+        self.admin(kafka)?.ensure(wanted).await
+    }
+
+    async fn partitions(&self, kafka: &KafkaSpec, topic: &str) -> Result<Option<i32>, TopicError> {
+        self.admin(kafka)?.partitions(topic).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kafka(password: &str) -> KafkaSpec {
+        serde_json::from_value(serde_json::json!({
+            "bootstrapServers": "127.0.0.1:1",
+            "properties": {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": "social-consumer", "sasl.password": password},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn admin_clients_are_reused_and_replaced_when_a_secret_rotates() {
+        let topics = KafkaTopics::new(Duration::from_secs(1));
+        let first = topics.admin(&kafka("one")).unwrap();
+        assert!(Arc::ptr_eq(&first, &topics.admin(&kafka("one")).unwrap()));
+        let rotated = topics.admin(&kafka("two")).unwrap();
+        assert!(!Arc::ptr_eq(&first, &rotated));
+        assert_eq!(topics.admins.lock().unwrap().len(), 1, "the old client is dropped, not kept");
+    }
 
     #[test]
     fn partition_lag_rules() {

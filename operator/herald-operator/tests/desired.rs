@@ -6,7 +6,8 @@
 use herald_api::NotificationPipeline;
 use std::collections::BTreeMap;
 
-use herald_operator::desired::{BuildError, Children, Images, children};
+use herald_operator::desired::{Children, Images, children};
+use herald_operator::validate::{SpecError, TenancyPolicy, ValidPipeline, validate};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 
@@ -42,8 +43,12 @@ fn replicas(d: &Deployment) -> i32 {
     d.spec.as_ref().unwrap().replicas.unwrap()
 }
 
+fn valid(p: &NotificationPipeline) -> ValidPipeline {
+    validate(p, &TenancyPolicy::default()).unwrap()
+}
+
 fn build(p: &NotificationPipeline, consumers: i32) -> Children {
-    children(p, &images(), consumers).unwrap()
+    children(&valid(p), &images(), consumers)
 }
 
 #[test]
@@ -204,12 +209,12 @@ fn pipelines_that_cannot_be_built_say_why() {
     let p =
         mk(serde_json::json!({"kafka": {"bootstrapServers": "k:9092", "properties": {"ssl.cipher.suites": "A,B"}}}));
     assert_eq!(
-        children(&p, &images(), 6).unwrap_err(),
-        BuildError::CommaInProperty { key: "ssl.cipher.suites".into() }
+        validate(&p, &TenancyPolicy::default()).unwrap_err(),
+        SpecError::CommaInProperty { key: "ssl.cipher.suites".into() }
     );
     let mut no_uid = minimal();
     no_uid.metadata.uid = None;
-    assert_eq!(children(&no_uid, &images(), 6).unwrap_err(), BuildError::MissingMetadata("uid"));
+    assert_eq!(validate(&no_uid, &TenancyPolicy::default()).unwrap_err(), SpecError::MissingMetadata("uid"));
 }
 
 fn volumes(d: &Deployment) -> BTreeMap<String, (String, Vec<String>)> {
@@ -293,8 +298,8 @@ fn kafka_security_that_cannot_work_says_why() {
         "clusterRef": {"name": "events", "namespace": "kafka"},
         "authentication": {"type": "scram-sha-512"},
     }}));
-    let err = children(&elsewhere, &images(), 1).unwrap_err();
-    assert_eq!(err, BuildError::CredentialsInOtherNamespace { cluster: "kafka".into() });
+    let err = validate(&elsewhere, &TenancyPolicy::default()).unwrap_err();
+    assert_eq!(err, SpecError::CredentialsInOtherNamespace { cluster: "kafka".into() });
     assert!(err.to_string().contains("copy the Secrets here"), "{err}");
     // With named Secrets and CA in the pipeline's namespace, the cluster may live anywhere.
     let named = mk(serde_json::json!({"kafka": {
@@ -303,7 +308,7 @@ fn kafka_security_that_cannot_work_says_why() {
         "tls": {"caSecretRef": {"name": "events-ca", "key": "ca.crt"}},
         "authentication": {"type": "scram-sha-512", "producerSecretName": "w", "consumerSecretName": "r"},
     }}));
-    assert!(children(&named, &images(), 1).is_ok());
+    assert!(validate(&named, &TenancyPolicy::default()).is_ok());
     // The security properties have one source.
     let twice = mk(serde_json::json!({"kafka": {
         "bootstrapServers": "k:9093",
@@ -312,8 +317,8 @@ fn kafka_security_that_cannot_work_says_why() {
         "properties": {"security.protocol": "PLAINTEXT"},
     }}));
     assert_eq!(
-        children(&twice, &images(), 1).unwrap_err(),
-        BuildError::SecurityProperty { key: "security.protocol".into() }
+        validate(&twice, &TenancyPolicy::default()).unwrap_err(),
+        SpecError::SecurityProperty { key: "security.protocol".into() }
     );
 }
 
@@ -371,7 +376,6 @@ fn label_maps(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
 #[test]
 fn the_longest_valid_name_builds_children_kubernetes_accepts() {
     use herald_operator::strimzi::{GROUP, KIND, USER_KIND, kafka_topic, kafka_users};
-    use kube::Resource;
     use kube::api::{ApiResource, GroupVersionKind};
     let name = format!("a{}9", "b".repeat(herald_api::labels::MAX_PIPELINE_NAME - 2));
     let namespace = "n".repeat(63);
@@ -390,15 +394,14 @@ fn the_longest_valid_name_builds_children_kubernetes_accepts() {
     }
     assert_eq!(c.consumer_headless_service.metadata.name.as_ref().unwrap().len(), 63, "the longest child fits exactly");
     let api = |kind: &str| ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, "v1beta2", kind));
-    let owner = p.controller_owner_ref(&()).unwrap();
     let mut objects: Vec<serde_json::Value> = vec![
         serde_json::to_value(&c.producer_deployment).unwrap(),
         serde_json::to_value(&c.consumer_deployment).unwrap(),
         serde_json::to_value(&c.consumer_pdb).unwrap(),
     ];
     objects.extend(services.iter().map(|s| serde_json::to_value(s).unwrap()));
-    objects.extend(kafka_topic(&p, &api(KIND)).map(|t| serde_json::to_value(t).unwrap()));
-    objects.extend(kafka_users(&p, &api(USER_KIND), &owner).into_iter().map(|u| serde_json::to_value(u).unwrap()));
+    objects.extend(kafka_topic(&valid(&p), &api(KIND)).map(|t| serde_json::to_value(t).unwrap()));
+    objects.extend(kafka_users(&valid(&p), &api(USER_KIND)).into_iter().map(|u| serde_json::to_value(u).unwrap()));
     assert_eq!(objects.len(), 9);
     for o in &objects {
         let n = o["metadata"]["name"].as_str().unwrap();
@@ -420,8 +423,8 @@ fn names_whose_children_kubernetes_would_refuse_are_refused() {
             "apps",
             serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}}),
         );
-        match children(&p, &images(), 1) {
-            Err(BuildError::InvalidName(message)) => assert!(message.contains("metadata.name"), "{message}"),
+        match validate(&p, &TenancyPolicy::default()) {
+            Err(SpecError::InvalidName(message)) => assert!(message.contains("metadata.name"), "{message}"),
             other => panic!("{bad}: {other:?}"),
         }
     }

@@ -8,7 +8,7 @@
 use herald_api::TopicManagement;
 use herald_operator::fixtures::{example_pipelines, repo_root};
 use herald_operator::strimzi::{GROUP, KIND, USER_KIND, kafka_topic, kafka_users};
-use kube::Resource;
+use herald_operator::validate::{TenancyPolicy, validate};
 use kube::api::{ApiResource, GroupVersionKind};
 
 const RENDERED: &str = "tests/packaging/rendered/strimzi-objects.yaml";
@@ -21,12 +21,12 @@ fn render() -> String {
          # and KafkaUsers the operator writes for the pipelines in deploy/examples/; do not edit.\n",
     );
     for (file, pipeline) in example_pipelines() {
-        let owner = pipeline.controller_owner_ref(&()).unwrap();
+        let valid = validate(&pipeline, &TenancyPolicy::default()).unwrap();
         let mut objects = Vec::new();
         if pipeline.spec.topic.management == TopicManagement::Strimzi {
-            objects.extend(kafka_topic(&pipeline, &topics));
+            objects.extend(kafka_topic(&valid, &topics));
         }
-        objects.extend(kafka_users(&pipeline, &users, &owner));
+        objects.extend(kafka_users(&valid, &users));
         for object in objects {
             out.push_str(&format!("---\n# from deploy/examples/{file}\n"));
             out.push_str(&serde_yaml::to_string(&object).unwrap());

@@ -1,0 +1,272 @@
+//! Every check of a pipeline the schema cannot make, once, at the edge: a [`ValidPipeline`]
+//! goes inward and the builders need no further checks.
+
+use std::collections::BTreeSet;
+
+use herald_api::{NotificationPipeline, NotificationPipelineSpec, labels};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+
+use crate::names;
+
+/// librdkafka properties that `tls` and `authentication` own; setting them in
+/// `spec.kafka.properties` as well would make two sources of truth.
+pub const SECURITY_PROPERTIES: &[&str] = &[
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+    "ssl.ca.pem",
+    "ssl.certificate.location",
+    "ssl.certificate.pem",
+    "ssl.key.location",
+    "ssl.key.pem",
+    "ssl.key.password",
+];
+
+/// Which Strimzi clusters pipelines may use, by the cluster's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AllowedNamespaces {
+    /// Any namespace (`*`).
+    #[default]
+    Any,
+    /// Only these.
+    Only(BTreeSet<String>),
+}
+
+impl AllowedNamespaces {
+    /// Parses `--allowed-cluster-namespaces`: `*`, or a comma-separated list.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let names: BTreeSet<String> =
+            raw.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect();
+        if names.contains("*") {
+            return if names.len() == 1 { Ok(Self::Any) } else { Err("`*` cannot be combined with names".into()) };
+        }
+        if names.is_empty() {
+            return Err("give `*` or at least one namespace".into());
+        }
+        Ok(Self::Only(names))
+    }
+
+    fn allows(&self, namespace: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Only(names) => names.contains(namespace),
+        }
+    }
+}
+
+/// How topic (and consumer group) names must relate to the pipeline's namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopicNamePolicy {
+    /// Any name.
+    #[default]
+    Any,
+    /// Topic and group names start with `<namespace>.` or `<namespace>-`.
+    NamespacePrefix,
+}
+
+/// What the cluster's administrator allows pipelines to reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenancyPolicy {
+    pub cluster_namespaces: AllowedNamespaces,
+    pub topic_names: TopicNamePolicy,
+}
+
+/// Why a pipeline cannot be built; each is permanent until the spec (or the policy) changes.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("the pipeline has no {0} yet")]
+    MissingMetadata(&'static str),
+    #[error(
+        "spec.kafka.properties.{key}: values may not contain a comma (the services read the properties as a comma-separated list)"
+    )]
+    CommaInProperty { key: String },
+    #[error("spec.kafka.properties.{key} is set by spec.kafka.tls and spec.kafka.authentication; remove it")]
+    SecurityProperty { key: String },
+    #[error(
+        "Strimzi writes the KafkaUser Secrets and the cluster CA into namespace {cluster}, and a pod can only mount Secrets of its own namespace: create the pipeline in {cluster}, or copy the Secrets here and name them in spec.kafka.authentication.producerSecretName, consumerSecretName and spec.kafka.tls.caSecretRef"
+    )]
+    CredentialsInOtherNamespace { cluster: String },
+    #[error("{0}")]
+    PolicyViolation(String),
+}
+
+impl SpecError {
+    /// The `Ready` condition's reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SpecError::PolicyViolation(_) => "PolicyViolation",
+            _ => "InvalidSpec",
+        }
+    }
+}
+
+/// A pipeline that passed every check: what the builders and the apply steps work from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidPipeline {
+    /// The pipeline as the API server handed it over (spec, previous status, metadata).
+    pub pipeline: NotificationPipeline,
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    /// The owner reference every child carries.
+    pub owner: OwnerReference,
+    /// The Kafka topic.
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// The Strimzi cluster's namespace (`clusterRef.namespace`, else the pipeline's).
+    pub cluster_namespace: String,
+    /// `spec.kafka.properties`, checked.
+    pub kafka_properties: Vec<(String, String)>,
+}
+
+impl ValidPipeline {
+    pub fn spec(&self) -> &NotificationPipelineSpec {
+        &self.pipeline.spec
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Checks `pipeline` against what the schema cannot express and against `policy`.
+pub fn validate(pipeline: &NotificationPipeline, policy: &TenancyPolicy) -> Result<ValidPipeline, SpecError> {
+    let name = pipeline.metadata.name.clone().ok_or(SpecError::MissingMetadata("name"))?;
+    if let Some(problem) = labels::pipeline_name_problem(&name) {
+        return Err(SpecError::InvalidName(problem));
+    }
+    let namespace = pipeline.metadata.namespace.clone().ok_or(SpecError::MissingMetadata("namespace"))?;
+    let uid = pipeline.metadata.uid.clone().ok_or(SpecError::MissingMetadata("uid"))?;
+    let owner = pipeline.controller_owner_ref(&()).ok_or(SpecError::MissingMetadata("uid"))?;
+    let kafka = &pipeline.spec.kafka;
+    if let Some((key, _)) = kafka.properties.iter().find(|(_, v)| v.contains(',')) {
+        return Err(SpecError::CommaInProperty { key: key.clone() });
+    }
+    let secured = kafka.tls.is_some() || kafka.authentication.is_some();
+    if secured && let Some(key) = kafka.properties.keys().find(|k| SECURITY_PROPERTIES.contains(&k.as_str())) {
+        return Err(SpecError::SecurityProperty { key: key.clone() });
+    }
+    let cluster_namespace = names::cluster_namespace(pipeline);
+    let strimzi_ca = kafka.tls.as_ref().is_some_and(|t| t.ca_secret_ref.is_none()) && kafka.cluster_ref.is_some();
+    let strimzi_written = !names::managed_users(pipeline).is_empty() || strimzi_ca;
+    if strimzi_written && cluster_namespace != namespace {
+        return Err(SpecError::CredentialsInOtherNamespace { cluster: cluster_namespace });
+    }
+    let topic = names::topic_name(pipeline);
+    let group = names::group_id(pipeline);
+    if kafka.cluster_ref.is_some() && !policy.cluster_namespaces.allows(&cluster_namespace) {
+        return Err(SpecError::PolicyViolation(format!(
+            "spec.kafka.clusterRef: Kafka clusters in namespace {cluster_namespace} are not allowed for pipelines (the operator allows: {})",
+            match &policy.cluster_namespaces {
+                AllowedNamespaces::Any => "any".to_string(),
+                AllowedNamespaces::Only(names) => names.iter().cloned().collect::<Vec<_>>().join(", "),
+            }
+        )));
+    }
+    if policy.topic_names == TopicNamePolicy::NamespacePrefix {
+        let prefixed = |n: &str| n.strip_prefix(namespace.as_str()).is_some_and(|r| r.starts_with(['.', '-']));
+        if !prefixed(&topic) {
+            return Err(SpecError::PolicyViolation(format!(
+                "topic {topic}: topic names must start with {namespace}. or {namespace}- (the operator's topic name policy); set spec.topic.name, e.g. {namespace}.{name}"
+            )));
+        }
+        if !prefixed(&group) {
+            return Err(SpecError::PolicyViolation(format!(
+                "consumer group {group}: group ids must start with {namespace}. or {namespace}- (the operator's topic name policy); set spec.consumer.groupId, e.g. {namespace}.{name}"
+            )));
+        }
+    }
+    Ok(ValidPipeline {
+        kafka_properties: kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        pipeline: pipeline.clone(),
+        name,
+        namespace,
+        uid,
+        owner,
+        topic,
+        group,
+        cluster_namespace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mk(namespace: &str, spec: serde_json::Value) -> NotificationPipeline {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "herald.dev/v1alpha1", "kind": "NotificationPipeline",
+            "metadata": {"name": "social", "namespace": namespace, "uid": "u-1"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn allowed_namespaces_parse() {
+        assert_eq!(AllowedNamespaces::parse("*").unwrap(), AllowedNamespaces::Any);
+        assert_eq!(
+            AllowedNamespaces::parse("kafka, shared-kafka").unwrap(),
+            AllowedNamespaces::Only(["kafka".to_string(), "shared-kafka".to_string()].into())
+        );
+        assert!(AllowedNamespaces::parse("*,kafka").is_err());
+        assert!(AllowedNamespaces::parse(" , ").is_err());
+    }
+
+    #[test]
+    fn the_policy_refuses_clusters_and_names_outside_it() {
+        let policy = TenancyPolicy {
+            cluster_namespaces: AllowedNamespaces::parse("kafka").unwrap(),
+            topic_names: TopicNamePolicy::NamespacePrefix,
+        };
+        let elsewhere = mk(
+            "apps",
+            serde_json::json!({"kafka": {"bootstrapServers": "k:9092",
+            "clusterRef": {"name": "c", "namespace": "team-b"}}, "topic": {"name": "apps.social"},
+            "consumer": {"groupId": "apps-social"}}),
+        );
+        let err = validate(&elsewhere, &policy).unwrap_err();
+        assert_eq!(err.reason(), "PolicyViolation");
+        assert!(err.to_string().contains("namespace team-b are not allowed"), "{err}");
+
+        let unprefixed = mk(
+            "apps",
+            serde_json::json!({"kafka": {"bootstrapServers": "k:9092",
+            "clusterRef": {"name": "c", "namespace": "kafka"}}, "topic": {"name": "payments"}}),
+        );
+        let err = validate(&unprefixed, &policy).unwrap_err();
+        assert!(err.to_string().contains("topic payments: topic names must start with apps."), "{err}");
+        let group = mk(
+            "apps",
+            serde_json::json!({"kafka": {"bootstrapServers": "k:9092",
+            "clusterRef": {"name": "c", "namespace": "kafka"}}, "topic": {"name": "apps.social"}}),
+        );
+        let err = validate(&group, &policy).unwrap_err();
+        assert!(err.to_string().contains("consumer group social-consumers"), "{err}");
+        // "appsx.social" is not prefixed by "apps".
+        let sneaky = mk(
+            "apps",
+            serde_json::json!({"kafka": {"bootstrapServers": "k:9092"},
+            "topic": {"name": "appsx.social"}, "consumer": {"groupId": "apps.g"}}),
+        );
+        assert!(validate(&sneaky, &policy).is_err());
+
+        let fine = mk(
+            "apps",
+            serde_json::json!({"kafka": {"bootstrapServers": "k:9092",
+            "clusterRef": {"name": "c", "namespace": "kafka"}}, "topic": {"name": "apps.social"},
+            "consumer": {"groupId": "apps-social"}}),
+        );
+        let valid = validate(&fine, &policy).unwrap();
+        assert_eq!((valid.topic.as_str(), valid.group.as_str()), ("apps.social", "apps-social"));
+        assert!(validate(&unprefixed, &TenancyPolicy::default()).is_ok(), "the default policy allows anything");
+    }
+}
