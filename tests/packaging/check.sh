@@ -23,7 +23,8 @@ for f in charts/herald/crds/notificationpipelines.herald.dev.yaml \
          deploy/monitoring/herald.rules.yaml \
          deploy/operator/00-namespace.yaml \
          deploy/operator/herald-operator.yaml \
-         tests/packaging/rendered/all-on.yaml; do
+         tests/packaging/rendered/all-on.yaml \
+         tests/packaging/rendered/watch-namespace.yaml; do
   if ! diff -u "$f" "$scratch/gen/$f"; then
     echo "$f is out of date: run tests/packaging/generate.sh" >&2
     exit 1

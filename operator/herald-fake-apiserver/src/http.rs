@@ -555,6 +555,13 @@ impl FakeApiServer {
         let apply = content_type.starts_with("application/apply-patch");
         let Some(old) = old else {
             if apply && Self::part(target) == Part::Main {
+                // An apply that creates the object is authorized as a create as well.
+                self.record(Call {
+                    verb: "create".into(),
+                    group: target.info.group.into(),
+                    resource: target.info.plural.into(),
+                    namespace: target.namespace.clone(),
+                });
                 return self.create(target, bytes);
             }
             return refuse(&Refusal::not_found(target.info.plural, &name));

@@ -147,8 +147,10 @@ pub fn security_variants() -> Vec<(String, NotificationPipeline)> {
 /// creations are remembered.
 #[derive(Clone, Default)]
 pub struct FakeTopics {
-    /// Partitions of every existing topic; `None`: no topic exists.
+    /// Every topic exists with this many partitions; `None`: only `named` ones (and created ones).
     pub partitions: Arc<Mutex<Option<i32>>>,
+    /// Topics that exist, with their partitions.
+    pub named: Arc<Mutex<std::collections::BTreeMap<String, i32>>>,
     /// Topics created through `ensure`.
     pub created: Arc<Mutex<Vec<String>>>,
 }
@@ -156,24 +158,33 @@ pub struct FakeTopics {
 impl FakeTopics {
     /// Every topic exists with `partitions` partitions.
     pub fn existing(partitions: i32) -> Self {
-        Self { partitions: Arc::new(Mutex::new(Some(partitions))), created: Default::default() }
+        Self { partitions: Arc::new(Mutex::new(Some(partitions))), ..Self::default() }
     }
 
     /// No topic exists (until `ensure` creates it).
     pub fn none() -> Self {
         Self::default()
     }
+
+    /// Only `names` exist, with six partitions each.
+    pub fn named(names: &[&str]) -> Self {
+        let f = Self::default();
+        f.named.lock().unwrap().extend(names.iter().map(|n| (n.to_string(), 6)));
+        f
+    }
+
+    fn lookup(&self, topic: &str) -> Option<i32> {
+        (*self.partitions.lock().unwrap())
+            .or_else(|| self.named.lock().unwrap().get(topic).copied())
+            .or_else(|| self.created.lock().unwrap().iter().any(|c| c == topic).then_some(6))
+    }
 }
 
 impl Topics for FakeTopics {
     async fn ensure(&self, _: &KafkaSpec, wanted: &WantedTopic) -> Result<Ensured, TopicError> {
-        let created = self.created.lock().unwrap();
-        let existing = *self.partitions.lock().unwrap();
-        Ok(match existing {
+        Ok(match self.lookup(&wanted.name) {
             Some(partitions) => Ensured::Exists { partitions },
-            None if created.contains(&wanted.name) => Ensured::Exists { partitions: wanted.partitions },
             None => {
-                drop(created);
                 self.created.lock().unwrap().push(wanted.name.clone());
                 Ensured::Created { partitions: wanted.partitions }
             }
@@ -181,11 +192,7 @@ impl Topics for FakeTopics {
     }
 
     async fn partitions(&self, _: &KafkaSpec, topic: &str) -> Result<Option<i32>, TopicError> {
-        Ok(self
-            .partitions
-            .lock()
-            .unwrap()
-            .or_else(|| self.created.lock().unwrap().contains(&topic.to_string()).then_some(6)))
+        Ok(self.lookup(topic))
     }
 }
 
