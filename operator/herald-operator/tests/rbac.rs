@@ -41,7 +41,8 @@ fn rendering(file: &'static str) -> Rendering {
         let doc = serde_json::Value::deserialize(doc).unwrap();
         match doc["kind"].as_str() {
             Some("Role" | "ClusterRole") => {
-                let namespace = (doc["kind"] == "Role").then(|| doc["metadata"]["namespace"].as_str().unwrap().to_string());
+                let namespace =
+                    (doc["kind"] == "Role").then(|| doc["metadata"]["namespace"].as_str().unwrap().to_string());
                 for rule in doc["rules"].as_array().unwrap() {
                     for group in rule["apiGroups"].as_array().unwrap() {
                         for resource in rule["resources"].as_array().unwrap() {
@@ -99,8 +100,9 @@ async fn exercise(r: &Rendering) -> BTreeSet<Call> {
     let server = FakeApiServer::new();
     server.serve_strimzi();
     // Where the Strimzi cluster lives: another namespace only where the rendering reaches it.
-    let strimzi_elsewhere = r.grants.iter().any(|g| g.resource == "kafkatopics" && g.namespace.as_deref() == Some("kafka"))
-        || r.watch_namespace.is_none();
+    let strimzi_elsewhere =
+        r.grants.iter().any(|g| g.resource == "kafkatopics" && g.namespace.as_deref() == Some("kafka"))
+            || r.watch_namespace.is_none();
     let cluster_namespace = if strimzi_elsewhere { "kafka" } else { "apps" };
     let create = |name: &str, spec: serde_json::Value| {
         server.put("notificationpipelines", serde_json::to_value(pipeline(name, "apps", spec)).unwrap());
@@ -167,20 +169,30 @@ async fn exercise(r: &Rendering) -> BTreeSet<Call> {
     let operator = {
         let (client, shutdown) = (server.client(), shutdown.clone());
         tokio::spawn(async move {
-            run_with(client, FakeTopics::named(&["plain", "secured", "again", "flaky"]), FakeLag::fixed(0), &args, prometheus::Registry::new(), shutdown)
-                .await
-                .unwrap()
+            run_with(
+                client,
+                FakeTopics::named(&["plain", "secured", "again", "flaky"]),
+                FakeLag::fixed(0),
+                &args,
+                prometheus::Registry::new(),
+                shutdown,
+            )
+            .await
+            .unwrap()
         })
     };
     for name in ["plain", "admin", "strimzi", "local", "secured", "again"] {
-        wait_for(&format!("{name} Ready in {}", r.file), || condition(&server, name, "Ready").is_some_and(|c| c.0 == "True"))
-            .await;
+        wait_for(&format!("{name} Ready in {}", r.file), || {
+            condition(&server, name, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await;
     }
     wait_for("flaky refused", || condition(&server, "flaky", "Ready").is_some_and(|c| c.1 == "InvalidSpec")).await;
     create("flaky", serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"}}));
     wait_for("flaky Ready", || condition(&server, "flaky", "Ready").is_some_and(|c| c.0 == "True")).await;
     create("flaky", invalid);
-    wait_for("flaky refused again", || condition(&server, "flaky", "Ready").is_some_and(|c| c.1 == "InvalidSpec")).await;
+    wait_for("flaky refused again", || condition(&server, "flaky", "Ready").is_some_and(|c| c.1 == "InvalidSpec"))
+        .await;
     wait_for("the repeated Warning patched", || server.count("patch", "events") > 0).await;
     server.delete("notificationpipelines", "apps", "strimzi");
     server.delete("notificationpipelines", "apps", "local");
