@@ -182,7 +182,13 @@ async fn objects_it_does_not_own_are_left_alone_with_one_warning_and_no_retries(
         })
         .await;
     }
+    // Both reconciles have finished (the status is written before a reconcile ends).
+    wait_for("two reconciles counted", Duration::from_secs(10), || {
+        op.counter("herald_operator_reconciliations_total") >= 2.0
+    })
+    .await;
     let reconciles = op.counter("herald_operator_reconciliations_total");
+    assert_eq!(reconciles, 2.0, "one reconcile each");
     tokio::time::sleep(sync * 10).await;
     assert_eq!(op.counter("herald_operator_reconciliations_total"), reconciles, "a conflict is not retried");
     assert_eq!(server.get("deployments", "apps", "chat-producer").unwrap(), foreign, "untouched");

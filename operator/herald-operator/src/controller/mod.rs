@@ -252,6 +252,16 @@ async fn reconcile_pipeline<T: Topics>(p: &NotificationPipeline, ctx: &Context<T
         topic_status.created = topic.created;
     }
     let ready = status.conditions.first().is_some_and(|c| c.status == "True");
+    // Probed from now on, once its children run: only lag-scaled pipelines reachable with
+    // credentials (and only after the apply, so that a refused pipeline is never probed).
+    match (&scaling, access.spec()) {
+        (Some(s), Ok(kafka)) if !s.fixed => ctx.prober.register(
+            &valid.key(),
+            kafka,
+            LagTarget { topic: topic.name.clone(), group: valid.group.clone() },
+        ),
+        _ => ctx.prober.unregister(&valid.key()),
+    }
     write_status(p, ctx, status).await?;
     lock(&ctx.warned).remove(&valid.key());
     if let Some(s) = &scaling {
@@ -303,21 +313,12 @@ fn scale<T: Topics>(
     };
     let key = valid.key();
     let (lag, lag_error) = match (&policy.fixed, access.spec()) {
-        (Some(_), _) => {
-            ctx.prober.unregister(&key);
-            (None, None)
-        }
-        (None, Err(why)) => {
-            ctx.prober.unregister(&key);
-            (None, Some(why.to_string()))
-        }
-        (None, Ok(kafka)) => {
-            ctx.prober.register(&key, kafka, LagTarget { topic: topic.name.clone(), group: valid.group.clone() });
-            match ctx.prober.latest(&key) {
-                LagView::Known(report) => (Some((report.total(), report.per_partition)), None),
-                LagView::Unknown(why) => (None, Some(why)),
-            }
-        }
+        (Some(_), _) => (None, None),
+        (None, Err(why)) => (None, Some(why.to_string())),
+        (None, Ok(_)) => match ctx.prober.latest(&key) {
+            LagView::Known(report) => (Some((report.total(), report.per_partition)), None),
+            LagView::Unknown(why) => (None, Some(why)),
+        },
     };
     let previous = valid.pipeline.status.as_ref().and_then(|s| s.consumer.as_ref());
     let current = previous.map(|c| c.desired_replicas);
