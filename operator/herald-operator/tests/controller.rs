@@ -289,7 +289,8 @@ async fn a_cleanup_that_keeps_failing_releases_the_finalizer_after_the_timeout()
     server.delete("notificationpipelines", "apps", "social");
     wait_for("the pipeline gone", Duration::from_secs(30), || op.pipeline("apps", "social").is_none()).await;
     let took = deleting.elapsed();
-    assert!(took >= Duration::from_secs(3), "released after {took:?}, before the cleanup timeout");
+    // deletionTimestamp has whole seconds (as the API server's): up to one second early.
+    assert!(took >= Duration::from_secs(2), "released after {took:?}, before the cleanup timeout");
     assert!(server.get("kafkatopics", "kafka", "apps.social").is_some(), "left behind");
     let abandoned: Vec<_> =
         server.list("events", Some("apps")).into_iter().filter(|e| e["reason"] == "CleanupAbandoned").collect();
