@@ -12,19 +12,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 
 fn images() -> Images {
-    Images { producer: "herald/producer:1".into(), consumer: "herald/consumer:1".into() }
+    herald_operator::fixtures::settings().images
 }
 
 fn mk(spec: serde_json::Value) -> NotificationPipeline {
-    let mut p: NotificationPipeline = serde_json::from_value(serde_json::json!({
-        "apiVersion": "herald.dev/v1alpha1",
-        "kind": "NotificationPipeline",
-        "metadata": {"name": "social", "namespace": "apps", "uid": "1234-5678"},
-        "spec": spec,
-    }))
-    .unwrap();
-    p.metadata.generation = Some(1);
-    p
+    herald_operator::fixtures::social(spec)
 }
 
 fn minimal() -> NotificationPipeline {
@@ -115,7 +107,7 @@ fn defaults() {
         let owner = &meta.owner_references.as_ref().unwrap()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
-            ("NotificationPipeline", "social", "1234-5678")
+            ("NotificationPipeline", "social", herald_operator::fixtures::UID)
         );
         assert_eq!(owner.controller, Some(true));
     }
