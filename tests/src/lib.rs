@@ -156,7 +156,7 @@ pub async fn wait_ready(http: &http::Http, service: &process::Service, limit: Du
 
 /// The service's `/metrics` text (empty when it does not answer).
 pub async fn scrape(http: &http::Http, service: &process::Service) -> String {
-    http.get(&format!("{}/metrics", service.url)).await.map(|a| a.text).unwrap_or_default()
+    http.get(&format!("{}/metrics", service.metrics_url)).await.map(|a| a.text).unwrap_or_default()
 }
 
 /// One acknowledged send.

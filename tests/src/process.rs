@@ -34,6 +34,8 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Service {
     pub name: String,
     pub url: String,
+    /// Where its `/metrics` listener is.
+    pub metrics_url: String,
     child: Option<Child>,
     log_path: PathBuf,
     _dir: tempfile::TempDir,
@@ -45,17 +47,22 @@ impl Service {
         Self::start_on(binary, crate::broker::free_port(), args, env)
     }
 
-    /// Starts `binary` listening on `port`, with `args` and `env` (logs as JSON lines).
+    /// Starts `binary` listening on `port` (its metrics on a free port of their own), with `args`
+    /// and `env` (logs as JSON lines).
     pub fn start_on(binary: &str, port: u16, args: &[String], env: &[(&str, String)]) -> Self {
         let dir = tempfile::tempdir().expect("scratch dir");
+        let metrics_port = crate::broker::free_port();
         let log_path = dir.path().join(format!("{binary}.log"));
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut cmd = Command::new(bin(binary));
         cmd.args(args)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics_port}"))
             .env("HERALD_LOG_FORMAT", "json")
             .env_remove("HERALD_LISTEN")
+            .env_remove("HERALD_METRICS_LISTEN")
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -70,6 +77,7 @@ impl Service {
         Self {
             name: binary.to_string(),
             url: format!("http://127.0.0.1:{port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}"),
             child: Some(child),
             log_path,
             _dir: dir,

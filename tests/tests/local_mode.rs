@@ -32,11 +32,12 @@ async fn local_mode_runs_the_pipeline_it_prints_and_stops_cleanly() {
     // Five consumers asked for, three partitions: capped at one consumer per partition.
     let rows: Vec<&str> = table.lines().filter(|l| l.trim_start().starts_with("consumer-")).collect();
     assert_eq!(rows.len(), 3, "{table}");
-    let mut partitions: Vec<String> = rows.iter().map(|r| r.split_whitespace().nth(2).unwrap().to_string()).collect();
+    let mut partitions: Vec<String> = rows.iter().map(|r| r.split_whitespace().nth(3).unwrap().to_string()).collect();
     partitions.sort();
     assert_eq!(partitions, ["0", "1", "2"], "{table}");
-    let producer =
-        table.lines().find(|l| l.trim_start().starts_with("producer")).unwrap().split_whitespace().nth(1).unwrap();
+    let producer_row: Vec<&str> =
+        table.lines().find(|l| l.trim_start().starts_with("producer")).unwrap().split_whitespace().collect();
+    let (producer, producer_metrics) = (producer_row[1], producer_row[2]);
     let read_url =
         table.lines().find_map(|l| l.trim().strip_prefix("curl http")).map(|rest| format!("http{rest}")).unwrap();
     assert!(read_url.ends_with("/notifications/2"), "{read_url}");
@@ -50,6 +51,14 @@ async fn local_mode_runs_the_pipeline_it_prints_and_stops_cleanly() {
     })
     .await;
     assert_eq!(got.json["notifications"][0]["id"], sent.json["id"]);
+    // Every component's /metrics is where the table says, not on its API port.
+    let text = http.get(producer_metrics).await.unwrap().text;
+    assert!(text.contains(r#"herald_producer_notifications_total{outcome="sent"} 1"#), "{text}");
+    assert_eq!(http.get(&format!("{producer}/metrics")).await.unwrap().status, 404);
+    for row in &rows {
+        let metrics = row.split_whitespace().nth(2).unwrap();
+        assert!(http.get(metrics).await.unwrap().text.contains("herald_consumer_records_total"), "{row}");
+    }
 
     let _ = Command::new("kill").args(["-s", "INT", &child.id().to_string()]).status();
     let status = tokio::task::block_in_place(|| {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use herald_api::NotificationPipeline;
 use herald_kit::config::parse_duration;
-use herald_kit::http::{HttpMetrics, ReadyCheck, with_operational_routes};
+use herald_kit::http::{EdgeArgs, HttpMetrics, ReadyCheck, metrics_routes, with_operational_routes};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -169,8 +169,15 @@ pub async fn run_with<T: Topics, L: LagSource>(
     let live: ReadyCheck = Arc::new(|| Ok(()));
     // Ready when able to serve: a standby replica is ready too (it takes over on failure).
     let ready: ReadyCheck = Arc::new(|| Ok(()));
-    let app = with_operational_routes(axum::Router::new(), registry, http, live, ready);
-    let server = tokio::spawn(herald_kit::http::serve(listener, app, shutdown.clone(), Duration::from_secs(5)));
+    let edge = EdgeArgs::default();
+    let app = with_operational_routes(metrics_routes(registry), http, &edge, live, ready);
+    let server = tokio::spawn(herald_kit::http::serve(
+        listener,
+        app,
+        shutdown.clone(),
+        Duration::from_secs(5),
+        edge.header_read_timeout,
+    ));
 
     // With leader election: reconcile only while holding the lease; renew it until the controller
     // has stopped (graceful shutdown finishes in-flight reconciles under the lease), then release

@@ -17,13 +17,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use herald_kit::http::{HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
+use herald_kit::auth::{AuthError, Authenticator, Identity, PeerToken};
+use herald_kit::http::{EdgeArgs, HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
 use herald_kit::partition::partition_for_user;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use prometheus::{IntCounter, Registry};
+use prometheus::IntCounter;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::time::Instant;
 
@@ -37,14 +38,14 @@ use crate::store::{Store, Stored};
 pub const FORWARDED_HEADER: &str = "x-herald-forwarded-by";
 /// How long a client is asked to wait before retrying a 503.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-/// A forwarded answer larger than this is refused (a user holds at most `--max-per-user`).
-const MAX_FORWARDED_BODY: usize = 64 * 1024 * 1024;
 
 /// Forwarding to the owner of a partition.
 #[derive(Clone)]
 pub struct Forwarder {
     client: Client<HttpConnector, Empty<Bytes>>,
     timeout: Duration,
+    /// A forwarded answer larger than this is refused (a user holds at most `--max-per-user`).
+    max_body: usize,
     outcomes: [IntCounter; 3],
 }
 
@@ -54,7 +55,7 @@ impl Forwarder {
         self.client.clone()
     }
 
-    pub fn new(timeout: Duration, metrics: &ConsumerMetrics) -> Self {
+    pub fn new(timeout: Duration, max_body: usize, metrics: &ConsumerMetrics) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
@@ -63,6 +64,7 @@ impl Forwarder {
         Self {
             client,
             timeout,
+            max_body,
             outcomes: [counter(ForwardOutcome::Ok), counter(ForwardOutcome::Rejected), counter(ForwardOutcome::Failed)],
         }
     }
@@ -92,10 +94,14 @@ pub struct AppState {
     /// How long a local read may wait for a restore or for the loop to catch up.
     pub read_timeout: Duration,
     pub forwarder: Forwarder,
+    /// Who may read what.
+    pub auth: Arc<Authenticator>,
+    /// Sent with forwarded reads; required of forwarded reads and `/internal/claims` when set.
+    pub peer_token: Option<PeerToken>,
 }
 
-/// The whole consumer API.
-pub fn router(state: AppState, registry: Registry, http: HttpMetrics) -> Router {
+/// The whole consumer API (its metrics are served on their own listener).
+pub fn router(state: AppState, http: HttpMetrics, edge: &EdgeArgs) -> Router {
     let status = state.status.clone();
     let ready: ReadyCheck = Arc::new(move || status.ready());
     let live: ReadyCheck = Arc::new(|| Ok(()));
@@ -103,16 +109,42 @@ pub fn router(state: AppState, registry: Registry, http: HttpMetrics) -> Router 
         .route("/notifications/{user_id}", get(notifications))
         .route(CLAIMS_PATH, get(claims))
         .with_state(state);
-    with_operational_routes(api, registry, http, live, ready)
+    with_operational_routes(api, http, edge, live, ready)
+}
+
+/// Whether `headers` carry the peer token, when one is configured.
+fn peer_checked(state: &AppState, headers: &HeaderMap) -> Result<(), AuthError> {
+    if state.peer_token.is_none() {
+        return Ok(());
+    }
+    match state.auth.authenticate(headers) {
+        Ok(Identity::Peer) => Ok(()),
+        Ok(_) => Err(AuthError::PeerOnly),
+        Err(e) => Err(e),
+    }
 }
 
 async fn notifications(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap) -> Response {
+    let forwarded = headers.contains_key(FORWARDED_HEADER);
+    // A read marked as forwarded must come from a peer: checked before anything else, so that a
+    // spoofed one costs nothing (no peer refresh).
+    if forwarded && let Err(e) = peer_checked(&state, &headers) {
+        return e.into_response();
+    }
+    let identity = match state.auth.authenticate(&headers) {
+        Ok(identity) => identity,
+        Err(e) => return e.into_response(),
+    };
     let user = match raw.parse::<u64>() {
         Ok(id) if id > 0 && raw.bytes().all(|b| b.is_ascii_digit()) => id,
         _ => {
             return JsonError::new(StatusCode::BAD_REQUEST, "userID must be a positive integer").into_response();
         }
     };
+    if !identity.may_read(user) {
+        return JsonError::new(StatusCode::FORBIDDEN, format!("this token may not read user {user}'s notifications"))
+            .into_response();
+    }
     let view = state.membership.view();
     if view.partitions <= 0 {
         return unavailable("the topic's partition count is not known yet");
@@ -124,15 +156,18 @@ async fn notifications(State(state): State<AppState>, Path(raw): Path<String>, h
             Err(message) => unavailable(message),
         };
     }
-    if let Some(from) = headers.get(FORWARDED_HEADER) {
-        // One hop only: the sender's view of the group is stale, or ours is.
-        state.membership.refresh_soon();
-        tracing::debug!(partition, from = ?from, "forwarded read for a partition this member does not hold");
+    if forwarded {
+        // One hop only: the sender's view of the group is stale, or ours is. Only an
+        // authenticated peer makes this member look again.
+        if state.peer_token.is_some() {
+            state.membership.refresh_soon();
+        }
+        tracing::debug!(partition, "forwarded read for a partition this member does not hold");
         return unavailable(format!("partition {partition} is not assigned to this consumer (rebalancing)"));
     }
     match view.owners.get(&partition) {
         Some(owner) if owner.trim_end_matches('/') != state.self_url.trim_end_matches('/') => {
-            forward(&state, owner, partition, user).await
+            forward(&state, owner, partition, user, &headers).await
         }
         _ => {
             state.membership.refresh_soon();
@@ -141,9 +176,13 @@ async fn notifications(State(state): State<AppState>, Path(raw): Path<String>, h
     }
 }
 
-/// The partitions this member holds, for its peers.
-async fn claims(State(state): State<AppState>) -> axum::Json<PeerClaims> {
-    axum::Json(PeerClaims { url: state.self_url.clone(), partitions: state.status.assigned() })
+/// The partitions this member holds, for its peers (who must show the peer token when one is
+/// configured).
+async fn claims(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = peer_checked(&state, &headers) {
+        return e.into_response();
+    }
+    axum::Json(PeerClaims { url: state.self_url.clone(), partitions: state.status.assigned() }).into_response()
 }
 
 fn unavailable(message: impl Into<String>) -> Response {
@@ -212,7 +251,7 @@ async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64) -> Result<V
     Ok(found)
 }
 
-async fn forward(state: &AppState, owner: &str, partition: i32, user: u64) -> Response {
+async fn forward(state: &AppState, owner: &str, partition: i32, user: u64, headers: &HeaderMap) -> Response {
     let failed = |why: String| {
         state.forwarder.count(ForwardOutcome::Failed);
         state.membership.refresh_soon();
@@ -220,17 +259,23 @@ async fn forward(state: &AppState, owner: &str, partition: i32, user: u64) -> Re
         unavailable(format!("the owner of partition {partition} could not be reached: {why}"))
     };
     let uri = format!("{}/notifications/{user}", owner.trim_end_matches('/'));
-    let request = match axum::http::Request::get(&uri)
-        .header(FORWARDED_HEADER, HeaderValue::from_str(&state.self_url).unwrap_or(HeaderValue::from_static("?")))
-        .body(Empty::<Bytes>::new())
-    {
+    let mut request = axum::http::Request::get(&uri)
+        .header(FORWARDED_HEADER, HeaderValue::from_str(&state.self_url).unwrap_or(HeaderValue::from_static("?")));
+    // The owner trusts the peer token (this member already checked who may read); without one,
+    // the caller's own credentials go along and the owner checks them again.
+    match (&state.peer_token, headers.get(header::AUTHORIZATION)) {
+        (Some(token), _) => request = request.header(header::AUTHORIZATION, token.header()),
+        (None, Some(theirs)) => request = request.header(header::AUTHORIZATION, theirs.clone()),
+        (None, None) => {}
+    }
+    let request = match request.body(Empty::<Bytes>::new()) {
         Ok(r) => r,
         Err(e) => return failed(format!("bad owner URL {uri}: {e}")),
     };
     let fetched = tokio::time::timeout(state.forwarder.timeout, async {
         let response = state.forwarder.client.request(request).await.map_err(|e| e.to_string())?;
         let (parts, body) = response.into_parts();
-        let bytes = Limited::new(body, MAX_FORWARDED_BODY).collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let bytes = Limited::new(body, state.forwarder.max_body).collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok::<_, String>((parts, bytes))
     })
     .await;
@@ -266,7 +311,7 @@ mod tests {
     use tower::ServiceExt;
 
     fn mk_app() -> (Router, AppState) {
-        let registry = Registry::new();
+        let registry = prometheus::Registry::new();
         let metrics = ConsumerMetrics::register(&registry).unwrap();
         // Never contacted by these tests.
         let probe: BaseConsumer = ClientConfig::new().set("bootstrap.servers", "127.0.0.1:9").create().unwrap();
@@ -279,10 +324,12 @@ mod tests {
             topic: "notifications".into(),
             self_url: "http://127.0.0.1:8081".into(),
             read_timeout: Duration::from_millis(200),
-            forwarder: Forwarder::new(Duration::from_millis(500), &metrics),
+            forwarder: Forwarder::new(Duration::from_millis(500), 1024 * 1024, &metrics),
+            auth: Arc::new(Authenticator::open()),
+            peer_token: None,
         };
         let http = HttpMetrics::register(&registry).unwrap();
-        (router(state.clone(), registry, http), state)
+        (router(state.clone(), http, &EdgeArgs::default()), state)
     }
 
     async fn get_json(app: &Router, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, serde_json::Value) {

@@ -15,8 +15,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_kit::auth::{AuthArgs, AuthSetupError, Authenticator, PeerToken};
 use herald_kit::config::parse_duration;
-use herald_kit::http::{BindError, HttpMetrics, bind};
+use herald_kit::http::{BindError, EdgeArgs, HttpMetrics, Listeners, bind, metrics_router};
 use herald_kit::kafka::KafkaArgs;
 use herald_kit::telemetry::LogArgs;
 use prometheus::Registry;
@@ -40,9 +41,25 @@ pub struct Args {
     #[arg(long, env = "HERALD_GROUP_ID", default_value = "notifications-group")]
     pub group_id: String,
 
-    /// Address the HTTP server listens on.
+    /// Address the API listens on (`GET /notifications/{userID}`, `/internal/claims`, probes).
     #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8081")]
     pub listen: SocketAddr,
+
+    /// Address `/metrics` is served on, apart from the API.
+    #[arg(long, env = "HERALD_METRICS_LISTEN", default_value = "0.0.0.0:9091")]
+    pub metrics_listen: SocketAddr,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    /// File holding the token this pipeline's consumers share: forwarded reads and
+    /// `/internal/claims` carry it, and without it a request to `/internal/claims` or one marked
+    /// as forwarded is refused.
+    #[arg(long, env = "HERALD_PEER_TOKEN_FILE", value_name = "PATH")]
+    pub peer_token_file: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 
     /// Notifications kept per user (the newest ones).
     #[arg(long, env = "HERALD_MAX_PER_USER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
@@ -113,6 +130,8 @@ pub enum Error {
     DeadLetter(#[from] dead_letter::DeadLetterError),
     #[error("creating the Kafka client for topic metadata and log ends: {0}")]
     Probe(rdkafka::error::KafkaError),
+    #[error("setting up authentication: {0}")]
+    Auth(#[from] AuthSetupError),
 }
 
 impl Args {
@@ -153,6 +172,7 @@ pub struct ConsumerService {
     discover: bool,
     registry: Registry,
     http: HttpMetrics,
+    edge: EdgeArgs,
     shutdown_timeout: Duration,
 }
 
@@ -170,12 +190,20 @@ impl ConsumerService {
             args.max_per_user as usize,
             usize::try_from(args.store_budget_bytes).unwrap_or(usize::MAX),
         ));
+        let peer_token = args.peer_token_file.as_deref().map(PeerToken::load).transpose()?;
+        let auth = Authenticator::from_args(&args.auth, peer_token.as_ref())?;
+        if !auth.required() {
+            tracing::warn!(
+                "no authentication configured (--auth-token-file, --jwt-secret-file, --jwt-public-key-file): anyone who reaches this port can read every user's notifications"
+            );
+        }
+        tracing::info!(auth = %auth.describe(), "consumer authentication");
         let shared = Shared {
             metrics: metrics.clone(),
             status: Arc::new(GroupStatus::default()),
             claims: Arc::new(Claims::default()),
             store: store.clone(),
-            membership: Arc::new(Membership::default()),
+            membership: Arc::new(Membership::new(metrics.refresh_requests.clone())),
         };
         let state = AppState {
             store,
@@ -186,7 +214,9 @@ impl ConsumerService {
             topic: args.kafka.topic.clone(),
             self_url,
             read_timeout: args.read_timeout,
-            forwarder: Forwarder::new(args.forward_timeout, &metrics),
+            forwarder: Forwarder::new(args.forward_timeout, forwarded_body_limit(args.max_per_user), &metrics),
+            auth: Arc::new(auth),
+            peer_token,
         };
         let config = GroupConfig { kafka: args.kafka.clone(), group_id: args.group_id.clone() };
         let consumer = group::subscribe(&config, shared)?;
@@ -200,6 +230,7 @@ impl ConsumerService {
             discover: true,
             registry,
             http,
+            edge: args.edge.clone(),
             shutdown_timeout: args.shutdown_timeout,
         })
     }
@@ -216,9 +247,9 @@ impl ConsumerService {
         self.state.membership.clone()
     }
 
-    /// Consumes and serves on `listener` until `shutdown` is cancelled; then finishes the record
-    /// in hand, commits, leaves the group and drains HTTP.
-    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<Summary, Error> {
+    /// Consumes and serves until `shutdown` is cancelled; then finishes the record in hand,
+    /// commits, leaves the group and drains HTTP.
+    pub async fn serve(self, listeners: Listeners, shutdown: CancellationToken) -> Result<Summary, Error> {
         let loop_shutdown = shutdown.clone();
         let consumer = self.consumer;
         let dead_letter = self.dead_letter;
@@ -239,17 +270,29 @@ impl ConsumerService {
             topic: self.state.topic.clone(),
             every: MEMBERSHIP_REFRESH,
             timeout: Duration::from_secs(1),
+            peer_token: self.state.peer_token.clone(),
         };
         let refresher = self
             .discover
             .then(|| tokio::spawn(membership::refresh(self.state.membership.clone(), discovery, shutdown.clone())));
         tracing::info!(advertise_url = %self.state.self_url, "other consumers forward reads to this URL");
-        let app = router(self.state.clone(), self.registry, self.http);
-        if let Ok(addr) = listener.local_addr() {
+        let app = router(self.state.clone(), self.http, &self.edge);
+        if let Ok(addr) = listeners.api.local_addr() {
             tracing::info!(%addr, "consumer listening");
         }
-        let served = herald_kit::http::serve(listener, app, shutdown.clone(), self.shutdown_timeout).await;
+        let header_timeout = self.edge.header_read_timeout;
+        let metrics_server = listeners.metrics.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "metrics listening");
+            }
+            let app = metrics_router(self.registry);
+            tokio::spawn(herald_kit::http::serve(listener, app, shutdown.clone(), Duration::from_secs(1), header_timeout))
+        });
+        let served = herald_kit::http::serve(listeners.api, app, shutdown.clone(), self.shutdown_timeout, header_timeout).await;
         shutdown.cancel();
+        if let Some(metrics_server) = metrics_server {
+            let _ = metrics_server.await;
+        }
         let consumed = consuming.await.map_err(|e| Error::Loop(e.to_string()))?;
         if let Some(refresher) = refresher {
             let _ = refresher.await;
@@ -270,9 +313,15 @@ fn probe(kafka: &herald_kit::kafka::KafkaArgs) -> Result<rdkafka::consumer::Base
     config.create().map_err(Error::Probe)
 }
 
+/// The largest answer a peer may send for one forwarded read: a user's whole list, with room to
+/// spare (at most `max_per_user` notifications of at most 4 KiB of message each).
+fn forwarded_body_limit(max_per_user: u32) -> usize {
+    (max_per_user as usize).saturating_mul(herald_kit::model::MAX_MESSAGE_BYTES + 1024).saturating_add(64 * 1024)
+}
+
 /// Runs the consumer until `shutdown` is cancelled.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<Summary, Error> {
     let service = ConsumerService::new(&args)?;
-    let listener = bind(args.listen).await?;
-    service.serve(listener, shutdown).await
+    let listeners = Listeners { api: bind(args.listen).await?, metrics: Some(bind(args.metrics_listen).await?) };
+    service.serve(listeners, shutdown).await
 }

@@ -56,7 +56,8 @@ pub fn parse_peers(value: &str) -> Result<Vec<String>, String> {
 pub struct View {
     /// The topic's partition count (0 while unknown).
     pub partitions: i32,
-    /// Partition → the owning member's advertised URL.
+    /// Partition → where to forward its reads: the address the owner was reached at (a resolved
+    /// `--peers` address) with the port it claims, never a host named in its claims.
     pub owners: HashMap<i32, String>,
     /// Members that answered at the last refresh.
     pub members: usize,
@@ -67,15 +68,21 @@ pub struct View {
 pub struct Membership {
     view: RwLock<Arc<View>>,
     refresh_now: Notify,
+    refresh_requests: Option<prometheus::IntCounter>,
 }
 
 impl Default for Membership {
     fn default() -> Self {
-        Self { view: RwLock::new(Arc::new(View::default())), refresh_now: Notify::new() }
+        Self { view: RwLock::new(Arc::new(View::default())), refresh_now: Notify::new(), refresh_requests: None }
     }
 }
 
 impl Membership {
+    /// A membership that counts early refreshes in `refresh_requests`.
+    pub fn new(refresh_requests: prometheus::IntCounter) -> Self {
+        Self { refresh_requests: Some(refresh_requests), ..Self::default() }
+    }
+
     pub fn view(&self) -> Arc<View> {
         self.view.read().map(|v| v.clone()).unwrap_or_default()
     }
@@ -88,6 +95,9 @@ impl Membership {
 
     /// Asks the refresher to look again now (ownership moved or a forward failed).
     pub fn refresh_soon(&self) {
+        if let Some(counter) = &self.refresh_requests {
+            counter.inc();
+        }
         self.refresh_now.notify_one();
     }
 }
@@ -102,6 +112,8 @@ pub struct Discovery {
     pub topic: String,
     pub every: Duration,
     pub timeout: Duration,
+    /// Sent to the peers (their `/internal/claims` requires it when configured).
+    pub peer_token: Option<herald_kit::auth::PeerToken>,
 }
 
 impl Discovery {
@@ -134,7 +146,11 @@ impl Discovery {
 
     async fn claims_of(&self, addr: SocketAddr) -> Result<PeerClaims, String> {
         let uri = format!("http://{addr}{CLAIMS_PATH}");
-        let request = axum::http::Request::get(&uri).body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
+        let mut request = axum::http::Request::get(&uri);
+        if let Some(token) = &self.peer_token {
+            request = request.header(axum::http::header::AUTHORIZATION, token.header());
+        }
+        let request = request.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
         let fetched = tokio::time::timeout(self.timeout, async {
             let response = self.client.request(request).await.map_err(|e| e.to_string())?;
             if !response.status().is_success() {
@@ -166,8 +182,11 @@ impl Discovery {
                     if claims.url.trim_end_matches('/') == self.self_url {
                         continue;
                     }
+                    // Reads go where this member was reached, on the port it claims: a claims
+                    // body naming some other host cannot send them anywhere else.
+                    let owner = owner_address(*addr, &claims.url);
                     for p in claims.partitions {
-                        view.owners.insert(p, claims.url.trim_end_matches('/').to_string());
+                        view.owners.insert(p, owner.clone());
                     }
                 }
                 Err(error) => tracing::trace!(%addr, %error, "peer did not answer"),
@@ -175,6 +194,17 @@ impl Discovery {
         }
         view
     }
+}
+
+/// The base URL reads for a member are forwarded to: the address it was reached at, with the port
+/// of its advertised URL (or of that address when the URL has none).
+pub fn owner_address(reached: SocketAddr, advertised: &str) -> String {
+    let port = advertised
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .unwrap_or(reached.port());
+    format!("http://{}", SocketAddr::new(reached.ip(), port))
 }
 
 /// Refreshes the view every `discovery.every` (and when asked to) until `shutdown`.
@@ -205,6 +235,16 @@ mod tests {
         for bad in ["nohost", ":8081", "host:port", "host:99999"] {
             assert!(parse_peers(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn reads_go_where_the_member_was_reached_never_to_a_claimed_host() {
+        let reached: SocketAddr = "10.0.0.7:8081".parse().unwrap();
+        assert_eq!(owner_address(reached, "http://10.0.0.7:8081"), "http://10.0.0.7:8081");
+        assert_eq!(owner_address(reached, "http://evil.example:9999/"), "http://10.0.0.7:9999");
+        assert_eq!(owner_address(reached, "http://169.254.169.254"), "http://10.0.0.7:8081");
+        let v6: SocketAddr = "[fd00::7]:8081".parse().unwrap();
+        assert_eq!(owner_address(v6, "http://x:8081"), "http://[fd00::7]:8081");
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct ConsumerMetrics {
     pub forwarded_requests: IntCounterVec,
     pub dead_letter_written: IntCounter,
     pub dead_letter_failed: IntCounter,
+    /// Early looks at the peers' claims asked for (a forward failed, ownership moved, an
+    /// authenticated peer's read landed on the wrong member).
+    pub refresh_requests: IntCounter,
 }
 
 /// How a read forwarded to the owner of a user's partition ended.
@@ -149,10 +152,15 @@ impl ConsumerMetrics {
                 ),
                 &["outcome"],
             )?,
+            refresh_requests: IntCounter::new(
+                "herald_consumer_membership_refresh_requests_total",
+                "Early looks at the peers' claims asked for: a forward failed, ownership moved, or an authenticated peer's forwarded read found this member no longer holds the partition.",
+            )?,
         };
         for outcome in [ForwardOutcome::Ok, ForwardOutcome::Rejected, ForwardOutcome::Failed] {
             m.forwarded_requests.with_label_values(&[outcome.label()]);
         }
+        registry.register(Box::new(m.refresh_requests.clone()))?;
         registry.register(Box::new(m.restore_records.clone()))?;
         registry.register(Box::new(m.restore_duration.clone()))?;
         registry.register(Box::new(m.store_bytes.clone()))?;

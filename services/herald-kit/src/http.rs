@@ -1,5 +1,6 @@
-//! HTTP plumbing shared by the services: JSON errors, request metrics, health and metrics
-//! routes, and serving with graceful shutdown.
+//! HTTP plumbing shared by the services: JSON errors, request metrics, health routes, the
+//! metrics listener, the edge limits (header-read timeout, request timeout, concurrency limit)
+//! and serving with graceful shutdown.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,11 +46,38 @@ impl IntoResponse for JsonError {
     }
 }
 
-/// `herald_http_requests_total` and `herald_http_request_duration_seconds`.
+/// The HTTP edge's flags (each also an environment variable).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EdgeArgs {
+    /// A client must send its request headers within this long, else it is disconnected.
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::config::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// A request (body included) must be answered within this long, else 503.
+    #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::config::parse_duration)]
+    pub request_timeout: Duration,
+    /// Requests handled at once; beyond it 503 with Retry-After.
+    #[arg(long, env = "HERALD_MAX_CONCURRENT_REQUESTS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+}
+
+impl Default for EdgeArgs {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 1024,
+        }
+    }
+}
+
+/// `herald_http_requests_total`, `herald_http_request_duration_seconds` and
+/// `herald_http_rejected_requests_total`.
 #[derive(Clone)]
 pub struct HttpMetrics {
     requests: IntCounterVec,
     duration: HistogramVec,
+    rejected: IntCounterVec,
 }
 
 impl HttpMetrics {
@@ -69,9 +97,17 @@ impl HttpMetrics {
             .buckets(latency_buckets()),
             &["route", "method"],
         )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "herald_http_rejected_requests_total",
+                "Requests refused at the edge, by reason: overloaded (over --max-concurrent-requests) or timeout (over --request-timeout).",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
-        Ok(Self { requests, duration })
+        registry.register(Box::new(rejected.clone()))?;
+        Ok(Self { requests, duration, rejected })
     }
 }
 
@@ -112,28 +148,64 @@ async fn track(State(metrics): State<HttpMetrics>, request: Request, next: Next)
 /// What `/readyz` reports.
 pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
-/// Adds `/metrics`, `/healthz`, `/readyz`, a JSON 404 fallback and request metrics to `app`.
-pub fn with_operational_routes(
-    app: Router,
-    registry: Registry,
-    metrics: HttpMetrics,
-    live: ReadyCheck,
-    ready: ReadyCheck,
-) -> Router {
+/// The edge limits around an API router: at most `max_concurrent_requests` at once (beyond it
+/// 503 with `Retry-After: 1`) and `request_timeout` each (then 503).
+#[derive(Clone)]
+struct Limits {
+    permits: Arc<tokio::sync::Semaphore>,
+    timeout: Duration,
+    rejected: IntCounterVec,
+}
+
+async fn limit(State(limits): State<Limits>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = limits.permits.clone().try_acquire_owned() else {
+        limits.rejected.with_label_values(&["overloaded"]).inc();
+        return JsonError::unavailable("too many requests at once; try again", Duration::from_secs(1)).into_response();
+    };
+    match tokio::time::timeout(limits.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            limits.rejected.with_label_values(&["timeout"]).inc();
+            JsonError::unavailable(format!("the request took longer than {:?}", limits.timeout), Duration::from_secs(1))
+                .into_response()
+        }
+    }
+}
+
+/// `api` behind the edge limits, plus `/healthz` and `/readyz` (outside the limits, so that a
+/// busy pod is not restarted), a JSON 404 fallback and request metrics. `/metrics` is served on
+/// its own listener ([`metrics_router`]).
+pub fn with_operational_routes(api: Router, metrics: HttpMetrics, edge: &EdgeArgs, live: ReadyCheck, ready: ReadyCheck) -> Router {
+    let limits = Limits {
+        permits: Arc::new(tokio::sync::Semaphore::new(edge.max_concurrent_requests as usize)),
+        timeout: edge.request_timeout,
+        rejected: metrics.rejected.clone(),
+    };
+    let api = api.layer(middleware::from_fn_with_state(limits, limit));
     let ops = Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let registry = registry.clone();
-                async move { render_metrics(&registry) }
-            }),
-        )
         .route("/healthz", axum::routing::get(move || probe(live.clone())))
         .route("/readyz", axum::routing::get(move || probe(ready.clone())));
-    app.merge(ops)
+    api.merge(ops)
         .fallback(|| async { JsonError::new(StatusCode::NOT_FOUND, "Not found") })
         .method_not_allowed_fallback(|| async { JsonError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed") })
         .layer(middleware::from_fn_with_state(metrics, track))
+}
+
+/// `GET /metrics` for `registry`.
+pub fn metrics_routes(registry: Registry) -> Router {
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move { render_metrics(&registry) }
+        }),
+    )
+}
+
+/// The metrics listener's routes: `GET /metrics` only.
+pub fn metrics_router(registry: Registry) -> Router {
+    metrics_routes(registry)
+        .fallback(|| async { JsonError::new(StatusCode::NOT_FOUND, "Not found: this listener serves /metrics only") })
 }
 
 async fn probe(check: ReadyCheck) -> Response {
@@ -157,6 +229,12 @@ pub fn render_metrics(registry: &Registry) -> Response {
     }
 }
 
+/// Where a service listens: its API, and (when given) `/metrics` apart from it.
+pub struct Listeners {
+    pub api: tokio::net::TcpListener,
+    pub metrics: Option<tokio::net::TcpListener>,
+}
+
 /// A listener that could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[error("listening on {addr}: {source}")]
@@ -171,24 +249,48 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener,
     tokio::net::TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then drains in-flight requests for
-/// at most `drain` before returning.
+/// Serves `app` on `listener` (HTTP/1.1) until `shutdown` is cancelled, then drains in-flight
+/// requests for at most `drain`. A client that does not send its request headers within
+/// `header_read_timeout` is disconnected.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: CancellationToken,
     drain: Duration,
+    header_read_timeout: Duration,
 ) -> std::io::Result<()> {
-    let signal = shutdown.clone();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(async move { signal.cancelled().await }).into_future();
-    tokio::pin!(server);
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
     tokio::select! {
-        result = &mut server => result,
-        _ = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(drain).await;
-        } => {
+        _ = graceful.shutdown() => Ok(()),
+        _ = tokio::time::sleep(drain) => {
             tracing::warn!(drain_secs = drain.as_secs_f64(), "HTTP connections still open after the drain timeout; closing them");
             Ok(())
         }
@@ -202,16 +304,21 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    fn mk_app(ready: bool) -> (Router, Registry) {
+    fn mk_app(ready: bool, edge: &EdgeArgs) -> (Router, Registry) {
         let registry = Registry::new();
         let metrics = HttpMetrics::register(&registry).unwrap();
-        let app = Router::new().route(
-            "/things/{id}",
-            axum::routing::get(|| async { JsonError::unavailable("busy", Duration::from_secs(2)) }),
-        );
+        let app = Router::new()
+            .route("/things/{id}", axum::routing::get(|| async { JsonError::unavailable("busy", Duration::from_secs(2)) }))
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    "done"
+                }),
+            );
         let r: ReadyCheck = Arc::new(move || if ready { Ok(()) } else { Err("not yet".into()) });
         let live: ReadyCheck = Arc::new(|| Ok(()));
-        (with_operational_routes(app, registry.clone(), metrics, live, r), registry)
+        (with_operational_routes(app, metrics, edge, live, r), registry)
     }
 
     async fn call(app: &Router, method: &str, uri: &str) -> (StatusCode, Response) {
@@ -224,9 +331,13 @@ mod tests {
         serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap()
     }
 
+    fn text(registry: &Registry) -> String {
+        TextEncoder::new().encode_to_string(&registry.gather()).unwrap()
+    }
+
     #[tokio::test]
     async fn errors_are_json_with_retry_after() {
-        let (app, _) = mk_app(true);
+        let (app, _) = mk_app(true, &EdgeArgs::default());
         let (status, resp) = call(&app, "GET", "/things/7").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
@@ -236,11 +347,13 @@ mod tests {
         assert_eq!(json(resp).await["message"], "Not found");
         let (status, _) = call(&app, "POST", "/things/7").await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        // /metrics is not on the API listener.
+        assert_eq!(call(&app, "GET", "/metrics").await.0, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
     async fn probes_follow_the_checks() {
-        let (app, _) = mk_app(false);
+        let (app, _) = mk_app(false, &EdgeArgs::default());
         assert_eq!(call(&app, "GET", "/healthz").await.0, StatusCode::OK);
         let (status, resp) = call(&app, "GET", "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -248,11 +361,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn request_metrics_use_route_templates() {
-        let (app, registry) = mk_app(true);
+    async fn request_metrics_use_route_templates_on_the_metrics_listener() {
+        let (app, registry) = mk_app(true, &EdgeArgs::default());
         call(&app, "GET", "/things/123").await;
         call(&app, "GET", "/random/path/42").await;
-        let (_, resp) = call(&app, "GET", "/metrics").await;
+        let metrics = metrics_router(registry.clone());
+        let (status, resp) = call(&metrics, "GET", "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
         let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
         assert!(
             text.contains(r#"herald_http_requests_total{method="GET",route="/things/{id}",status="503"} 1"#),
@@ -260,6 +375,68 @@ mod tests {
         );
         assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
         assert!(!text.contains("123") && !text.contains("/random"), "raw paths leaked: {text}");
-        drop(registry);
+        assert_eq!(call(&metrics, "GET", "/things/1").await.0, StatusCode::NOT_FOUND, "the metrics listener serves /metrics only");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_the_limit_is_a_503_and_a_slow_request_times_out() {
+        let edge = EdgeArgs { max_concurrent_requests: 2, request_timeout: Duration::from_secs(30), ..EdgeArgs::default() };
+        let (app, registry) = mk_app(true, &edge);
+        let held: Vec<_> = (0..2).map(|_| tokio::spawn({
+            let app = app.clone();
+            async move { call(&app, "GET", "/slow").await.0 }
+        })).collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (status, resp) = call(&app, "GET", "/things/1").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        assert!(json(resp).await["message"].as_str().unwrap().contains("too many requests"));
+        // Health stays answered under load.
+        assert_eq!(call(&app, "GET", "/healthz").await.0, StatusCode::OK);
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        for h in held {
+            assert_eq!(h.await.unwrap(), StatusCode::SERVICE_UNAVAILABLE, "timed out");
+        }
+        let text = text(&registry);
+        assert!(text.contains(r#"herald_http_rejected_requests_total{reason="overloaded"} 1"#), "{text}");
+        assert!(text.contains(r#"herald_http_rejected_requests_total{reason="timeout"} 2"#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_trickles_its_headers_is_disconnected() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let edge = EdgeArgs { header_read_timeout: Duration::from_millis(500), ..EdgeArgs::default() };
+        let (app, _) = mk_app(true, &edge);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, app, shutdown.clone(), Duration::from_secs(1), edge.header_read_timeout));
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        // Keep trickling a header byte now and then; the server closes the connection anyway.
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if slow.write_all(b"X").await.is_err() {
+                    return;
+                }
+                match tokio::time::timeout(Duration::from_millis(100), slow.read_to_end(&mut buf)).await {
+                    Ok(_) => return,
+                    Err(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "still connected after 5 s");
+        assert!(started.elapsed() < Duration::from_secs(2), "closed after {:?}", started.elapsed());
+        // A well-behaved client is served.
+        let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+        ok.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        ok.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use herald_consumer::ConsumerService;
 use herald_consumer::group::GroupStatus;
 use herald_consumer::membership::{Membership, View};
-use herald_kit::http::{BindError, bind};
+use herald_kit::http::{BindError, Listeners, bind};
 use herald_kit::kafka::{KafkaArgs, KafkaProperties};
 use herald_kit::partition::partition_for_user;
 use herald_kit::telemetry::LogArgs;
@@ -121,18 +121,25 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         );
     }
 
+    // Local mode is for one developer's machine: no authentication (each service logs that once),
+    // and every listener on loopback; /metrics on ports of their own, as in a cluster.
+    let metrics_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let producer_args = herald_producer::Args {
         kafka: kafka_args.clone(),
         listen: args.producer_listen,
+        metrics_listen: metrics_addr,
         users_file: None,
-        auth_token_file: None,
+        auth: Default::default(),
+        edge: Default::default(),
         send_timeout: Duration::from_secs(5),
         shutdown_timeout: Duration::from_secs(10),
         log: args.log.clone(),
     };
     let producer = Producer::new(&producer_args)?;
     let producer_listener = bind(args.producer_listen).await?;
+    let producer_metrics = bind(metrics_addr).await?;
     let producer_url = url(&producer_listener);
+    let mut metrics_urls = vec![url(&producer_metrics)];
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut rows = Vec::new();
@@ -143,10 +150,16 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             addr.set_port(addr.port() + index as u16);
         }
         let listener = bind(addr).await?;
+        let metrics = bind(metrics_addr).await?;
+        metrics_urls.push(url(&metrics));
         let consumer_args = herald_consumer::Args {
             kafka: kafka_args.clone(),
             group_id: args.group_id.clone(),
             listen: addr,
+            metrics_listen: metrics_addr,
+            auth: Default::default(),
+            peer_token_file: None,
+            edge: Default::default(),
             max_per_user: 100,
             store_budget_bytes: 256 * 1024 * 1024,
             advertise_url: Some(url(&listener)),
@@ -163,7 +176,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         rows.push((format!("consumer-{}", index + 1), url(&listener), service.status()));
         let token = shutdown.clone();
         tasks.spawn(async move {
-            let result = service.serve(listener, token.clone()).await;
+            let result = service.serve(Listeners { api: listener, metrics: Some(metrics) }, token.clone()).await;
             if result.is_err() {
                 token.cancel();
             }
@@ -172,7 +185,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     }
     let token = shutdown.clone();
     tasks.spawn(async move {
-        let result = producer.serve(producer_listener, token.clone()).await;
+        let result = producer.serve(Listeners { api: producer_listener, metrics: Some(producer_metrics) }, token.clone()).await;
         if result.is_err() {
             token.cancel();
         }
@@ -193,7 +206,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = wait_for_assignment(&rows, args.partitions, Duration::from_secs(60)) => {
-            print_table(&args, &kafka_label, &producer_url, &rows);
+            print_table(&args, &kafka_label, &producer_url, &rows, &metrics_urls);
         }
     }
 
@@ -264,21 +277,28 @@ async fn wait_for_assignment(rows: &[(String, String, Arc<GroupStatus>)], partit
     }
 }
 
-fn print_table(args: &Args, kafka: &str, producer_url: &str, rows: &[(String, String, Arc<GroupStatus>)]) {
+fn print_table(
+    args: &Args,
+    kafka: &str,
+    producer_url: &str,
+    rows: &[(String, String, Arc<GroupStatus>)],
+    metrics_urls: &[String],
+) {
     println!();
     println!("Herald is running: topic {:?}, {} partitions, group {:?}", args.topic, args.partitions, args.group_id);
     println!("Kafka: {kafka}");
     println!();
-    println!("  {:<12} {:<28} PARTITIONS", "COMPONENT", "URL");
-    println!("  {:<12} {:<28} -", "producer", producer_url);
+    println!("  {:<12} {:<28} {:<28} PARTITIONS", "COMPONENT", "URL", "METRICS");
+    let metrics = |i: usize| metrics_urls.get(i).map(|u| format!("{u}/metrics")).unwrap_or_default();
+    println!("  {:<12} {:<28} {:<28} -", "producer", producer_url, metrics(0));
     let mut owner = BTreeMap::new();
-    for (name, url, status) in rows {
+    for (i, (name, url, status)) in rows.iter().enumerate() {
         let assigned = status.assigned();
         for p in &assigned {
             owner.insert(*p, url.clone());
         }
         let shown = assigned.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
-        println!("  {:<12} {:<28} {}", name, url, if shown.is_empty() { "-".into() } else { shown });
+        println!("  {:<12} {:<28} {:<28} {}", name, url, metrics(i + 1), if shown.is_empty() { "-".into() } else { shown });
     }
     let user = 2;
     let partition = partition_for_user(user, args.partitions);
@@ -294,7 +314,7 @@ fn print_table(args: &Args, kafka: &str, producer_url: &str, rows: &[(String, St
         "Read them (user {user} is on partition {partition}; each consumer answers for the users of its partitions):"
     );
     println!("  curl {reader}/notifications/{user}");
-    println!("Metrics: {producer_url}/metrics and /metrics on every consumer.");
+    println!("Metrics: the METRICS column (each component serves /metrics on a port of its own).");
     println!("Press Ctrl-C to stop.");
 }
 

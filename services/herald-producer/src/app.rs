@@ -9,14 +9,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use herald_kit::http::{HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
+use herald_kit::auth::{AuthError, Authenticator, SendAs};
+use herald_kit::http::{EdgeArgs, HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
 use herald_kit::model::Notification;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use prometheus::Registry;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::auth::BearerToken;
 use crate::kafka::{SendError, Sender};
 use crate::metrics::{Outcome, ProducerMetrics};
 use crate::request::{self, BodyFormat};
@@ -30,15 +29,19 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct AppState {
     pub directory: Arc<Directory>,
     pub sender: Arc<Sender>,
-    pub token: Option<BearerToken>,
+    pub auth: Arc<Authenticator>,
     pub metrics: ProducerMetrics,
 }
 
 /// Every way `/send` can fail, each with its status.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("missing or invalid bearer token")]
-    Unauthorized,
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    #[error("fromID is required")]
+    NoSender,
+    #[error("this token may not send as user {0}")]
+    Forbidden(u64),
     #[error("Content-Type must be application/x-www-form-urlencoded or application/json")]
     UnsupportedMediaType,
     #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
@@ -66,11 +69,9 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let message = self.to_string();
         match self {
-            AppError::Unauthorized => {
-                let mut r = JsonError::new(StatusCode::UNAUTHORIZED, message).into_response();
-                r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-                r
-            }
+            AppError::Unauthorized(e) => e.into_response(),
+            AppError::NoSender => JsonError::new(StatusCode::BAD_REQUEST, message).into_response(),
+            AppError::Forbidden(_) => JsonError::new(StatusCode::FORBIDDEN, message).into_response(),
             AppError::UnsupportedMediaType => {
                 JsonError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response()
             }
@@ -93,14 +94,14 @@ pub struct Sent {
     pub offset: i64,
 }
 
-/// The whole producer API.
-pub fn router(state: AppState, registry: Registry, http: HttpMetrics) -> Router {
+/// The whole producer API (its metrics are served on their own listener).
+pub fn router(state: AppState, http: HttpMetrics, edge: &EdgeArgs) -> Router {
     let live_sender = state.sender.clone();
     let ready_sender = state.sender.clone();
     let live: ReadyCheck = Arc::new(move || live_sender.live());
     let ready: ReadyCheck = Arc::new(move || ready_sender.ready());
     let api = Router::new().route("/send", post(send)).with_state(state);
-    with_operational_routes(api, registry, http, live, ready)
+    with_operational_routes(api, http, edge, live, ready)
 }
 
 async fn send(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -122,11 +123,7 @@ async fn send(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
 }
 
 async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Sent, AppError> {
-    if let Some(token) = &state.token
-        && !token.accepts(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
-    {
-        return Err(AppError::Unauthorized);
-    }
+    let identity = state.auth.authenticate(headers)?;
     let format = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -145,7 +142,11 @@ async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
         })?
         .to_bytes();
     let req = request::parse(format, &bytes)?;
-    let from = state.directory.get(req.from_id).ok_or(AppError::UserNotFound)?;
+    let from_id = identity.sender(req.from_id).map_err(|refused| match refused {
+        SendAs::Missing => AppError::NoSender,
+        SendAs::Forbidden => AppError::Forbidden(req.from_id.unwrap_or_default()),
+    })?;
+    let from = state.directory.get(from_id).ok_or(AppError::UserNotFound)?;
     let to = state.directory.get(req.to_id).ok_or(AppError::UserNotFound)?;
     let notification = Notification::new(from.clone(), to.clone(), req.message);
     let delivered = state.sender.send(&notification).await?;

@@ -2,7 +2,6 @@
 //! answers 200 only once the broker acknowledged it.
 
 pub mod app;
-pub mod auth;
 pub mod kafka;
 pub mod metrics;
 pub mod request;
@@ -13,8 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_kit::auth::{AuthArgs, AuthSetupError, Authenticator};
 use herald_kit::config::parse_duration;
-use herald_kit::http::{BindError, HttpMetrics, bind};
+use herald_kit::http::{BindError, EdgeArgs, HttpMetrics, Listeners, bind, metrics_router};
 use herald_kit::kafka::KafkaArgs;
 use herald_kit::model::seed_users;
 use herald_kit::telemetry::LogArgs;
@@ -22,7 +22,6 @@ use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppState, router};
-use crate::auth::{BearerToken, TokenError};
 use crate::kafka::{CreateError, Sender};
 use crate::metrics::ProducerMetrics;
 use crate::users::{Directory, DirectoryError};
@@ -34,18 +33,25 @@ pub struct Args {
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
-    /// Address the HTTP server listens on.
+    /// Address the API listens on (`POST /send`, `/healthz`, `/readyz`).
     #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+
+    /// Address `/metrics` is served on, apart from the API, so that network policy can let
+    /// Prometheus in without opening the API.
+    #[arg(long, env = "HERALD_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
 
     /// JSON file with the user directory (`[{"id":1,"name":"Emma"}, ...]`); the seed's four
     /// users when not given.
     #[arg(long, env = "HERALD_USERS_FILE")]
     pub users_file: Option<PathBuf>,
 
-    /// File holding the bearer token `/send` requires; no token is required when not given.
-    #[arg(long, env = "HERALD_AUTH_TOKEN_FILE")]
-    pub auth_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 
     /// How long a send may wait for Kafka to take and acknowledge a record before answering 503.
     #[arg(long, env = "HERALD_SEND_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -64,8 +70,8 @@ pub struct Args {
 pub enum Error {
     #[error("loading the user directory: {0}")]
     Users(#[from] DirectoryError),
-    #[error("loading the auth token: {0}")]
-    Token(#[from] TokenError),
+    #[error("setting up authentication: {0}")]
+    Auth(#[from] AuthSetupError),
     #[error("configuring Kafka: {0}")]
     Kafka(#[from] CreateError),
     #[error("registering metrics: {0}")]
@@ -88,8 +94,10 @@ pub struct Producer {
     state: AppState,
     registry: Registry,
     http: HttpMetrics,
+    edge: EdgeArgs,
     shutdown_timeout: Duration,
 }
+
 
 impl Producer {
     /// Validates the flags, loads the directory and token and creates the Kafka client.
@@ -99,38 +107,55 @@ impl Producer {
             None => Directory::new(seed_users())
                 .map_err(|problem| DirectoryError::Invalid { path: "<seed>".into(), problem })?,
         };
-        let token = args.auth_token_file.as_deref().map(BearerToken::load).transpose()?;
+        let auth = Authenticator::from_args(&args.auth, None)?;
+        if !auth.required() {
+            tracing::warn!(
+                "no authentication configured (--auth-token-file, --jwt-secret-file, --jwt-public-key-file): anyone who reaches this port can send as any user"
+            );
+        }
         let registry = Registry::new();
         let http = HttpMetrics::register(&registry)?;
         let metrics = ProducerMetrics::register(&registry)?;
         let sender = Sender::new(&args.kafka, args.send_timeout, metrics.client_replacements.clone())?;
         tracing::info!(
             users = directory.len(),
-            auth = token.is_some(),
+            auth = %auth.describe(),
             topic = %args.kafka.topic,
             bootstrap_servers = %args.kafka.bootstrap_servers,
             send_timeout_ms = args.send_timeout.as_millis() as u64,
             "producer configured"
         );
         Ok(Self {
-            state: AppState { directory: Arc::new(directory), sender: Arc::new(sender), token, metrics },
+            state: AppState { directory: Arc::new(directory), sender: Arc::new(sender), auth: Arc::new(auth), metrics },
             registry,
             http,
+            edge: args.edge.clone(),
             shutdown_timeout: args.shutdown_timeout,
         })
     }
 
-    /// Serves on `listener` until `shutdown` is cancelled, then drains requests and flushes.
-    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<Summary, Error> {
+    /// Serves until `shutdown` is cancelled, then drains requests and flushes.
+    pub async fn serve(self, listeners: Listeners, shutdown: CancellationToken) -> Result<Summary, Error> {
         let sender = self.state.sender.clone();
         let metrics = self.state.metrics.clone();
         let readiness = tokio::spawn(sender.clone().watch_readiness(shutdown.clone()));
-        let app = router(self.state, self.registry, self.http);
-        if let Ok(addr) = listener.local_addr() {
+        let app = router(self.state, self.http, &self.edge);
+        if let Ok(addr) = listeners.api.local_addr() {
             tracing::info!(%addr, "producer listening");
         }
-        let served = herald_kit::http::serve(listener, app, shutdown.clone(), self.shutdown_timeout).await;
+        let header_timeout = self.edge.header_read_timeout;
+        let metrics_server = listeners.metrics.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "metrics listening");
+            }
+            let app = metrics_router(self.registry);
+            tokio::spawn(herald_kit::http::serve(listener, app, shutdown.clone(), Duration::from_secs(1), header_timeout))
+        });
+        let served = herald_kit::http::serve(listeners.api, app, shutdown.clone(), self.shutdown_timeout, header_timeout).await;
         shutdown.cancel();
+        if let Some(metrics_server) = metrics_server {
+            let _ = metrics_server.await;
+        }
         let _ = readiness.await;
         let unflushed = sender.flush(self.shutdown_timeout).await;
         let summary = Summary { sent: metrics.sent(), unflushed };
@@ -143,6 +168,6 @@ impl Producer {
 /// Runs the producer until `shutdown` is cancelled.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<Summary, Error> {
     let producer = Producer::new(&args)?;
-    let listener = bind(args.listen).await?;
-    producer.serve(listener, shutdown).await
+    let listeners = Listeners { api: bind(args.listen).await?, metrics: Some(bind(args.metrics_listen).await?) };
+    producer.serve(listeners, shutdown).await
 }

@@ -4,10 +4,11 @@ use herald_kit::model::MAX_MESSAGE_BYTES;
 use percent_encoding::percent_decode;
 use serde::Deserialize;
 
-/// A validated send request.
+/// A validated send request. `fromID` may be left out by a caller with a user token: the
+/// sender is then the token's user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendRequest {
-    pub from_id: u64,
+    pub from_id: Option<u64>,
     pub to_id: u64,
     pub message: String,
 }
@@ -143,7 +144,7 @@ fn parse_decimal(s: &str) -> Option<u64> {
 }
 
 fn validate(raw: RawFields) -> Result<SendRequest, BadRequest> {
-    let from_id = user_id("fromID", raw.from_id)?;
+    let from_id = raw.from_id.map(|id| user_id("fromID", Some(id))).transpose()?;
     let to_id = user_id("toID", raw.to_id)?;
     let message = raw.message.ok_or_else(|| bad("message is required"))?;
     if message.trim().is_empty() {
@@ -182,20 +183,21 @@ mod tests {
     #[test]
     fn parses_forms_like_curl_sends_them() {
         let r = ok(BodyFormat::Form, "fromID=1&toID=2&message=Hello+there%21%20%C3%A9&extra=x");
-        assert_eq!(r, SendRequest { from_id: 1, to_id: 2, message: "Hello there! é".into() });
+        assert_eq!(r, SendRequest { from_id: Some(1), to_id: 2, message: "Hello there! é".into() });
     }
 
     #[test]
     fn parses_json_with_numbers_or_digit_strings() {
         let r = ok(BodyFormat::Json, r#"{"fromID":1,"toID":"2","message":"hey","other":[1,{"a":2}]}"#);
-        assert_eq!(r, SendRequest { from_id: 1, to_id: 2, message: "hey".into() });
+        assert_eq!(r, SendRequest { from_id: Some(1), to_id: 2, message: "hey".into() });
+        let no_sender = ok(BodyFormat::Json, r#"{"toID":2,"message":"hey"}"#);
+        assert_eq!(no_sender.from_id, None, "fromID may be left out (a user token's sub)");
     }
 
     #[test]
     fn names_the_field_and_the_problem() {
         use BodyFormat::*;
         let cases: &[(BodyFormat, &[u8], &str)] = &[
-            (Form, b"toID=2&message=m", "fromID is required"),
             (Form, b"fromID=1&message=m", "toID is required"),
             (Form, b"fromID=1&toID=2", "message is required"),
             (Form, b"fromID=abc&toID=2&message=m", "fromID must be a positive integer"),
@@ -210,6 +212,7 @@ mod tests {
             (Json, b"{\"fromID\":true,\"toID\":2,\"message\":\"m\"}", "fromID must be a positive integer"),
             (Json, b"{\"fromID\":1,\"toID\":2,\"message\":7}", "message must be a string"),
             (Json, b"{\"fromID\":1,\"toID\":null,\"message\":\"m\"}", "toID is required"),
+            (Json, b"{\"fromID\":0,\"toID\":2,\"message\":\"m\"}", "fromID must be a positive integer"),
             (Json, b"{\"fromID\":1,\"fromID\":1,\"toID\":2,\"message\":\"m\"}", "duplicate field `fromID`"),
             (Json, b"[1,2,3]", "body is not a valid JSON object"),
             (Json, b"{\"fromID\":1", "body is not a valid JSON object"),

@@ -9,11 +9,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use herald_kit::http::HttpMetrics;
+use herald_kit::auth::{AuthArgs, Authenticator};
+use herald_kit::http::{EdgeArgs, HttpMetrics};
 use herald_kit::kafka::KafkaArgs;
 use herald_kit::model::seed_users;
 use herald_producer::app::{AppState, router};
-use herald_producer::auth::BearerToken;
 use herald_producer::kafka::Sender;
 use herald_producer::metrics::ProducerMetrics;
 use herald_producer::users::Directory;
@@ -24,18 +24,51 @@ use tower::ServiceExt;
 
 const TOPIC: &str = "notifications";
 
-fn mk_app(bootstrap: &str, token: Option<&str>, timeout: Duration) -> Router {
+/// The producer's API router and the registry its metrics listener would serve.
+struct App {
+    api: Router,
+    registry: Registry,
+}
+
+/// An authenticator with the service token `token` (none: open) and an HS256 JWT secret.
+fn authenticator(token: Option<&str>) -> Authenticator {
+    let Some(token) = token else { return Authenticator::open() };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), token).unwrap();
+    std::fs::write(dir.path().join("secret"), JWT_SECRET).unwrap();
+    let args = AuthArgs {
+        auth_token_file: Some(dir.path().join("token")),
+        jwt_secret_file: Some(dir.path().join("secret")),
+        ..AuthArgs::default()
+    };
+    Authenticator::from_args(&args, None).unwrap()
+}
+
+const JWT_SECRET: &str = "a-shared-secret-of-at-least-32-bytes";
+
+/// An HS256 JWT for user `sub` with `scope`, valid for a minute.
+fn jwt(sub: u64, scope: &str) -> String {
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 60;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({"sub": sub.to_string(), "exp": exp, "scope": scope}),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn mk_app(bootstrap: &str, token: Option<&str>, timeout: Duration) -> App {
     let kafka = KafkaArgs { bootstrap_servers: bootstrap.into(), topic: TOPIC.into(), properties: Default::default() };
     let registry = Registry::new();
     let metrics = ProducerMetrics::register(&registry).unwrap();
     let state = AppState {
         directory: Arc::new(Directory::new(seed_users()).unwrap()),
         sender: Arc::new(Sender::new(&kafka, timeout, metrics.client_replacements.clone()).unwrap()),
-        token: token.and_then(BearerToken::new),
+        auth: Arc::new(authenticator(token)),
         metrics,
     };
     let http = HttpMetrics::register(&registry).unwrap();
-    router(state, registry, http)
+    App { api: router(state, http, &EdgeArgs::default()), registry }
 }
 
 struct Answer {
@@ -44,7 +77,7 @@ struct Answer {
     json: serde_json::Value,
 }
 
-async fn post(app: &Router, content_type: Option<&str>, auth: Option<&str>, body: impl Into<Body>) -> Answer {
+async fn post(app: &App, content_type: Option<&str>, auth: Option<&str>, body: impl Into<Body>) -> Answer {
     let mut req = Request::builder().method("POST").uri("/send");
     if let Some(ct) = content_type {
         req = req.header(header::CONTENT_TYPE, ct);
@@ -52,7 +85,7 @@ async fn post(app: &Router, content_type: Option<&str>, auth: Option<&str>, body
     if let Some(a) = auth {
         req = req.header(header::AUTHORIZATION, a);
     }
-    let resp = app.clone().oneshot(req.body(body.into()).unwrap()).await.unwrap();
+    let resp = app.api.clone().oneshot(req.body(body.into()).unwrap()).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -64,10 +97,8 @@ async fn post(app: &Router, content_type: Option<&str>, auth: Option<&str>, body
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 const JSON: Option<&str> = Some("application/json");
 
-async fn metrics_text(app: &Router) -> String {
-    let req = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+async fn metrics_text(app: &App) -> String {
+    prometheus::TextEncoder::new().encode_to_string(&app.registry.gather()).unwrap()
 }
 
 #[tokio::test]
@@ -157,6 +188,43 @@ async fn bearer_token_is_required_when_configured() {
     // With the right token the request gets past authentication (and fails on the dead broker).
     let a = post(&app, FORM, Some("Bearer s3cret"), "fromID=1&toID=2&message=x").await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    // The service token sends as anyone, but must say as whom.
+    let a = post(&app, FORM, Some("Bearer s3cret"), "toID=2&message=x").await;
+    assert_eq!((a.status, a.json["message"].as_str()), (StatusCode::BAD_REQUEST, Some("fromID is required")));
+}
+
+#[tokio::test]
+async fn a_user_sends_as_themselves_unless_the_token_may_send_as_anyone() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, 3, 1).unwrap();
+    let app = mk_app(&cluster.bootstrap_servers(), Some("s3cret"), Duration::from_secs(10));
+    let me = format!("Bearer {}", jwt(3, ""));
+    // fromID left out: the token's user.
+    let a = post(&app, JSON, Some(&me), r#"{"toID":2,"message":"from me"}"#).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    let a = post(&app, FORM, Some(&me), "fromID=3&toID=2&message=still+me").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    let a = post(&app, FORM, Some(&me), "fromID=1&toID=2&message=as+Emma").await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.json);
+    assert_eq!(a.json["message"], "this token may not send as user 1");
+    let any = format!("Bearer {}", jwt(3, "notifications:send:any"));
+    let a = post(&app, FORM, Some(&any), "fromID=1&toID=2&message=for+Emma").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    let expired = {
+        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 3600;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({"sub": "3", "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    let a = post(&app, FORM, Some(&format!("Bearer {expired}")), "toID=2&message=x").await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.json["message"], "the token has expired");
+    assert!(!a.json.to_string().contains(&expired), "the token is echoed");
+    let text = metrics_text(&app).await;
+    assert!(text.contains(r#"herald_producer_notifications_total{outcome="sent"} 3"#), "{text}");
 }
 
 #[tokio::test]
@@ -177,10 +245,10 @@ async fn unconfirmed_records_get_503_with_retry_after_within_the_timeout() {
 async fn readiness_follows_the_broker() {
     let app = mk_app("127.0.0.1:1", None, Duration::from_millis(200));
     let req = Request::builder().uri("/readyz").body(Body::empty()).unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
+    let resp = app.api.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let req = Request::builder().uri("/healthz").body(Body::empty()).unwrap();
-    assert_eq!(app.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(app.api.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]
