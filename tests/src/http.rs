@@ -71,6 +71,24 @@ impl Http {
         self.request("GET", url, None, Vec::new()).await
     }
 
+    /// A GET with extra headers.
+    pub async fn get_with(&self, url: &str, headers: &[(&str, String)]) -> Result<Answer, String> {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.request_with("GET", url, &headers, Vec::new()).await
+    }
+
+    /// A JSON POST with extra headers.
+    pub async fn post_json_with(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, String)],
+    ) -> Result<Answer, String> {
+        let mut all: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+        all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+        self.request_with("POST", url, &all, body.to_string().into_bytes()).await
+    }
+
     pub async fn send_form(&self, producer: &str, from: u64, to: u64, message: &str) -> Result<Answer, String> {
         let body = format!("fromID={from}&toID={to}&message={}", message.replace(' ', "+"));
         self.request("POST", &format!("{producer}/send"), Some("application/x-www-form-urlencoded"), body.into_bytes())

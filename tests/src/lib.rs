@@ -7,6 +7,7 @@
 
 pub mod broker;
 pub mod http;
+pub mod jwt;
 pub mod kafka;
 pub mod kubelet;
 pub mod metrics;

@@ -171,7 +171,11 @@ impl BearerToken {
     /// Reads a token from a file (surrounding whitespace, such as a trailing newline, ignored).
     pub fn load(path: &Path, what: &'static str) -> Result<Self, AuthSetupError> {
         let shown = path.display().to_string();
-        let raw = std::fs::read_to_string(path).map_err(|source| AuthSetupError::Read { what, path: shown.clone(), source })?;
+        let raw = std::fs::read_to_string(path).map_err(|source| AuthSetupError::Read {
+            what,
+            path: shown.clone(),
+            source,
+        })?;
         Self::new(&raw).ok_or(AuthSetupError::Empty { what, path: shown })
     }
 
@@ -197,8 +201,11 @@ impl PeerToken {
     /// Reads the token from a file (surrounding whitespace ignored).
     pub fn load(path: &Path) -> Result<Self, AuthSetupError> {
         let shown = path.display().to_string();
-        let raw = std::fs::read_to_string(path)
-            .map_err(|source| AuthSetupError::Read { what: "peer token file", path: shown.clone(), source })?;
+        let raw = std::fs::read_to_string(path).map_err(|source| AuthSetupError::Read {
+            what: "peer token file",
+            path: shown.clone(),
+            source,
+        })?;
         let token = raw.trim();
         if token.is_empty() {
             return Err(AuthSetupError::Empty { what: "peer token file", path: shown });
@@ -208,7 +215,8 @@ impl PeerToken {
 
     /// The `Authorization` value that carries it.
     pub fn header(&self) -> HeaderValue {
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.0)).unwrap_or(HeaderValue::from_static("Bearer"));
+        let mut value =
+            HeaderValue::from_str(&format!("Bearer {}", self.0)).unwrap_or(HeaderValue::from_static("Bearer"));
         value.set_sensitive(true);
         value
     }
@@ -241,7 +249,8 @@ fn key_algorithm(pem: &str) -> Result<Algorithm, String> {
     if body.is_empty() {
         return Err("not a PEM public key (expected -----BEGIN PUBLIC KEY-----)".into());
     }
-    let der = base64::engine::general_purpose::STANDARD.decode(body.trim()).map_err(|e| format!("not valid base64: {e}"))?;
+    let der =
+        base64::engine::general_purpose::STANDARD.decode(body.trim()).map_err(|e| format!("not valid base64: {e}"))?;
     let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
     const RSA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
     const EC: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
@@ -282,8 +291,11 @@ impl Jwt {
     fn from_args(args: &AuthArgs) -> Result<Option<Self>, AuthSetupError> {
         if let Some(path) = &args.jwt_secret_file {
             let shown = path.display().to_string();
-            let raw = std::fs::read(path)
-                .map_err(|source| AuthSetupError::Read { what: "JWT secret", path: shown.clone(), source })?;
+            let raw = std::fs::read(path).map_err(|source| AuthSetupError::Read {
+                what: "JWT secret",
+                path: shown.clone(),
+                source,
+            })?;
             let secret = raw.strip_suffix(b"\n").map(|s| s.strip_suffix(b"\r").unwrap_or(s)).unwrap_or(&raw);
             if secret.is_empty() {
                 return Err(AuthSetupError::Empty { what: "JWT secret", path: shown });
@@ -292,13 +304,17 @@ impl Jwt {
                 return Err(AuthSetupError::ShortSecret { path: shown, len: secret.len() });
             }
             let validation = Self::validation(vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512], args);
-            let key = DecodingKey::from_secret(secret).map_err(|e| AuthSetupError::Key { path: shown, why: e.to_string() })?;
+            let key = DecodingKey::from_secret(secret)
+                .map_err(|e| AuthSetupError::Key { path: shown, why: e.to_string() })?;
             return Ok(Some(Self { key, validation }));
         }
         if let Some(path) = &args.jwt_public_key_file {
             let shown = path.display().to_string();
-            let pem = std::fs::read_to_string(path)
-                .map_err(|source| AuthSetupError::Read { what: "JWT public key", path: shown.clone(), source })?;
+            let pem = std::fs::read_to_string(path).map_err(|source| AuthSetupError::Read {
+                what: "JWT public key",
+                path: shown.clone(),
+                source,
+            })?;
             let key_error = |why: String| AuthSetupError::Key { path: shown.clone(), why };
             let algorithm = key_algorithm(&pem).map_err(key_error)?;
             let key = match algorithm {
@@ -325,7 +341,9 @@ impl Jwt {
             _ => AuthError::NotAJwt,
         })?;
         let id = match &data.claims.sub {
-            Some(serde_json::Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+            Some(serde_json::Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse().ok()
+            }
             _ => None,
         }
         .filter(|id| *id > 0)
@@ -454,7 +472,8 @@ mod tests {
     }
 
     fn hs256(claims: serde_json::Value) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET).unwrap()).unwrap()
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET).unwrap())
+            .unwrap()
     }
 
     fn claims(sub: &str) -> serde_json::Value {
@@ -474,7 +493,10 @@ mod tests {
         );
         let mut scoped = claims("7");
         scoped["scope"] = format!("openid {SEND_ANY} {READ_ANY}").into();
-        assert_eq!(auth.authenticate(&headers(&hs256(scoped))), Ok(Identity::User { id: 7, send_any: true, read_any: true }));
+        assert_eq!(
+            auth.authenticate(&headers(&hs256(scoped))),
+            Ok(Identity::User { id: 7, send_any: true, read_any: true })
+        );
         let mut expired = claims("7");
         expired["exp"] = (now() - 120).into();
         assert_eq!(auth.authenticate(&headers(&hs256(expired))), Err(AuthError::Expired));

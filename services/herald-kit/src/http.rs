@@ -175,7 +175,13 @@ async fn limit(State(limits): State<Limits>, request: Request, next: Next) -> Re
 /// `api` behind the edge limits, plus `/healthz` and `/readyz` (outside the limits, so that a
 /// busy pod is not restarted), a JSON 404 fallback and request metrics. `/metrics` is served on
 /// its own listener ([`metrics_router`]).
-pub fn with_operational_routes(api: Router, metrics: HttpMetrics, edge: &EdgeArgs, live: ReadyCheck, ready: ReadyCheck) -> Router {
+pub fn with_operational_routes(
+    api: Router,
+    metrics: HttpMetrics,
+    edge: &EdgeArgs,
+    live: ReadyCheck,
+    ready: ReadyCheck,
+) -> Router {
     let limits = Limits {
         permits: Arc::new(tokio::sync::Semaphore::new(edge.max_concurrent_requests as usize)),
         timeout: edge.request_timeout,
@@ -308,7 +314,10 @@ mod tests {
         let registry = Registry::new();
         let metrics = HttpMetrics::register(&registry).unwrap();
         let app = Router::new()
-            .route("/things/{id}", axum::routing::get(|| async { JsonError::unavailable("busy", Duration::from_secs(2)) }))
+            .route(
+                "/things/{id}",
+                axum::routing::get(|| async { JsonError::unavailable("busy", Duration::from_secs(2)) }),
+            )
             .route(
                 "/slow",
                 axum::routing::get(|| async {
@@ -375,17 +384,26 @@ mod tests {
         );
         assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
         assert!(!text.contains("123") && !text.contains("/random"), "raw paths leaked: {text}");
-        assert_eq!(call(&metrics, "GET", "/things/1").await.0, StatusCode::NOT_FOUND, "the metrics listener serves /metrics only");
+        assert_eq!(
+            call(&metrics, "GET", "/things/1").await.0,
+            StatusCode::NOT_FOUND,
+            "the metrics listener serves /metrics only"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn over_the_limit_is_a_503_and_a_slow_request_times_out() {
-        let edge = EdgeArgs { max_concurrent_requests: 2, request_timeout: Duration::from_secs(30), ..EdgeArgs::default() };
+        let edge =
+            EdgeArgs { max_concurrent_requests: 2, request_timeout: Duration::from_secs(30), ..EdgeArgs::default() };
         let (app, registry) = mk_app(true, &edge);
-        let held: Vec<_> = (0..2).map(|_| tokio::spawn({
-            let app = app.clone();
-            async move { call(&app, "GET", "/slow").await.0 }
-        })).collect();
+        let held: Vec<_> = (0..2)
+            .map(|_| {
+                tokio::spawn({
+                    let app = app.clone();
+                    async move { call(&app, "GET", "/slow").await.0 }
+                })
+            })
+            .collect();
         tokio::time::sleep(Duration::from_millis(10)).await;
         let (status, resp) = call(&app, "GET", "/things/1").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -410,7 +428,8 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, app, shutdown.clone(), Duration::from_secs(1), edge.header_read_timeout));
+        let server =
+            tokio::spawn(serve(listener, app, shutdown.clone(), Duration::from_secs(1), edge.header_read_timeout));
         let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
         slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
         let started = std::time::Instant::now();

@@ -185,7 +185,8 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     }
     let token = shutdown.clone();
     tasks.spawn(async move {
-        let result = producer.serve(Listeners { api: producer_listener, metrics: Some(producer_metrics) }, token.clone()).await;
+        let result =
+            producer.serve(Listeners { api: producer_listener, metrics: Some(producer_metrics) }, token.clone()).await;
         if result.is_err() {
             token.cancel();
         }
@@ -298,7 +299,13 @@ fn print_table(
             owner.insert(*p, url.clone());
         }
         let shown = assigned.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
-        println!("  {:<12} {:<28} {:<28} {}", name, url, metrics(i + 1), if shown.is_empty() { "-".into() } else { shown });
+        println!(
+            "  {:<12} {:<28} {:<28} {}",
+            name,
+            url,
+            metrics(i + 1),
+            if shown.is_empty() { "-".into() } else { shown }
+        );
     }
     let user = 2;
     let partition = partition_for_user(user, args.partitions);

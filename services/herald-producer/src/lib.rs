@@ -98,7 +98,6 @@ pub struct Producer {
     shutdown_timeout: Duration,
 }
 
-
 impl Producer {
     /// Validates the flags, loads the directory and token and creates the Kafka client.
     pub fn new(args: &Args) -> Result<Self, Error> {
@@ -149,9 +148,16 @@ impl Producer {
                 tracing::info!(%addr, "metrics listening");
             }
             let app = metrics_router(self.registry);
-            tokio::spawn(herald_kit::http::serve(listener, app, shutdown.clone(), Duration::from_secs(1), header_timeout))
+            tokio::spawn(herald_kit::http::serve(
+                listener,
+                app,
+                shutdown.clone(),
+                Duration::from_secs(1),
+                header_timeout,
+            ))
         });
-        let served = herald_kit::http::serve(listeners.api, app, shutdown.clone(), self.shutdown_timeout, header_timeout).await;
+        let served =
+            herald_kit::http::serve(listeners.api, app, shutdown.clone(), self.shutdown_timeout, header_timeout).await;
         shutdown.cancel();
         if let Some(metrics_server) = metrics_server {
             let _ = metrics_server.await;
