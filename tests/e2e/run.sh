@@ -86,6 +86,15 @@ forward() {
   echo $! >"$forwards/$local_port"
   until_ok 60 "a port-forward to $ns/$service" curl -sf "localhost:$local_port/readyz"
 }
+# /metrics has its own port, which no Service exposes (Prometheus scrapes the pods): forward to
+# one pod of the Deployment.
+forward_metrics() {
+  local ns="$1" deployment="$2" local_port="$3" port="$4"
+  stop_forward "$local_port"
+  kubectl port-forward -n "$ns" "deploy/$deployment" "$local_port:$port" >/dev/null 2>&1 &
+  echo $! >"$forwards/$local_port"
+  until_ok 60 "a port-forward to the metrics of $ns/$deployment" curl -sf "localhost:$local_port/metrics"
+}
 stop_forward() {
   if [ -f "$forwards/$1" ]; then
     kill "$(cat "$forwards/$1")" 2>/dev/null || true
@@ -205,27 +214,50 @@ until_ok 120 "the consumer Deployment back on the Herald image" \
 rollout "$NS" "$PIPELINE-consumer"
 forward "$NS" "$PIPELINE-consumer" 18081 8081
 
-step "metrics"
-curl -sf localhost:18080/metrics | grep -q '^herald_producer_notifications_total{outcome="sent"}' || fail "producer metrics"
-curl -sf localhost:18081/metrics | grep -q '^herald_consumer_records_total' || fail "consumer metrics"
+step "metrics on their own ports, not on the API ports"
+forward_metrics "$NS" "$PIPELINE-producer" 19090 9090
+forward_metrics "$NS" "$PIPELINE-consumer" 19091 9091
+curl -sf localhost:19090/metrics | grep -q '^herald_producer_notifications_total{outcome="sent"}' || fail "producer metrics"
+curl -sf localhost:19091/metrics | grep -q '^herald_consumer_records_total' || fail "consumer metrics"
+[ "$(curl -s -o /dev/null -w '%{http_code}' localhost:18080/metrics)" = 404 ] || fail "/metrics on the producer's API port"
+stop_forward 19090
+stop_forward 19091
 kubectl port-forward -n herald-system svc/herald-metrics 18090:8080 >/dev/null 2>&1 &
 echo $! >"$forwards/18090"
 until_ok 60 "operator metrics" curl -sf localhost:18090/metrics
 curl -sf localhost:18090/metrics | grep -q "^herald_operator_pipeline_ready{namespace=\"$NS\",pipeline=\"$PIPELINE\"} 1" || fail "operator metrics"
 stop_forward 18090
 
-step "a pipeline on the TLS listener with SCRAM: KafkaUsers, Ready, a notification through"
+step "NetworkPolicies, the peer token and AuthConfigured of the open pipeline"
+for component in producer consumer; do
+  kubectl get -n "$NS" networkpolicy "$PIPELINE-$component" >/dev/null || fail "no NetworkPolicy $PIPELINE-$component"
+done
+kubectl get -n "$NS" secret "$PIPELINE-peer-token" -o jsonpath='{.immutable}' | grep -qx true || fail "peer token"
+[ "$(kubectl get -n "$NS" npipe "$PIPELINE" -o jsonpath='{.status.conditions[?(@.type=="AuthConfigured")].reason}')" = Open ] ||
+  fail "AuthConfigured is not Open"
+
+step "a pipeline on the TLS listener with SCRAM and a service token: KafkaUsers, Ready, 401 without the token, a notification through with it"
+api_token="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+kubectl create secret generic alerts-api-token -n kafka --from-literal=token="$api_token" --dry-run=client -o yaml |
+  kubectl apply -f -
 apply_example deploy/examples/secured.yaml kafka
 until_ok 300 "the KafkaUsers alerts-producer and alerts-consumer" \
   kubectl wait -n kafka kafkauser/alerts-producer kafkauser/alerts-consumer --for=condition=Ready --timeout=5s
 kubectl wait -n kafka npipe/alerts --for=condition=Ready --timeout=600s
 forward kafka alerts-producer 18180 8080
 forward kafka alerts-consumer 18181 8081
-secured="$(curl -sf -d 'fromID=1&toID=2&message=over+TLS+and+SCRAM' localhost:18180/send)" || fail "secured send"
+[ "$(kubectl get -n kafka npipe alerts -o jsonpath='{.status.conditions[?(@.type=="AuthConfigured")].status}')" = True ] ||
+  fail "AuthConfigured is not True"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -d 'fromID=1&toID=2&message=x' localhost:18180/send)" = 401 ] ||
+  fail "a send without the token was not refused"
+[ "$(curl -s -o /dev/null -w '%{http_code}' localhost:18181/notifications/2)" = 401 ] ||
+  fail "a read without the token was not refused"
+auth=(-H "Authorization: Bearer $api_token")
+secured="$(curl -sf "${auth[@]}" -d 'fromID=1&toID=2&message=over+TLS+and+SCRAM' localhost:18180/send)" || fail "secured send"
 secured_id="$(printf '%s' "$secured" | grep -o '"id":"[^"]*"' | head -n 1 | cut -d'"' -f4)"
 [ -n "$secured_id" ] || fail "no id in $secured"
 until_ok 120 "the secured notification readable" \
-  sh -c "curl -sf localhost:18181/notifications/2 | grep -q '$secured_id'"
+  sh -c "curl -sf -H 'Authorization: Bearer $api_token' localhost:18181/notifications/2 | grep -q '$secured_id'"
 stop_forward 18180
 stop_forward 18181
 kubectl delete -n kafka npipe alerts --wait --timeout=300s

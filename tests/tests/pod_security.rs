@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use herald_operator::desired::{Images, children};
+use herald_operator::desired::{Defaults, Images, Observed, children};
 use herald_operator::fixtures::{example_pipelines, repo_root, security_variants};
 use herald_operator::validate::{TenancyPolicy, validate};
 use herald_tests::kubelet::check_files;
@@ -14,11 +14,15 @@ use serde::Deserialize;
 
 /// The pod specs of every pipeline variant, labelled.
 fn pipeline_pods() -> Vec<(String, serde_json::Value)> {
-    let images = Images { producer: "herald:1".into(), consumer: "herald:1".into() };
+    let defaults = Defaults {
+        images: Images { producer: "herald:1".into(), consumer: "herald:1".into() },
+        metrics_namespaces: Default::default(),
+    };
+    let observed = Observed { consumers: 3, peer_token_uid: "uid-1".into() };
     let mut pods = Vec::new();
     for (label, pipeline) in example_pipelines().into_iter().chain(security_variants()) {
         let valid = validate(&pipeline, &TenancyPolicy::default()).unwrap_or_else(|e| panic!("{label}: {e}"));
-        let c = children(&valid, &images, 3);
+        let c = children(&valid, &defaults, &observed);
         for d in [&c.producer_deployment, &c.consumer_deployment] {
             let pod = serde_json::to_value(&d.spec.as_ref().unwrap().template.spec).unwrap();
             pods.push((format!("{} of {label}", d.metadata.name.as_deref().unwrap()), pod));

@@ -9,7 +9,7 @@ pub mod labels;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::core::crd::CustomResourceExt;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -39,6 +39,7 @@ pub const VERSION: &str = "v1alpha1";
     printcolumn = r#"{"name":"Consumers","type":"integer","jsonPath":".status.consumer.readyReplicas"}"#,
     printcolumn = r#"{"name":"Lag","type":"integer","jsonPath":".status.consumer.lag"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Auth","type":"string","jsonPath":".status.conditions[?(@.type==\"AuthConfigured\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new(
         "(has(self.spec.topic.name) ? self.spec.topic.name : self.metadata.name) == (has(oldSelf.spec.topic.name) ? oldSelf.spec.topic.name : oldSelf.metadata.name)"
@@ -47,6 +48,7 @@ pub const VERSION: &str = "v1alpha1";
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must consist of lowercase letters, digits and '-', start with a letter and end with a letter or digit (no dots): it names the pipeline's Services, which must be DNS-1035 labels"),
 )]
 #[x_kube(validation = Rule::new("!has(self.consumer.maxReplicas) || self.consumer.maxReplicas <= self.topic.partitions").message("spec.consumer.maxReplicas must not exceed spec.topic.partitions: a consumer without a partition sits idle"))]
+#[x_kube(validation = Rule::new("!has(self.auth) || !has(self.auth.tokenSecretRef) || !has(self.producer) || !has(self.producer.authTokenSecretRef)").message("spec.producer.authTokenSecretRef is a deprecated alias of spec.auth.tokenSecretRef: set only spec.auth.tokenSecretRef"))]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationPipelineSpec {
     /// How to reach the Kafka cluster.
@@ -60,6 +62,102 @@ pub struct NotificationPipelineSpec {
     /// The consumer Deployment (`GET /notifications/{userID}`) and how it scales.
     #[serde(default)]
     pub consumer: ConsumerSpec,
+    /// Who may send and read: a service token and/or user JWTs, required by the producer and the
+    /// consumers. Without it anyone who reaches a pod sends and reads for every user (the
+    /// `AuthConfigured` condition says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+    /// The NetworkPolicies the operator keeps for the pipeline's pods.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// Who may call the producer and the consumers. Every API request then needs
+/// `Authorization: Bearer <token>`; `/healthz`, `/readyz` and `/metrics` (on its own port) stay
+/// open.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.tokenSecretRef) || has(self.jwt)").message("spec.auth needs tokenSecretRef, jwt or both"))]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Secret key holding a static service token: it sends as any user and reads any user's
+    /// notifications (for trusted backends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<KeyRef>,
+    /// User tokens: a JWT's `sub` is the user id; it reads only that user's notifications and
+    /// sends only as that user, unless its `scope` holds `notifications:read:any` or
+    /// `notifications:send:any`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtSpec>,
+}
+
+/// How user JWTs are verified: `exp` is required, `nbf` honoured, with 30 s of leeway.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.secretRef) != has(self.publicKeySecretRef)").message("spec.auth.jwt needs exactly one of secretRef (HS256/HS384/HS512) and publicKeySecretRef (RS256, ES256 or EdDSA)"))]
+#[serde(rename_all = "camelCase")]
+pub struct JwtSpec {
+    /// Secret key holding the shared secret of HS256/HS384/HS512 tokens (at least 32 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<KeyRef>,
+    /// Secret key holding the PEM public key of RS256, ES256 (P-256) or EdDSA (Ed25519) tokens;
+    /// the algorithm follows the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_secret_ref: Option<KeyRef>,
+    /// The `iss` every token must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub issuer: Option<String>,
+    /// An `aud` every token must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub audience: Option<String>,
+}
+
+/// The pipeline's NetworkPolicies (ingress only; egress, to Kafka among others, is not
+/// restricted). The consumers' API port is reachable from the pipeline's namespace (the other
+/// consumers forward reads) and `readers`; the producers' from the namespace and `senders`; the
+/// metrics ports from the namespaces the operator's `--metrics-namespace-selector` picks.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.readers) || self.readers.all(p, has(p.namespaceSelector) || has(p.podSelector))").message("spec.networkPolicy.readers: each peer needs namespaceSelector, podSelector or both"))]
+#[x_kube(validation = Rule::new("!has(self.senders) || self.senders.all(p, has(p.namespaceSelector) || has(p.podSelector))").message("spec.networkPolicy.senders: each peer needs namespaceSelector, podSelector or both"))]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Keep a NetworkPolicy for the producers and one for the consumers (default `true`); with
+    /// `false` the operator deletes the ones it made.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Who else may read notifications (the consumers' API port), e.g. an API gateway's
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub readers: Vec<NetworkPeer>,
+    /// Who else may send (the producers' API port), e.g. an ingress controller's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub senders: Vec<NetworkPeer>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self { enabled: enabled(), readers: Vec::new(), senders: Vec::new() }
+    }
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// Pods allowed in, as in a NetworkPolicy: `podSelector` alone picks pods of the pipeline's
+/// namespace, `namespaceSelector` alone every pod of those namespaces, both the matching pods of
+/// those namespaces.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPeer {
+    /// Namespaces by label (`{}`: every namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Pods by label (`{}`: every pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
 }
 
 /// How to reach the Kafka cluster.
@@ -247,7 +345,8 @@ pub struct ProducerSpec {
     /// CPU and memory requests and limits of the producer container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Secret key holding the bearer token `POST /send` requires; no token is required when not set.
+    /// Deprecated alias of `spec.auth.tokenSecretRef` (it now protects the consumers too); set
+    /// one of the two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token_secret_ref: Option<KeyRef>,
     /// ConfigMap key holding the user directory (`[{"id":1,"name":"Emma"}, ...]`).
@@ -353,7 +452,7 @@ pub struct NotificationPipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready`, `TopicReady`, `ProducerAvailable`, `ConsumersAvailable`, `ReplicasCapped`,
-    /// `ScalingActive` and `PartitionsSaturated`.
+    /// `ScalingActive`, `PartitionsSaturated` and `AuthConfigured`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The topic as Kafka reports it.

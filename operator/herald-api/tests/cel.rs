@@ -90,7 +90,12 @@ fn assert_accepted(old: Option<&NotificationPipeline>, new: &NotificationPipelin
 
 #[test]
 fn every_rule_is_found() {
-    assert_eq!(rules().len(), 9, "root three, spec, spec.topic and spec.consumer one each, spec.kafka three");
+    assert_eq!(
+        rules().len(),
+        14,
+        "root three, spec two, spec.topic and spec.consumer one each, spec.kafka three, spec.auth, spec.auth.jwt one \
+         each, spec.networkPolicy two"
+    );
 }
 
 #[test]
@@ -196,4 +201,59 @@ fn kafka_security_needs_what_it_uses() {
     for kafka in accepted {
         assert_accepted(None, &spec(kafka));
     }
+}
+
+#[test]
+fn auth_needs_something_to_check_and_one_jwt_key() {
+    let spec = |auth: serde_json::Value| mk("p", |s| s.auth = Some(serde_json::from_value(auth).unwrap()));
+    let key = serde_json::json!({"name": "k", "key": "v"});
+    assert_rejected(None, &spec(serde_json::json!({})), "spec.auth needs tokenSecretRef, jwt or both");
+    assert_rejected(None, &spec(serde_json::json!({"jwt": {}})), "spec.auth.jwt needs exactly one of secretRef");
+    assert_rejected(
+        None,
+        &spec(serde_json::json!({"jwt": {"secretRef": key, "publicKeySecretRef": key}})),
+        "spec.auth.jwt needs exactly one of secretRef",
+    );
+    for accepted in [
+        serde_json::json!({"tokenSecretRef": key}),
+        serde_json::json!({"jwt": {"secretRef": key, "issuer": "i", "audience": "a"}}),
+        serde_json::json!({"tokenSecretRef": key, "jwt": {"publicKeySecretRef": key}}),
+    ] {
+        assert_accepted(None, &spec(accepted));
+    }
+}
+
+#[test]
+fn the_deprecated_producer_token_and_spec_auth_token_are_not_both_set() {
+    let key = || serde_json::from_value(serde_json::json!({"name": "k", "key": "v"})).unwrap();
+    let alias = mk("p", |s| s.producer.auth_token_secret_ref = Some(key()));
+    assert_accepted(None, &alias);
+    let both = mk("p", |s| {
+        s.producer.auth_token_secret_ref = Some(key());
+        s.auth = Some(herald_api::AuthSpec { token_secret_ref: Some(key()), jwt: None });
+    });
+    assert_rejected(None, &both, "deprecated alias of spec.auth.tokenSecretRef");
+    let alias_and_jwt = mk("p", |s| {
+        s.producer.auth_token_secret_ref = Some(key());
+        s.auth =
+            Some(serde_json::from_value(serde_json::json!({"jwt": {"secretRef": {"name": "j", "key": "s"}}})).unwrap());
+    });
+    assert_accepted(None, &alias_and_jwt);
+}
+
+#[test]
+fn network_policy_peers_select_something() {
+    let spec = |policy: serde_json::Value| mk("p", |s| s.network_policy = serde_json::from_value(policy).unwrap());
+    assert_accepted(None, &spec(serde_json::json!({"enabled": false})));
+    assert_accepted(
+        None,
+        &spec(serde_json::json!({"readers": [{"namespaceSelector": {}}, {"podSelector": {"matchLabels": {"a": "b"}}}],
+            "senders": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}, "podSelector": {}}]})),
+    );
+    assert_rejected(None, &spec(serde_json::json!({"readers": [{}]})), "spec.networkPolicy.readers: each peer needs");
+    assert_rejected(
+        None,
+        &spec(serde_json::json!({"senders": [{"podSelector": {}}, {}]})),
+        "spec.networkPolicy.senders: each peer needs",
+    );
 }

@@ -47,7 +47,9 @@ fn api_contract() {
     assert_eq!(scale["labelSelectorPath"], ".status.consumer.selector");
     let columns: Vec<&str> =
         version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(columns, ["Topic", "Partitions", "Consumers", "Lag", "Ready", "Age"]);
+    assert_eq!(columns, ["Topic", "Partitions", "Consumers", "Lag", "Ready", "Auth", "Age"]);
+    let auth = &version["additionalPrinterColumns"][5];
+    assert_eq!(auth["jsonPath"], r#".status.conditions[?(@.type=="AuthConfigured")].reason"#);
     let text = crd_yaml();
     for message in [
         "spec.topic.partitions may grow but never shrink",
@@ -182,6 +184,30 @@ fn invalid_specs_are_rejected_by_the_schema() {
             j!({"producer": {"authTokenSecretRef": {"name": "herald-token"}}}),
             "/spec/producer/authTokenSecretRef",
             "\"key\" is a required property",
+        ),
+        (
+            "auth token Secret without a key",
+            j!({"auth": {"tokenSecretRef": {"name": "api-token"}}}),
+            "/spec/auth/tokenSecretRef",
+            "\"key\" is a required property",
+        ),
+        (
+            "empty JWT issuer",
+            j!({"auth": {"jwt": {"issuer": ""}}}),
+            "/spec/auth/jwt/issuer",
+            "shorter than 1 character",
+        ),
+        (
+            "network policy switch as text",
+            j!({"networkPolicy": {"enabled": "yes"}}),
+            "/spec/networkPolicy/enabled",
+            "not of type",
+        ),
+        (
+            "too many readers",
+            j!({"networkPolicy": {"readers": vec![j!({"podSelector": {}}); 33]}}),
+            "/spec/networkPolicy/readers",
+            "has more than 32 items",
         ),
         (
             "users ConfigMap with an empty name",

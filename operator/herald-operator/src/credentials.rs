@@ -31,7 +31,9 @@ fn ca_secret(pipeline: &NotificationPipeline) -> Option<(String, String)> {
     }
 }
 
-fn secret_volume(name: &str, secret: &str, items: Vec<KeyToPath>, dir: &str) -> (Volume, VolumeMount) {
+/// A read-only Secret volume (files `0440`, group-readable through the pod's `fsGroup`) and its
+/// mount at `dir`.
+pub fn secret_volume(name: &str, secret: &str, items: Vec<KeyToPath>, dir: &str) -> (Volume, VolumeMount) {
     (
         Volume {
             name: name.to_string(),

@@ -1,26 +1,45 @@
 //! What a pipeline becomes, as typed objects: pure functions of the validated pipeline and the
 //! operator's defaults. They never touch a client and cannot fail.
 
-use crate::credentials::{self, Security};
-use crate::validate::ValidPipeline;
+use std::collections::BTreeMap;
+
+use crate::credentials::{self, Security, secret_volume};
+use crate::names;
+use crate::validate::{Auth, ValidPipeline};
 use herald_api::labels::{self, Component};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-/// The producer's HTTP port (`POST /send`, `/metrics`, probes).
+/// The producer's API port (`POST /send`, probes).
 pub const PRODUCER_PORT: i32 = 8080;
-/// The consumer's HTTP port (`GET /notifications/{userID}`, `/metrics`, probes).
+/// The consumer's API port (`GET /notifications/{userID}`, forwarded reads, probes).
 pub const CONSUMER_PORT: i32 = 8081;
-/// The name of the container port that also serves `/metrics`.
+/// The producer's `/metrics` port.
+pub const PRODUCER_METRICS_PORT: i32 = 9090;
+/// The consumer's `/metrics` port.
+pub const CONSUMER_METRICS_PORT: i32 = 9091;
+/// The name of the API container port.
 pub const HTTP_PORT_NAME: &str = "http";
+/// The name of the `/metrics` container port (what a PodMonitor scrapes).
+pub const METRICS_PORT_NAME: &str = "metrics";
+/// The key of the peer token in its Secret.
+pub const PEER_TOKEN_KEY: &str = "token";
+/// Annotation on the consumers' pod template: the uid of the peer-token Secret, so that the
+/// consumers roll together onto a new token when the Secret is replaced (it is immutable).
+pub const PEER_TOKEN_ANNOTATION: &str = "herald.dev/peer-token-secret-uid";
 const AUTH_DIR: &str = "/etc/herald/auth";
+const JWT_DIR: &str = "/etc/herald/jwt";
+const PEER_DIR: &str = "/etc/herald/peer";
 const USERS_DIR: &str = "/etc/herald/users";
 const NON_ROOT_UID: i64 = 65532;
 
@@ -29,6 +48,24 @@ const NON_ROOT_UID: i64 = 65532;
 pub struct Images {
     pub producer: String,
     pub consumer: String,
+}
+
+/// What the operator's flags give every pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    pub images: Images,
+    /// The namespaces whose pods may scrape the pipelines' `/metrics`
+    /// (`--metrics-namespace-selector`; empty: every namespace).
+    pub metrics_namespaces: LabelSelector,
+}
+
+/// What the reconcile observed that the objects depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Consumer replicas (from [`crate::scaling`]).
+    pub consumers: i32,
+    /// The uid of the pipeline's peer-token Secret.
+    pub peer_token_uid: String,
 }
 
 /// The objects of one pipeline, in the order they are applied.
@@ -40,17 +77,23 @@ pub struct Children {
     pub consumer_service: Service,
     pub consumer_headless_service: Service,
     pub consumer_pdb: PodDisruptionBudget,
+    /// `None` with `spec.networkPolicy.enabled: false` (the operator deletes its own).
+    pub producer_network_policy: Option<NetworkPolicy>,
+    pub consumer_network_policy: Option<NetworkPolicy>,
 }
 
-/// Builds every child of `pipeline`, with `consumers` consumer replicas (from [`crate::scaling`]).
-pub fn children(pipeline: &ValidPipeline, images: &Images, consumers: i32) -> Children {
+/// Builds every child of `pipeline`.
+pub fn children(pipeline: &ValidPipeline, defaults: &Defaults, observed: &Observed) -> Children {
+    let policies = pipeline.spec().network_policy.enabled;
     Children {
-        producer_deployment: producer_deployment(pipeline, images),
+        producer_deployment: producer_deployment(pipeline, &defaults.images),
         producer_service: service(pipeline, Component::Producer, PRODUCER_PORT, false),
-        consumer_deployment: consumer_deployment(pipeline, images, consumers),
+        consumer_deployment: consumer_deployment(pipeline, &defaults.images, observed),
         consumer_service: service(pipeline, Component::Consumer, CONSUMER_PORT, false),
         consumer_headless_service: service(pipeline, Component::Consumer, CONSUMER_PORT, true),
         consumer_pdb: consumer_pdb(pipeline),
+        producer_network_policy: policies.then(|| network_policy(pipeline, Component::Producer, defaults)),
+        consumer_network_policy: policies.then(|| network_policy(pipeline, Component::Consumer, defaults)),
     }
 }
 
@@ -110,6 +153,8 @@ struct Workload {
     component: Component,
     image: String,
     port: i32,
+    metrics_port: i32,
+    annotations: Option<BTreeMap<String, String>>,
     env: Vec<EnvVar>,
     volumes: Vec<Volume>,
     mounts: Vec<VolumeMount>,
@@ -124,12 +169,20 @@ fn deployment(pipeline: &ValidPipeline, w: Workload) -> Deployment {
         image: Some(w.image),
         // One image carries every Herald binary; a custom image must have this one on its PATH.
         command: Some(vec![format!("herald-{}", w.component.as_str())]),
-        ports: Some(vec![ContainerPort {
-            name: Some(HTTP_PORT_NAME.to_string()),
-            container_port: w.port,
-            protocol: Some("TCP".to_string()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(HTTP_PORT_NAME.to_string()),
+                container_port: w.port,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some(METRICS_PORT_NAME.to_string()),
+                container_port: w.metrics_port,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+        ]),
         env: Some(w.env),
         liveness_probe: Some(probe("/healthz", 10)),
         readiness_probe: Some(probe("/readyz", 5)),
@@ -145,7 +198,11 @@ fn deployment(pipeline: &ValidPipeline, w: Workload) -> Deployment {
             replicas: Some(w.replicas),
             selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels::labels(name, w.component)), ..ObjectMeta::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels::labels(name, w.component)),
+                    annotations: w.annotations,
+                    ..ObjectMeta::default()
+                }),
                 spec: Some(PodSpec {
                     containers: vec![container],
                     security_context: Some(restricted_pod()),
@@ -164,11 +221,12 @@ fn deployment(pipeline: &ValidPipeline, w: Workload) -> Deployment {
 
 /// The env every pod gets, with `security` (its role's Kafka credentials) added to the
 /// properties and env.
-fn common_env(pipeline: &ValidPipeline, port: i32, security: &Security) -> Vec<EnvVar> {
+fn common_env(pipeline: &ValidPipeline, port: i32, metrics_port: i32, security: &Security) -> Vec<EnvVar> {
     let mut env_vars = vec![
         env("KAFKA_BOOTSTRAP_SERVERS", pipeline.spec().kafka.bootstrap_servers.clone()),
         env("HERALD_TOPIC", pipeline.topic.clone()),
         env("HERALD_LISTEN", format!("0.0.0.0:{port}")),
+        env("HERALD_METRICS_LISTEN", format!("0.0.0.0:{metrics_port}")),
         env("HERALD_LOG_FORMAT", "json"),
     ];
     let properties: Vec<String> =
@@ -180,31 +238,41 @@ fn common_env(pipeline: &ValidPipeline, port: i32, security: &Security) -> Vec<E
     env_vars
 }
 
+/// The API authentication both roles share: the service token and the JWT key as read-only
+/// files, issuer and audience as values.
+fn api_auth(auth: &Auth, security: &mut Security) {
+    let mut mount = |volume: &str, secret: &herald_api::KeyRef, file: &str, dir: &str, variable: &str| {
+        let item = KeyToPath { key: secret.key.clone(), path: file.to_string(), mode: None };
+        let (v, m) = secret_volume(volume, &secret.name, vec![item], dir);
+        security.volumes.push(v);
+        security.mounts.push(m);
+        security.env.push(env(variable, format!("{dir}/{file}")));
+    };
+    if let Some(token) = &auth.token {
+        mount("auth-token", token, "token", AUTH_DIR, "HERALD_AUTH_TOKEN_FILE");
+    }
+    let Some(jwt) = &auth.jwt else { return };
+    if let Some(secret) = &jwt.secret_ref {
+        mount("jwt-key", secret, "secret", JWT_DIR, "HERALD_JWT_SECRET_FILE");
+    }
+    if let Some(key) = &jwt.public_key_secret_ref {
+        mount("jwt-key", key, "public-key.pem", JWT_DIR, "HERALD_JWT_PUBLIC_KEY_FILE");
+    }
+    if let Some(issuer) = &jwt.issuer {
+        security.env.push(env("HERALD_JWT_ISSUER", issuer.clone()));
+    }
+    if let Some(audience) = &jwt.audience {
+        security.env.push(env("HERALD_JWT_AUDIENCE", audience.clone()));
+    }
+}
+
 fn producer_deployment(pipeline: &ValidPipeline, images: &Images) -> Deployment {
     let spec = &pipeline.spec().producer;
-    let security = credentials::security(&pipeline.pipeline, Component::Producer);
-    let mut env_vars = common_env(pipeline, PRODUCER_PORT, &security);
+    let mut security = credentials::security(&pipeline.pipeline, Component::Producer);
+    api_auth(&pipeline.auth, &mut security);
+    let mut env_vars = common_env(pipeline, PRODUCER_PORT, PRODUCER_METRICS_PORT, &security);
     let mut volumes = security.volumes;
     let mut mounts = security.mounts;
-    if let Some(secret) = &spec.auth_token_secret_ref {
-        env_vars.push(env("HERALD_AUTH_TOKEN_FILE", format!("{AUTH_DIR}/token")));
-        volumes.push(Volume {
-            name: "auth-token".to_string(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.name.clone()),
-                items: Some(vec![KeyToPath { key: secret.key.clone(), path: "token".to_string(), mode: None }]),
-                default_mode: Some(0o440),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: "auth-token".to_string(),
-            mount_path: AUTH_DIR.to_string(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
-    }
     if let Some(config_map) = &spec.users_config_map_ref {
         env_vars.push(env("HERALD_USERS_FILE", format!("{USERS_DIR}/users.json")));
         volumes.push(Volume {
@@ -233,6 +301,8 @@ fn producer_deployment(pipeline: &ValidPipeline, images: &Images) -> Deployment 
             component: Component::Producer,
             image: spec.image.clone().unwrap_or_else(|| images.producer.clone()),
             port: PRODUCER_PORT,
+            metrics_port: PRODUCER_METRICS_PORT,
+            annotations: None,
             env: env_vars,
             volumes,
             mounts,
@@ -242,10 +312,22 @@ fn producer_deployment(pipeline: &ValidPipeline, images: &Images) -> Deployment 
     )
 }
 
-fn consumer_deployment(pipeline: &ValidPipeline, images: &Images, replicas: i32) -> Deployment {
+fn consumer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Observed) -> Deployment {
     let spec = &pipeline.spec().consumer;
-    let security = credentials::security(&pipeline.pipeline, Component::Consumer);
-    let mut env_vars = common_env(pipeline, CONSUMER_PORT, &security);
+    let mut security = credentials::security(&pipeline.pipeline, Component::Consumer);
+    api_auth(&pipeline.auth, &mut security);
+    // Forwarded reads and /internal/claims carry the pipeline's peer token.
+    let peer = herald_api::KeyRef { name: names::peer_token_secret(&pipeline.name), key: PEER_TOKEN_KEY.to_string() };
+    let (v, m) = secret_volume(
+        "peer-token",
+        &peer.name,
+        vec![KeyToPath { key: peer.key.clone(), path: "token".into(), mode: None }],
+        PEER_DIR,
+    );
+    security.volumes.push(v);
+    security.mounts.push(m);
+    security.env.push(env("HERALD_PEER_TOKEN_FILE", format!("{PEER_DIR}/token")));
+    let mut env_vars = common_env(pipeline, CONSUMER_PORT, CONSUMER_METRICS_PORT, &security);
     env_vars.push(env("HERALD_GROUP_ID", pipeline.group.clone()));
     env_vars.push(env("HERALD_MAX_PER_USER", spec.max_notifications_per_user.to_string()));
     // Any consumer answers for any user: it finds the others through the headless Service
@@ -273,11 +355,13 @@ fn consumer_deployment(pipeline: &ValidPipeline, images: &Images, replicas: i32)
             component: Component::Consumer,
             image: spec.image.clone().unwrap_or_else(|| images.consumer.clone()),
             port: CONSUMER_PORT,
+            metrics_port: CONSUMER_METRICS_PORT,
+            annotations: Some(BTreeMap::from([(PEER_TOKEN_ANNOTATION.to_string(), observed.peer_token_uid.clone())])),
             env: env_vars,
             volumes: security.volumes,
             mounts: security.mounts,
             resources: spec.resources.clone(),
-            replicas,
+            replicas: observed.consumers,
         },
     )
 }
@@ -322,5 +406,49 @@ fn consumer_pdb(pipeline: &ValidPipeline) -> PodDisruptionBudget {
             ..PodDisruptionBudgetSpec::default()
         }),
         ..PodDisruptionBudget::default()
+    }
+}
+
+/// Ingress to `component`'s pods: the API port from the pipeline's namespace (which holds the
+/// other consumers, for forwarded reads) and the spec's readers or senders; the metrics port from
+/// the operator's metrics namespaces. Egress (Kafka, the API server) is not restricted.
+fn network_policy(pipeline: &ValidPipeline, component: Component, defaults: &Defaults) -> NetworkPolicy {
+    let spec = &pipeline.spec().network_policy;
+    let extra = match component {
+        Component::Producer => &spec.senders,
+        Component::Consumer => &spec.readers,
+    };
+    let port = |name: &str| NetworkPolicyPort {
+        port: Some(IntOrString::String(name.to_string())),
+        protocol: Some("TCP".to_string()),
+        ..NetworkPolicyPort::default()
+    };
+    let same_namespace =
+        NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..NetworkPolicyPeer::default() };
+    let api_from = std::iter::once(same_namespace)
+        .chain(extra.iter().map(|p| NetworkPolicyPeer {
+            namespace_selector: p.namespace_selector.clone(),
+            pod_selector: p.pod_selector.clone(),
+            ip_block: None,
+        }))
+        .collect();
+    let metrics_from = NetworkPolicyPeer {
+        namespace_selector: Some(defaults.metrics_namespaces.clone()),
+        ..NetworkPolicyPeer::default()
+    };
+    NetworkPolicy {
+        metadata: meta(pipeline, labels::child_name(&pipeline.name, component), component),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(labels::selector(&pipeline.name, component)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_string()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule { from: Some(api_from), ports: Some(vec![port(HTTP_PORT_NAME)]) },
+                NetworkPolicyIngressRule { from: Some(vec![metrics_from]), ports: Some(vec![port(METRICS_PORT_NAME)]) },
+            ]),
+            ..NetworkPolicySpec::default()
+        }),
     }
 }

@@ -17,12 +17,13 @@ pub use herald_fake_apiserver::FakeApiServer;
 use serde::Deserialize;
 
 use crate::controller::{Context, Settings};
-use crate::desired::Images;
+use crate::desired::{Defaults, Images};
 use crate::metrics::OperatorMetrics;
 use crate::prober::{LagSource, LagTarget, Prober};
 use crate::run::RunArgs;
 use crate::topic::{Ensured, LagReport, TopicError, Topics, WantedTopic};
 use crate::validate::{AllowedNamespaces, TenancyPolicy, TopicNamePolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// The uid the API server would have given the fixtures' pipelines.
 pub const UID: &str = "00000000-0000-0000-0000-000000000000";
@@ -86,8 +87,8 @@ pub fn example_pipelines() -> Vec<(String, NotificationPipeline)> {
 
 /// Every combination of Kafka TLS (none, the Strimzi cluster CA, an own CA), Kafka
 /// authentication (none; SCRAM or a client certificate, each from a Strimzi KafkaUser or a named
-/// Secret) and the producer's optional mounts (bearer token, users ConfigMap), that the CRD
-/// accepts. Labelled by what they combine.
+/// Secret) and API authentication (see [`api_auth_options`]), that the CRD accepts. Labelled by
+/// what they combine.
 pub fn security_variants() -> Vec<(String, NotificationPipeline)> {
     let tls_options = [
         ("no TLS", None),
@@ -116,7 +117,7 @@ pub fn security_variants() -> Vec<(String, NotificationPipeline)> {
             if client_certificate && tls.is_none() {
                 continue; // refused by the CRD: a client certificate needs TLS
             }
-            for producer_mounts in [false, true] {
+            for (api_label, api) in api_auth_options() {
                 let mut kafka = serde_json::json!({
                     "bootstrapServers": "events-kafka-bootstrap:9093",
                     "clusterRef": {"name": "events"},
@@ -129,18 +130,43 @@ pub fn security_variants() -> Vec<(String, NotificationPipeline)> {
                 }
                 let mut spec = serde_json::json!({"kafka": kafka});
                 let mut label = format!("{tls_label}, {auth_label}");
-                if producer_mounts {
-                    spec["producer"] = serde_json::json!({
-                        "authTokenSecretRef": {"name": "send-token", "key": "token"},
-                        "usersConfigMapRef": {"name": "users", "key": "users.json"},
-                    });
-                    label.push_str(", producer token and users");
+                if let Some(api) = api {
+                    for (field, value) in api.as_object().into_iter().flatten() {
+                        spec[field] = value.clone();
+                    }
+                    label.push_str(&format!(", {api_label}"));
                 }
                 variants.push((label, social(spec)));
             }
         }
     }
     variants
+}
+
+/// The API-authentication options of [`security_variants`]: none, the deprecated producer token
+/// (with a users directory), a service token with HMAC JWTs, and JWTs with a public key.
+fn api_auth_options() -> [(&'static str, Option<serde_json::Value>); 4] {
+    [
+        ("an open API", None),
+        (
+            "the deprecated producer token and users",
+            Some(serde_json::json!({"producer": {
+                "authTokenSecretRef": {"name": "send-token", "key": "token"},
+                "usersConfigMapRef": {"name": "users", "key": "users.json"},
+            }})),
+        ),
+        (
+            "a service token and HMAC JWTs",
+            Some(serde_json::json!({"auth": {
+                "tokenSecretRef": {"name": "api-token", "key": "token"},
+                "jwt": {"secretRef": {"name": "jwt", "key": "secret"}, "issuer": "https://id.example"},
+            }})),
+        ),
+        (
+            "JWTs with a public key",
+            Some(serde_json::json!({"auth": {"jwt": {"publicKeySecretRef": {"name": "idp", "key": "key.pem"}}}})),
+        ),
+    ]
 }
 
 /// Kafka as the tests want it: topics exist (or are created) with a partition count; `Admin`
@@ -254,7 +280,10 @@ impl LagSource for FakeLag {
 /// the default tenancy policy.
 pub fn settings() -> Settings {
     Settings {
-        images: Images { producer: "herald/producer:1".into(), consumer: "herald/consumer:1".into() },
+        defaults: Defaults {
+            images: Images { producer: "herald/producer:1".into(), consumer: "herald/consumer:1".into() },
+            metrics_namespaces: LabelSelector::default(),
+        },
         sync_period: Duration::from_secs(15),
         cleanup_timeout: Duration::from_secs(600),
         policy: TenancyPolicy::default(),
@@ -296,5 +325,6 @@ pub fn run_args(sync_period: Duration) -> RunArgs {
         allowed_cluster_namespaces: AllowedNamespaces::Any,
         topic_name_policy: TopicNamePolicy::Any,
         concurrency: 16,
+        metrics_namespace_selector: LabelSelector::default(),
     }
 }

@@ -2,7 +2,8 @@
 //! Deployments, Services and the topic.
 //!
 //! - [`validate`]: every spec check and the tenancy policy, once, into a [`validate::ValidPipeline`];
-//! - [`desired`], [`credentials`], [`strimzi`]: the objects (pure builders);
+//! - [`desired`], [`credentials`], [`strimzi`]: the objects (pure builders); [`selector`]: label
+//!   selectors in `kubectl -l` syntax;
 //! - [`status`], [`scaling`]: the status and the consumer count (pure);
 //! - [`controller`]: the reconcile, step by step;
 //! - [`prober`] and [`kafka`]: the background lag prober and its Kafka client;
@@ -21,6 +22,7 @@ pub mod names;
 pub mod prober;
 pub mod run;
 pub mod scaling;
+pub mod selector;
 pub mod status;
 pub mod strimzi;
 pub mod topic;

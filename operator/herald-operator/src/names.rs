@@ -73,6 +73,12 @@ pub fn managed_users(pipeline: &NotificationPipeline) -> Vec<Component> {
     roles
 }
 
+/// The Secret holding the token a pipeline's consumers prove to each other that they are peers
+/// with: `<pipeline>-peer-token`.
+pub fn peer_token_secret(pipeline: &str) -> String {
+    format!("{pipeline}-peer-token")
+}
+
 /// The key of a pipeline in the operator's own tables: `namespace/name`.
 pub fn key(pipeline: &NotificationPipeline) -> String {
     format!("{}/{}", pipeline.metadata.namespace.as_deref().unwrap_or_default(), name(pipeline))

@@ -19,7 +19,9 @@ use herald_kit::config::parse_duration;
 use herald_kit::http::{EdgeArgs, HttpMetrics, ReadyCheck, metrics_routes, with_operational_routes};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -31,7 +33,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::{ChildIndex, Context, RECONCILE_REQUEST, Settings, error_policy, reconcile};
-use crate::desired::Images;
+use crate::desired::{Defaults, Images};
 use crate::kafka::KafkaLag;
 use crate::leader::{KubeLeases, LeaderElector, Timings};
 use crate::metrics::OperatorMetrics;
@@ -86,6 +88,11 @@ pub struct RunArgs {
     /// Reconciles running at once.
     #[arg(long, env = "HERALD_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+    /// The namespaces whose pods may scrape every pipeline's `/metrics` through the pipelines'
+    /// NetworkPolicies, as a label selector (`kubernetes.io/metadata.name=monitoring`); empty:
+    /// any namespace.
+    #[arg(long, env = "HERALD_METRICS_NAMESPACE_SELECTOR", default_value = "", value_parser = crate::selector::parse)]
+    pub metrics_namespace_selector: LabelSelector,
 }
 
 /// What can stop the operator, by step.
@@ -223,9 +230,13 @@ pub async fn run_with<T: Topics, L: LagSource>(
     let deployment_events = children::<Deployment>(apis(&client, namespace), "Deployment", index.clone());
     let service_events = children::<Service>(apis(&client, namespace), "Service", index.clone());
     let pdb_events = children::<PodDisruptionBudget>(apis(&client, namespace), "PodDisruptionBudget", index.clone());
+    let policy_events = children::<NetworkPolicy>(apis(&client, namespace), "NetworkPolicy", index.clone());
     let reporter = Reporter { controller: "herald-operator".into(), instance: Some(args.identity.clone()) };
     let settings = Settings {
-        images: Images { producer: args.producer_image.clone(), consumer: args.consumer_image.clone() },
+        defaults: Defaults {
+            images: Images { producer: args.producer_image.clone(), consumer: args.consumer_image.clone() },
+            metrics_namespaces: args.metrics_namespace_selector.clone(),
+        },
         sync_period: args.sync_period,
         cleanup_timeout: args.cleanup_timeout,
         policy: TenancyPolicy {
@@ -293,6 +304,7 @@ pub async fn run_with<T: Topics, L: LagSource>(
         .owns_stream(deployment_events)
         .owns_stream(service_events)
         .owns_stream(pdb_events)
+        .owns_stream(policy_events)
         .reconcile_on(first_readings)
         // Bursts of triggers for one pipeline (its children created or rolling) become one
         // reconcile: a debounce of a thirtieth of the sync period, at most 100 ms.

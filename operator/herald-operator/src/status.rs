@@ -9,6 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::scaling::{Decision, recommended_partitions};
+use crate::validate::Auth;
 
 pub const READY: &str = "Ready";
 pub const TOPIC_READY: &str = "TopicReady";
@@ -17,6 +18,9 @@ pub const CONSUMERS_AVAILABLE: &str = "ConsumersAvailable";
 pub const REPLICAS_CAPPED: &str = "ReplicasCapped";
 pub const SCALING_ACTIVE: &str = "ScalingActive";
 pub const PARTITIONS_SATURATED: &str = "PartitionsSaturated";
+pub const AUTH_CONFIGURED: &str = "AuthConfigured";
+/// `AuthConfigured=False`: the pipeline has no `spec.auth`.
+pub const AUTH_OPEN: &str = "Open";
 
 /// What the scaling step measured and decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,9 +97,55 @@ fn available(d: Option<&Deployment>, wanted: i32) -> (bool, String, String) {
     }
 }
 
+/// `AuthConfigured`: which credentials the API takes, or `Open` (reason [`AUTH_OPEN`]).
+pub fn auth_condition(pipeline: &NotificationPipeline, auth: &Auth, now: &Time) -> Condition {
+    let generation = pipeline.metadata.generation;
+    let key = |r: &herald_api::KeyRef| format!("Secret {} key {}", r.name, r.key);
+    let mut parts = Vec::new();
+    if let Some(token) = &auth.token {
+        parts.push(format!("the service token in {}", key(token)));
+    }
+    if let Some(jwt) = &auth.jwt {
+        let verified = match (&jwt.secret_ref, &jwt.public_key_secret_ref) {
+            (Some(secret), _) => format!("the HMAC secret in {}", key(secret)),
+            (None, Some(public)) => format!("the public key in {}", key(public)),
+            (None, None) => "no key".to_string(),
+        };
+        let mut jwt_part = format!("user JWTs verified with {verified}");
+        if let Some(issuer) = &jwt.issuer {
+            jwt_part.push_str(&format!(", issuer {issuer}"));
+        }
+        if let Some(audience) = &jwt.audience {
+            jwt_part.push_str(&format!(", audience {audience}"));
+        }
+        parts.push(jwt_part);
+    }
+    let reason = match (&auth.token, &auth.jwt) {
+        (None, None) => {
+            return condition(
+                AUTH_CONFIGURED,
+                false,
+                AUTH_OPEN,
+                "no spec.auth: anyone who reaches the producer or a consumer can send and read notifications for every user",
+                generation,
+                now,
+            );
+        }
+        (Some(_), None) => "ServiceToken",
+        (None, Some(_)) => "Jwt",
+        (Some(_), Some(_)) => "ServiceTokenAndJwt",
+    };
+    let mut message = format!("requests need a bearer token: {}", parts.join("; or "));
+    if pipeline.spec.producer.auth_token_secret_ref.is_some() {
+        message.push_str(" (spec.producer.authTokenSecretRef is deprecated: move it to spec.auth.tokenSecretRef)");
+    }
+    condition(AUTH_CONFIGURED, true, reason, message, generation, now)
+}
+
 /// The whole status of `pipeline` after a reconcile; `scaling` is `None` until the topic is ready.
 pub fn compute(
     pipeline: &NotificationPipeline,
+    auth: &Auth,
     topic: &TopicState,
     producer: Option<&Deployment>,
     consumer: Option<&Deployment>,
@@ -186,6 +236,7 @@ pub fn compute(
             "the partitions can absorb the lag".into(),
         )),
     }
+    conditions.push(auth_condition(pipeline, auth, now));
     let ready = topic.ready && producer_ok && consumers_ok;
     let (reason, message) = if ready {
         ("PipelineReady".to_string(), "topic, producer and consumers are ready".to_string())

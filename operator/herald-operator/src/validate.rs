@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use herald_api::{NotificationPipeline, NotificationPipelineSpec, labels};
+use herald_api::{JwtSpec, KeyRef, NotificationPipeline, NotificationPipelineSpec, labels};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
@@ -94,6 +94,8 @@ pub enum SpecError {
     CredentialsInOtherNamespace { cluster: String },
     #[error("{0}")]
     PolicyViolation(String),
+    #[error("{0}")]
+    Auth(&'static str),
 }
 
 impl SpecError {
@@ -124,6 +126,48 @@ pub struct ValidPipeline {
     pub cluster_namespace: String,
     /// `spec.kafka.properties`, checked.
     pub kafka_properties: Vec<(String, String)>,
+    /// Who may call the producer and the consumers.
+    pub auth: Auth,
+}
+
+/// A pipeline's API authentication, its deprecated alias resolved.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Auth {
+    /// The static service token (`spec.auth.tokenSecretRef`, or the deprecated
+    /// `spec.producer.authTokenSecretRef`).
+    pub token: Option<KeyRef>,
+    /// User JWTs (exactly one of secret and public key).
+    pub jwt: Option<JwtSpec>,
+}
+
+impl Auth {
+    /// No authentication: anyone who reaches a pod sends and reads for everyone.
+    pub fn is_open(&self) -> bool {
+        self.token.is_none() && self.jwt.is_none()
+    }
+}
+
+/// The pipeline's authentication, checked as the CRD's CEL rules check it (for API servers that
+/// do not evaluate them).
+fn auth(spec: &NotificationPipelineSpec) -> Result<Auth, SpecError> {
+    let alias = spec.producer.auth_token_secret_ref.clone();
+    let Some(auth) = &spec.auth else { return Ok(Auth { token: alias, jwt: None }) };
+    if auth.token_secret_ref.is_some() && alias.is_some() {
+        return Err(SpecError::Auth(
+            "spec.producer.authTokenSecretRef is a deprecated alias of spec.auth.tokenSecretRef: set only spec.auth.tokenSecretRef",
+        ));
+    }
+    if auth.token_secret_ref.is_none() && auth.jwt.is_none() {
+        return Err(SpecError::Auth("spec.auth needs tokenSecretRef, jwt or both"));
+    }
+    if let Some(jwt) = &auth.jwt
+        && jwt.secret_ref.is_some() == jwt.public_key_secret_ref.is_some()
+    {
+        return Err(SpecError::Auth(
+            "spec.auth.jwt needs exactly one of secretRef (HS256/HS384/HS512) and publicKeySecretRef (RS256, ES256 or EdDSA)",
+        ));
+    }
+    Ok(Auth { token: auth.token_secret_ref.clone().or(alias), jwt: auth.jwt.clone() })
 }
 
 impl ValidPipeline {
@@ -160,6 +204,7 @@ pub fn validate(pipeline: &NotificationPipeline, policy: &TenancyPolicy) -> Resu
     if strimzi_written && cluster_namespace != namespace {
         return Err(SpecError::CredentialsInOtherNamespace { cluster: cluster_namespace });
     }
+    let auth = auth(&pipeline.spec)?;
     let topic = names::topic_name(pipeline);
     let group = names::group_id(pipeline);
     if kafka.cluster_ref.is_some() && !policy.cluster_namespaces.allows(&cluster_namespace) {
@@ -194,6 +239,7 @@ pub fn validate(pipeline: &NotificationPipeline, policy: &TenancyPolicy) -> Resu
         topic,
         group,
         cluster_namespace,
+        auth,
     })
 }
 
@@ -268,5 +314,34 @@ mod tests {
         let valid = validate(&fine, &policy).unwrap();
         assert_eq!((valid.topic.as_str(), valid.group.as_str()), ("apps.social", "apps-social"));
         assert!(validate(&unprefixed, &TenancyPolicy::default()).is_ok(), "the default policy allows anything");
+    }
+
+    #[test]
+    fn auth_resolves_the_deprecated_alias_and_refuses_what_the_cel_rules_refuse() {
+        let kafka = serde_json::json!({"bootstrapServers": "k:9092"});
+        let token = serde_json::json!({"name": "api", "key": "token"});
+        let check = |spec: serde_json::Value| validate(&mk("apps", spec), &TenancyPolicy::default());
+        let open = check(serde_json::json!({"kafka": kafka})).unwrap();
+        assert!(open.auth.is_open());
+        let alias = check(serde_json::json!({"kafka": kafka, "producer": {"authTokenSecretRef": token}})).unwrap();
+        assert_eq!(alias.auth.token.as_ref().map(|k| k.name.as_str()), Some("api"));
+        let both = check(serde_json::json!({"kafka": kafka, "producer": {"authTokenSecretRef": token},
+            "auth": {"tokenSecretRef": token}}))
+        .unwrap_err();
+        assert!(both.to_string().contains("deprecated alias"), "{both}");
+        let alias_and_jwt = check(serde_json::json!({"kafka": kafka, "producer": {"authTokenSecretRef": token},
+            "auth": {"jwt": {"secretRef": {"name": "jwt", "key": "secret"}}}}))
+        .unwrap();
+        assert!(alias_and_jwt.auth.token.is_some() && alias_and_jwt.auth.jwt.is_some());
+        let empty = check(serde_json::json!({"kafka": kafka, "auth": {}})).unwrap_err();
+        assert_eq!(empty.to_string(), "spec.auth needs tokenSecretRef, jwt or both");
+        for jwt in [
+            serde_json::json!({}),
+            serde_json::json!({"secretRef": {"name": "a", "key": "b"}, "publicKeySecretRef": {"name": "a", "key": "c"}}),
+        ] {
+            let err = check(serde_json::json!({"kafka": kafka, "auth": {"jwt": jwt}})).unwrap_err();
+            assert!(err.to_string().starts_with("spec.auth.jwt needs exactly one"), "{err}");
+            assert_eq!(err.reason(), "InvalidSpec");
+        }
     }
 }

@@ -1,19 +1,22 @@
 //! The desired objects of a few pipelines: defaults, fixed and capped replicas, topic naming,
-//! the auth Secret and the users ConfigMap.
+//! API authentication and the peer token, the users ConfigMap, the NetworkPolicies.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use herald_api::NotificationPipeline;
 use std::collections::BTreeMap;
 
-use herald_operator::desired::{Children, Images, children};
+use herald_operator::desired::{Children, Defaults, Observed, children};
 use herald_operator::validate::{SpecError, TenancyPolicy, ValidPipeline, validate};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 
-fn images() -> Images {
-    herald_operator::fixtures::settings().images
+fn operator_defaults() -> Defaults {
+    herald_operator::fixtures::settings().defaults
 }
+
+const PEER_UID: &str = "peer-secret-uid-1";
 
 fn mk(spec: serde_json::Value) -> NotificationPipeline {
     herald_operator::fixtures::social(spec)
@@ -40,7 +43,12 @@ fn valid(p: &NotificationPipeline) -> ValidPipeline {
 }
 
 fn build(p: &NotificationPipeline, consumers: i32) -> Children {
-    children(&valid(p), &images(), consumers)
+    children(&valid(p), &operator_defaults(), &Observed { consumers, peer_token_uid: PEER_UID.into() })
+}
+
+/// `name -> (containerPort, protocol)`.
+fn ports(c: &Container) -> BTreeMap<String, i32> {
+    c.ports.iter().flatten().map(|p| (p.name.clone().unwrap(), p.container_port)).collect()
 }
 
 #[test]
@@ -59,7 +67,14 @@ fn defaults() {
     assert_eq!(env["KAFKA_BOOTSTRAP_SERVERS"], "kafka:9092");
     assert_eq!(env["HERALD_TOPIC"], "social");
     assert_eq!(env["HERALD_LISTEN"], "0.0.0.0:8080");
-    assert!(!env.contains_key("HERALD_AUTH_TOKEN_FILE") && !env.contains_key("HERALD_USERS_FILE"));
+    assert_eq!(env["HERALD_METRICS_LISTEN"], "0.0.0.0:9090");
+    assert_eq!(ports(producer), BTreeMap::from([("http".into(), 8080), ("metrics".into(), 9090)]));
+    for variable in
+        ["HERALD_AUTH_TOKEN_FILE", "HERALD_JWT_SECRET_FILE", "HERALD_JWT_PUBLIC_KEY_FILE", "HERALD_USERS_FILE"]
+    {
+        assert!(!env.contains_key(variable), "{variable}");
+    }
+    assert!(!env.contains_key("HERALD_PEER_TOKEN_FILE"), "the producer has no peers");
 
     let consumer = container(&c.consumer_deployment);
     assert_eq!(consumer.image.as_deref(), Some("herald/consumer:1"));
@@ -67,6 +82,18 @@ fn defaults() {
     let env = env_map(consumer);
     assert_eq!(env["HERALD_GROUP_ID"], "social-consumers");
     assert_eq!(env["HERALD_LISTEN"], "0.0.0.0:8081");
+    assert_eq!(env["HERALD_METRICS_LISTEN"], "0.0.0.0:9091");
+    assert_eq!(ports(consumer), BTreeMap::from([("http".into(), 8081), ("metrics".into(), 9091)]));
+    // Every consumer proves itself to the others with the pipeline's peer token, and the pods
+    // roll together when the token's Secret is replaced.
+    assert_eq!(env["HERALD_PEER_TOKEN_FILE"], "/etc/herald/peer/token");
+    assert_eq!(
+        volumes(&c.consumer_deployment)["peer-token"],
+        ("social-peer-token".to_string(), vec!["token->token".to_string()])
+    );
+    assert_eq!(mounts(consumer)["peer-token"], "/etc/herald/peer");
+    let template = c.consumer_deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+    assert_eq!(template.annotations.as_ref().unwrap()["herald.dev/peer-token-secret-uid"], PEER_UID);
     assert_eq!(env["HERALD_MAX_PER_USER"], "100");
     // Reads for any user: peers through the headless Service, each advertising its pod IP
     // (defined before the variable that expands it).
@@ -77,7 +104,13 @@ fn defaults() {
     assert_eq!(from.field_ref.as_ref().unwrap().field_path, "status.podIP");
     assert_eq!(env["HERALD_ADVERTISE_URL"], "http://$(POD_IP):8081");
     assert_eq!(env["HERALD_PEERS"], "social-consumer-headless.apps.svc:8081");
-    assert_eq!(consumer.ports.as_ref().unwrap()[0].name.as_deref(), Some("http"));
+    // Probes stay on the API port (the metrics port may be closed to the kubelet's peers).
+    for c in [producer, consumer] {
+        for probe in [&c.readiness_probe, &c.liveness_probe] {
+            let port = &probe.as_ref().unwrap().http_get.as_ref().unwrap().port;
+            assert_eq!(port, &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".into()));
+        }
+    }
     assert_eq!(consumer.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
     assert_eq!(consumer.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
 
@@ -165,7 +198,7 @@ fn topic_group_images_and_properties_from_the_spec() {
 }
 
 #[test]
-fn auth_secret_and_users_config_map_are_mounted_read_only() {
+fn the_deprecated_producer_token_and_the_users_config_map_are_mounted_read_only() {
     let p = mk(serde_json::json!({
         "kafka": {"bootstrapServers": "k:9092"},
         "producer": {
@@ -180,20 +213,148 @@ fn auth_secret_and_users_config_map_are_mounted_read_only() {
     assert_eq!(env["HERALD_USERS_FILE"], "/etc/herald/users/users.json");
     let mounts = producer.volume_mounts.as_ref().unwrap();
     assert!(mounts.iter().all(|m| m.read_only == Some(true)));
-    let volumes =
+    let pod_volumes =
         c.producer_deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap().volumes.as_ref().unwrap();
-    let secret = volumes.iter().find_map(|v| v.secret.as_ref()).unwrap();
+    let secret = pod_volumes.iter().find_map(|v| v.secret.as_ref()).unwrap();
     assert_eq!(secret.secret_name.as_deref(), Some("send-token"));
     assert_eq!(secret.items.as_ref().unwrap()[0].key, "token");
     assert_eq!(secret.items.as_ref().unwrap()[0].path, "token");
-    let cm = volumes.iter().find_map(|v| v.config_map.as_ref()).unwrap();
+    let cm = pod_volumes.iter().find_map(|v| v.config_map.as_ref()).unwrap();
     assert_eq!(cm.name, "directory");
     assert_eq!(cm.items.as_ref().unwrap()[0].key, "people.json");
     assert_eq!(cm.items.as_ref().unwrap()[0].path, "users.json");
-    // The consumer needs neither.
-    assert!(container(&c.consumer_deployment).volume_mounts.is_none());
-    // The token's value never appears in the objects, only the reference.
-    assert!(!serde_json::to_string(&c.producer_deployment).unwrap().contains("s3cret"));
+    // The alias protects the consumers too now; the directory is the producer's alone.
+    let consumer = env_map(container(&c.consumer_deployment));
+    assert_eq!(consumer["HERALD_AUTH_TOKEN_FILE"], "/etc/herald/auth/token");
+    assert!(!consumer.contains_key("HERALD_USERS_FILE"));
+    assert_eq!(volumes(&c.consumer_deployment)["auth-token"], ("send-token".to_string(), vec!["token->token".into()]));
+}
+
+#[test]
+fn spec_auth_reaches_both_roles_as_files_and_values() {
+    let p = mk(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092"},
+        "auth": {
+            "tokenSecretRef": {"name": "backend", "key": "service-token"},
+            "jwt": {"secretRef": {"name": "idp", "key": "hs256"}, "issuer": "https://id.example", "audience": "herald"},
+        },
+    }));
+    let c = build(&p, 2);
+    for d in [&c.producer_deployment, &c.consumer_deployment] {
+        let env = env_map(container(d));
+        assert_eq!(env["HERALD_AUTH_TOKEN_FILE"], "/etc/herald/auth/token");
+        assert_eq!(env["HERALD_JWT_SECRET_FILE"], "/etc/herald/jwt/secret");
+        assert_eq!(env["HERALD_JWT_ISSUER"], "https://id.example");
+        assert_eq!(env["HERALD_JWT_AUDIENCE"], "herald");
+        assert!(!env.contains_key("HERALD_JWT_PUBLIC_KEY_FILE"));
+        let v = volumes(d);
+        assert_eq!(v["auth-token"], ("backend".to_string(), vec!["service-token->token".to_string()]));
+        assert_eq!(v["jwt-key"], ("idp".to_string(), vec!["hs256->secret".to_string()]));
+        let m = mounts(container(d));
+        assert_eq!((m["auth-token"].as_str(), m["jwt-key"].as_str()), ("/etc/herald/auth", "/etc/herald/jwt"));
+        assert!(container(d).volume_mounts.iter().flatten().all(|m| m.read_only == Some(true)));
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        for v in pod.volumes.iter().flatten().filter_map(|v| v.secret.as_ref()) {
+            assert_eq!(v.default_mode, Some(0o440), "{:?}", v.secret_name);
+        }
+    }
+
+    let public = mk(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092"},
+        "auth": {"jwt": {"publicKeySecretRef": {"name": "idp", "key": "es256.pem"}}},
+    }));
+    let c = build(&public, 2);
+    for d in [&c.producer_deployment, &c.consumer_deployment] {
+        let env = env_map(container(d));
+        assert_eq!(env["HERALD_JWT_PUBLIC_KEY_FILE"], "/etc/herald/jwt/public-key.pem");
+        for absent in ["HERALD_AUTH_TOKEN_FILE", "HERALD_JWT_SECRET_FILE", "HERALD_JWT_ISSUER", "HERALD_JWT_AUDIENCE"] {
+            assert!(!env.contains_key(absent), "{absent}");
+        }
+        assert_eq!(volumes(d)["jwt-key"], ("idp".to_string(), vec!["es256.pem->public-key.pem".to_string()]));
+    }
+}
+
+fn rules(policy: &NetworkPolicy) -> Vec<(serde_json::Value, Vec<String>)> {
+    let spec = policy.spec.as_ref().unwrap();
+    spec.ingress
+        .iter()
+        .flatten()
+        .map(|r| {
+            let ports = r.ports.iter().flatten().map(|p| serde_json::to_value(&p.port).unwrap().to_string()).collect();
+            (serde_json::to_value(&r.from).unwrap(), ports)
+        })
+        .collect()
+}
+
+#[test]
+fn network_policies_open_the_api_to_the_namespace_and_the_named_peers_and_metrics_to_the_scrapers() {
+    let p = mk(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092"},
+        "networkPolicy": {
+            "readers": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}},
+                         "podSelector": {"matchLabels": {"app": "api-gateway"}}}],
+            "senders": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+        },
+    }));
+    let mut defaults = operator_defaults();
+    defaults.metrics_namespaces = herald_operator::selector::parse("kubernetes.io/metadata.name=monitoring").unwrap();
+    let c = children(&valid(&p), &defaults, &Observed { consumers: 2, peer_token_uid: PEER_UID.into() });
+    let monitoring =
+        serde_json::json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]);
+    let same_namespace = serde_json::json!({"podSelector": {}});
+
+    let consumer = c.consumer_network_policy.as_ref().unwrap();
+    assert_eq!(consumer.metadata.name.as_deref(), Some("social-consumer"));
+    assert_eq!(consumer.metadata.owner_references.as_ref().unwrap()[0].uid, herald_operator::fixtures::UID);
+    let spec = consumer.spec.as_ref().unwrap();
+    assert_eq!(
+        serde_json::to_value(&spec.pod_selector).unwrap(),
+        serde_json::json!({"matchLabels": {"app.kubernetes.io/instance": "social", "app.kubernetes.io/name": "herald",
+            "app.kubernetes.io/component": "consumer"}})
+    );
+    assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string()][..]), "egress (Kafka) is not restricted");
+    assert_eq!(
+        rules(consumer),
+        vec![
+            (
+                serde_json::json!([same_namespace, {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}},
+                    "podSelector": {"matchLabels": {"app": "api-gateway"}}}]),
+                vec!["\"http\"".to_string()]
+            ),
+            (monitoring.clone(), vec!["\"metrics\"".to_string()]),
+        ]
+    );
+
+    let producer = c.producer_network_policy.as_ref().unwrap();
+    assert_eq!(producer.metadata.name.as_deref(), Some("social-producer"));
+    let selector = producer.spec.as_ref().unwrap().pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+    assert_eq!(selector["app.kubernetes.io/component"], "producer");
+    assert_eq!(
+        rules(producer),
+        vec![
+            (
+                serde_json::json!([same_namespace, {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]),
+                vec!["\"http\"".to_string()]
+            ),
+            (monitoring, vec!["\"metrics\"".to_string()]),
+        ]
+    );
+    // The named ports are the pods' own.
+    assert!(ports(container(&c.consumer_deployment)).contains_key("metrics"));
+
+    // The default: metrics from any namespace; the API from the pipeline's namespace only.
+    let c = build(&minimal(), 1);
+    assert_eq!(
+        rules(c.consumer_network_policy.as_ref().unwrap()),
+        vec![
+            (serde_json::json!([same_namespace]), vec!["\"http\"".to_string()]),
+            (serde_json::json!([{"namespaceSelector": {}}]), vec!["\"metrics\"".to_string()]),
+        ]
+    );
+
+    let off = mk(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "networkPolicy": {"enabled": false}}));
+    let c = build(&off, 1);
+    assert!(c.producer_network_policy.is_none() && c.consumer_network_policy.is_none());
 }
 
 #[test]
@@ -390,11 +551,15 @@ fn the_longest_valid_name_builds_children_kubernetes_accepts() {
         serde_json::to_value(&c.producer_deployment).unwrap(),
         serde_json::to_value(&c.consumer_deployment).unwrap(),
         serde_json::to_value(&c.consumer_pdb).unwrap(),
+        serde_json::to_value(c.producer_network_policy.as_ref().unwrap()).unwrap(),
+        serde_json::to_value(c.consumer_network_policy.as_ref().unwrap()).unwrap(),
     ];
     objects.extend(services.iter().map(|s| serde_json::to_value(s).unwrap()));
     objects.extend(kafka_topic(&valid(&p), &api(KIND)).map(|t| serde_json::to_value(t).unwrap()));
     objects.extend(kafka_users(&valid(&p), &api(USER_KIND)).into_iter().map(|u| serde_json::to_value(u).unwrap()));
-    assert_eq!(objects.len(), 9);
+    assert_eq!(objects.len(), 11);
+    let peer_token = herald_operator::names::peer_token_secret(&name);
+    assert!(dns1123_subdomain(&peer_token), "{peer_token}");
     for o in &objects {
         let n = o["metadata"]["name"].as_str().unwrap();
         assert!(dns1123_subdomain(n), "{} name {n:?} is not a DNS-1123 subdomain", o["kind"]);

@@ -153,6 +153,12 @@ async fn exercise(r: &Rendering) -> BTreeSet<Call> {
         serde_json::json!({"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaUser",
             "metadata": {"name": "again-producer", "namespace": "apps", "ownerReferences": predecessor}, "spec": {}}),
     );
+    server.put(
+        "networkpolicies",
+        serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "again-consumer", "namespace": "apps", "ownerReferences": predecessor,
+                "labels": {"app.kubernetes.io/managed-by": "herald-operator"}}, "spec": {"podSelector": {}}}),
+    );
     create(
         "again",
         serde_json::json!({"kafka": {"bootstrapServers": "k:9093", "clusterRef": {"name": "events"}, "tls": {},
@@ -194,6 +200,18 @@ async fn exercise(r: &Rendering) -> BTreeSet<Call> {
     wait_for("flaky refused again", || condition(&server, "flaky", "Ready").is_some_and(|c| c.1 == "InvalidSpec"))
         .await;
     wait_for("the repeated Warning patched", || server.count("patch", "events") > 0).await;
+    // NetworkPolicies turned off: the operator deletes the ones it made.
+    assert!(server.get("networkpolicies", "apps", "plain-consumer").is_some());
+    create(
+        "plain",
+        serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"},
+            "networkPolicy": {"enabled": false}}),
+    );
+    wait_for("plain's NetworkPolicies deleted", || {
+        server.get("networkpolicies", "apps", "plain-consumer").is_none()
+            && server.get("networkpolicies", "apps", "plain-producer").is_none()
+    })
+    .await;
     server.delete("notificationpipelines", "apps", "strimzi");
     server.delete("notificationpipelines", "apps", "local");
     wait_for("strimzi and local deleted with their KafkaTopics", || {

@@ -412,3 +412,166 @@ async fn every_operator_metric_the_dashboard_and_rules_use_is_exported() {
     let missing: Vec<_> = wanted.iter().filter(|n| !exported.contains(*n)).collect();
     assert!(missing.is_empty(), "used in deploy/monitoring/ but not exported: {missing:?}\nexported: {exported:?}");
 }
+
+fn peer_token(s: &Setup) -> serde_json::Value {
+    s.get("secrets", "apps", "social-peer-token").expect("the peer-token Secret")
+}
+
+fn consumer_template_annotation(s: &Setup) -> serde_json::Value {
+    s.get("deployments", "apps", "social-consumer").unwrap()["spec"]["template"]["metadata"]["annotations"]
+        ["herald.dev/peer-token-secret-uid"]
+        .clone()
+}
+
+#[tokio::test]
+async fn the_peer_token_is_created_once_owned_immutable_and_the_consumers_follow_it() {
+    use base64::Engine as _;
+    let s = setup(FakeTopics::existing(6), FakeLag::fixed(0));
+    s.create(&external());
+    s.reconcile().await.unwrap();
+    let secret = peer_token(&s);
+    let pipeline_uid = s.pipeline().unwrap().metadata.uid.unwrap();
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], pipeline_uid.as_str());
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["controller"], true);
+    assert_eq!(secret["immutable"], true);
+    let token = base64::engine::general_purpose::STANDARD.decode(secret["data"]["token"].as_str().unwrap()).unwrap();
+    assert_eq!(token.len(), 64);
+    assert!(token.iter().all(u8::is_ascii_hexdigit));
+    let uid = secret["metadata"]["uid"].clone();
+    assert_eq!(consumer_template_annotation(&s), uid);
+    // Later reconciles read its metadata and create nothing.
+    s.reconcile().await.unwrap();
+    s.reconcile().await.unwrap();
+    assert_eq!(s.server.count("create", "secrets"), 1);
+    assert_eq!(peer_token(&s), secret, "the token never changes");
+    // Never in the status or an Event.
+    let token = String::from_utf8(token).unwrap();
+    assert!(!s.status().to_string().contains(&token));
+    assert!(!serde_json::to_string(&s.events()).unwrap().contains(&token));
+    // Deleted by someone: a new Secret (a new token), and the consumers roll onto it together.
+    s.server.delete("secrets", "apps", "social-peer-token");
+    s.reconcile().await.unwrap();
+    let renewed = peer_token(&s);
+    assert_ne!(renewed["metadata"]["uid"], uid);
+    assert_ne!(renewed["data"]["token"], secret["data"]["token"]);
+    assert_eq!(consumer_template_annotation(&s), renewed["metadata"]["uid"]);
+}
+
+#[tokio::test]
+async fn a_peer_token_secret_that_is_not_ours_is_left_alone_and_nothing_is_applied() {
+    let s = setup(FakeTopics::existing(6), FakeLag::fixed(0));
+    let foreign = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "social-peer-token", "namespace": "apps"}, "data": {"token": "a25vd24="}});
+    s.server.put("secrets", foreign);
+    let stored = peer_token(&s);
+    s.create(&external());
+    assert_eq!(s.reconcile().await.unwrap(), Action::await_change());
+    let ready = s.condition("Ready");
+    assert_eq!(ready["reason"], "NameConflict");
+    assert!(ready["message"].as_str().unwrap().contains("Secret apps/social-peer-token"), "{ready}");
+    assert_eq!(peer_token(&s), stored, "untouched");
+    assert!(s.get("deployments", "apps", "social-producer").is_none(), "nothing applied");
+    assert!(s.get("networkpolicies", "apps", "social-producer").is_none(), "nothing applied");
+
+    // A predecessor's (a pipeline of the same name, deleted): wait until it is collected.
+    s.server.delete("secrets", "apps", "social-peer-token");
+    s.server.put(
+        "secrets",
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "social-peer-token", "namespace": "apps", "ownerReferences": [{
+                "apiVersion": "herald.dev/v1alpha1", "kind": "NotificationPipeline", "name": "social",
+                "uid": "uid-of-the-old-one", "controller": true}]}, "data": {"token": "b2xk"}}),
+    );
+    let mut p = s.pipeline().unwrap();
+    p.metadata.annotations = Some([(herald_operator::controller::RECONCILE_REQUEST.to_string(), "1".into())].into());
+    assert_eq!(reconcile(Arc::new(p), s.ctx.clone()).await.unwrap(), Action::requeue(Duration::from_secs(5)));
+    assert_eq!(s.condition("Ready")["reason"], "PeerTokenPending");
+    s.server.delete("secrets", "apps", "social-peer-token");
+    s.reconcile().await.unwrap();
+    let pipeline_uid = s.pipeline().unwrap().metadata.uid.unwrap();
+    assert_eq!(peer_token(&s)["metadata"]["ownerReferences"][0]["uid"], pipeline_uid.as_str());
+    assert!(s.get("deployments", "apps", "social-producer").is_some());
+}
+
+#[tokio::test]
+async fn an_open_pipeline_says_so_once_and_a_protected_one_says_how() {
+    let s = setup(FakeTopics::existing(6), FakeLag::fixed(0));
+    s.create(&external());
+    s.reconcile().await.unwrap();
+    s.reconcile().await.unwrap();
+    let auth = s.condition("AuthConfigured");
+    assert_eq!((auth["status"].as_str(), auth["reason"].as_str()), (Some("False"), Some("Open")));
+    assert!(auth["message"].as_str().unwrap().contains("anyone who reaches"), "{auth}");
+    // How often it was warned: repeats of one Event are counted in its series.
+    let warnings = || {
+        let events: Vec<_> = s.events().into_iter().filter(|e| e["reason"] == "AuthOpen").collect();
+        assert!(events.iter().all(|e| e["type"] == "Warning"), "{events:?}");
+        events.iter().map(|e| e["series"]["count"].as_u64().unwrap_or(1)).sum::<u64>()
+    };
+    assert_eq!(warnings(), 1, "one Warning, not one per reconcile");
+    // Open is not broken: the pipeline is Ready all the same.
+    assert_eq!(s.condition("Ready")["status"], "True");
+
+    s.create(&social(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"},
+        "auth": {"tokenSecretRef": {"name": "backend", "key": "token"},
+                 "jwt": {"publicKeySecretRef": {"name": "idp", "key": "es256.pem"}, "audience": "herald"}},
+    })));
+    s.reconcile().await.unwrap();
+    let auth = s.condition("AuthConfigured");
+    assert_eq!((auth["status"].as_str(), auth["reason"].as_str()), (Some("True"), Some("ServiceTokenAndJwt")));
+    let message = auth["message"].as_str().unwrap();
+    assert!(message.contains("Secret backend key token") && message.contains("Secret idp key es256.pem"), "{message}");
+    assert!(message.contains("audience herald"), "{message}");
+    let env =
+        &s.get("deployments", "apps", "social-consumer").unwrap()["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(env.to_string().contains("HERALD_JWT_PUBLIC_KEY_FILE"), "{env}");
+
+    // Opened again: warned again.
+    s.create(&external());
+    s.reconcile().await.unwrap();
+    assert_eq!(s.condition("AuthConfigured")["reason"], "Open");
+    assert_eq!(warnings(), 2);
+
+    // The deprecated alias still protects the pipeline (both roles), and says it is deprecated.
+    s.create(&social(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"},
+        "producer": {"authTokenSecretRef": {"name": "send-token", "key": "token"}},
+    })));
+    s.reconcile().await.unwrap();
+    let auth = s.condition("AuthConfigured");
+    assert_eq!(auth["reason"], "ServiceToken");
+    assert!(auth["message"].as_str().unwrap().contains("deprecated"), "{auth}");
+}
+
+#[tokio::test]
+async fn network_policies_are_kept_and_removed_when_turned_off_but_never_someone_elses() {
+    let s = setup(FakeTopics::existing(6), FakeLag::fixed(0));
+    s.create(&external());
+    s.reconcile().await.unwrap();
+    for name in ["social-producer", "social-consumer"] {
+        let policy = s.get("networkpolicies", "apps", name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(
+            policy["metadata"]["ownerReferences"][0]["uid"],
+            s.pipeline().unwrap().metadata.uid.unwrap().as_str()
+        );
+        assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+    }
+    let off = social(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"},
+        "networkPolicy": {"enabled": false}}));
+    s.create(&off);
+    s.reconcile().await.unwrap();
+    assert!(s.get("networkpolicies", "apps", "social-producer").is_none());
+    assert!(s.get("networkpolicies", "apps", "social-consumer").is_none());
+    // Someone else's policy of that name stays, whether the pipeline wants policies or not.
+    let theirs = serde_json::json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "social-consumer", "namespace": "apps"}, "spec": {"podSelector": {}}});
+    s.server.put("networkpolicies", theirs);
+    let stored = s.get("networkpolicies", "apps", "social-consumer").unwrap();
+    s.reconcile().await.unwrap();
+    assert_eq!(s.get("networkpolicies", "apps", "social-consumer").unwrap(), stored);
+    s.create(&external());
+    assert_eq!(s.reconcile().await.unwrap(), Action::await_change());
+    assert!(s.condition("Ready")["message"].as_str().unwrap().contains("NetworkPolicy apps/social-consumer"));
+    assert_eq!(s.get("networkpolicies", "apps", "social-consumer").unwrap(), stored);
+}

@@ -234,20 +234,33 @@ struct Jwt {
     validation: Validation,
 }
 
-/// The algorithm a PEM public key is for, from its type.
-fn key_algorithm(pem: &str) -> Result<Algorithm, String> {
+/// Whether a PEM key is expected to be public (to verify) or private (to sign).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    Verify,
+    Sign,
+}
+
+/// The JWT algorithm a PEM key is for, from its type: RS256 for RSA, ES256 for EC P-256, EdDSA
+/// for Ed25519. Public keys as SPKI (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`); private keys as
+/// PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`).
+pub fn key_algorithm(pem: &str, key_use: KeyUse) -> Result<Algorithm, String> {
     use base64::Engine as _;
-    if pem.contains("BEGIN RSA PUBLIC KEY") {
+    let (generic, rsa, expected) = match key_use {
+        KeyUse::Verify => ("PUBLIC KEY", "RSA PUBLIC KEY", "a PEM public key"),
+        KeyUse::Sign => ("PRIVATE KEY", "RSA PRIVATE KEY", "a PEM private key"),
+    };
+    if pem.contains(&format!("-----BEGIN {rsa}-----")) {
         return Ok(Algorithm::RS256);
     }
-    let body: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN PUBLIC KEY-----"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
+    if key_use == KeyUse::Sign && pem.contains("-----BEGIN EC PRIVATE KEY-----") {
+        return Err("a SEC1 EC key: convert it to PKCS#8 with `openssl pkcs8 -topk8 -nocrypt`".into());
+    }
+    let begin = format!("-----BEGIN {generic}-----");
+    let body: String =
+        pem.lines().skip_while(|l| !l.starts_with(&begin)).skip(1).take_while(|l| !l.starts_with("-----END")).collect();
     if body.is_empty() {
-        return Err("not a PEM public key (expected -----BEGIN PUBLIC KEY-----)".into());
+        return Err(format!("not {expected} (expected {begin})"));
     }
     let der =
         base64::engine::general_purpose::STANDARD.decode(body.trim()).map_err(|e| format!("not valid base64: {e}"))?;
@@ -316,7 +329,7 @@ impl Jwt {
                 source,
             })?;
             let key_error = |why: String| AuthSetupError::Key { path: shown.clone(), why };
-            let algorithm = key_algorithm(&pem).map_err(key_error)?;
+            let algorithm = key_algorithm(&pem, KeyUse::Verify).map_err(key_error)?;
             let key = match algorithm {
                 Algorithm::RS256 => DecodingKey::from_rsa_pem(pem.as_bytes()),
                 Algorithm::ES256 => DecodingKey::from_ec_pem(pem.as_bytes()),
@@ -571,10 +584,14 @@ mod tests {
     fn the_public_key_decides_the_algorithm() {
         // An EC P-256 key (SPKI, PEM).
         let p256 = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEWLtmq+oc3G8vCxoEOP3a2kBTPQSN\nnJYz2VjxmjlDYXB6PhTJGvJSyJtMd39JaM0Ya2s/2E0LVg5Q0e9nUgZ7gA==\n-----END PUBLIC KEY-----\n";
-        assert_eq!(key_algorithm(p256), Ok(Algorithm::ES256));
+        assert_eq!(key_algorithm(p256, KeyUse::Verify), Ok(Algorithm::ES256));
+        assert!(key_algorithm(p256, KeyUse::Sign).is_err(), "a public key cannot sign");
         let ed25519 = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n";
-        assert_eq!(key_algorithm(ed25519), Ok(Algorithm::EdDSA));
-        assert_eq!(key_algorithm("-----BEGIN RSA PUBLIC KEY-----\n...\n"), Ok(Algorithm::RS256));
-        assert!(key_algorithm("garbage").is_err());
+        assert_eq!(key_algorithm(ed25519, KeyUse::Verify), Ok(Algorithm::EdDSA));
+        assert_eq!(key_algorithm("-----BEGIN RSA PUBLIC KEY-----\n...\n", KeyUse::Verify), Ok(Algorithm::RS256));
+        assert_eq!(key_algorithm("-----BEGIN RSA PRIVATE KEY-----\n...\n", KeyUse::Sign), Ok(Algorithm::RS256));
+        assert!(key_algorithm("garbage", KeyUse::Verify).is_err());
+        let sec1 = key_algorithm("-----BEGIN EC PRIVATE KEY-----\nAA==\n", KeyUse::Sign).unwrap_err();
+        assert!(sec1.contains("pkcs8"), "{sec1}");
     }
 }

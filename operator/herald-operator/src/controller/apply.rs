@@ -1,17 +1,18 @@
 //! Apply the children in a stated order — the KafkaUsers first (Strimzi writes the Secrets the
-//! pods mount), the producer, the Services and the budget, then the consumers once the topic is
-//! ready — and adopt nothing: an object of a child's name that this pipeline does not control is
+//! pods mount), the NetworkPolicies (so that no pod runs unprotected), the producer, the Services
+//! and the budget, then the consumers once the topic is ready — and adopt nothing: an object of a child's name that this pipeline does not control is
 //! left untouched and reported as a [`Conflict`].
 
 use std::fmt::Debug;
 
-use herald_api::labels::FIELD_MANAGER;
+use herald_api::labels::{self, Component, FIELD_MANAGER};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -80,100 +81,177 @@ pub struct Applied {
     pub consumer: Option<Deployment>,
 }
 
-/// How the apply step ended.
-pub enum Outcome {
-    Applied(Box<Applied>),
-    Conflict(Conflict),
-    /// KafkaUsers are needed but the cluster does not serve their API.
-    NoKafkaUserApi,
-}
-
-/// Applies `obj` (server-side, forced: the pipeline solely owns its children) unless an object of
-/// its name exists that this pipeline does not control. The controller's index of watched
-/// children answers for objects it knows this pipeline controls; otherwise the object is read.
-async fn child<K, T>(
+/// Whether the `kind` object `name` is free for this pipeline: absent, or controlled by it (or
+/// its predecessor). The controller's index of watched children answers for objects it knows this
+/// pipeline controls; otherwise the object's metadata is read.
+async fn check<K, T>(
     pipeline: &ValidPipeline,
     ctx: &Context<T>,
     kind: &'static str,
-    obj: &K,
-) -> Result<Result<K, Conflict>, Error>
+    name: &str,
+) -> Result<Option<Conflict>, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let known = ctx.children.as_ref().and_then(|index| index.controller(kind, &pipeline.namespace, name));
+    if known.is_some_and(|uid| uid == pipeline.uid) {
+        return Ok(None);
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &pipeline.namespace);
+    let meta =
+        api.get_metadata_opt(name).await.map_err(|source| Error::Read { kind, name: name.to_string(), source })?;
+    Ok(match meta.map(|m| owner_of(&m.metadata, pipeline)) {
+        Some(Owner::Foreign(why)) => {
+            Some(Conflict { kind: kind.into(), namespace: pipeline.namespace.clone(), name: name.to_string(), why })
+        }
+        _ => None,
+    })
+}
+
+/// Applies `obj` (server-side, forced: the pipeline solely owns its children, checked by
+/// [`check_all`]).
+async fn child<K, T>(pipeline: &ValidPipeline, ctx: &Context<T>, kind: &'static str, obj: &K) -> Result<K, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &pipeline.namespace);
-    let known = ctx.children.as_ref().and_then(|index| index.controller(kind, &pipeline.namespace, &name));
-    let owner = match known {
-        Some(uid) if uid == pipeline.uid => Some(Owner::Ours),
-        _ => api
-            .get_metadata_opt(&name)
-            .await
-            .map_err(|source| Error::Read { kind, name: name.clone(), source })?
-            .map(|meta| owner_of(&meta.metadata, pipeline)),
-    };
-    if let Some(Owner::Foreign(why)) = owner {
-        return Ok(Err(Conflict { kind: kind.into(), namespace: pipeline.namespace.clone(), name, why }));
-    }
-    let applied = api
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
         .await
-        .map_err(|source| Error::Apply { kind, name, source })?;
-    Ok(Ok(applied))
+        .map_err(|source| Error::Apply { kind, name, source })
 }
 
-/// The KafkaUsers of `pipeline`, each only if it is absent or this pipeline's.
-async fn kafka_users<T>(
-    pipeline: &ValidPipeline,
-    ctx: &Context<T>,
-    ar: &kube::api::ApiResource,
-) -> Result<Result<(), Conflict>, Error> {
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &pipeline.namespace, ar);
-    for user in strimzi::kafka_users(pipeline, ar) {
-        let name = user.name_any();
-        let existing =
-            api.get_opt(&name).await.map_err(|source| Error::Read { kind: "KafkaUser", name: name.clone(), source })?;
-        if let Some(existing) = existing
-            && let Owner::Foreign(why) = owner_of(&existing.metadata, pipeline)
-        {
-            return Ok(Err(Conflict { kind: "KafkaUser".into(), namespace: pipeline.namespace.clone(), name, why }));
-        }
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&user))
-            .await
-            .map_err(|source| Error::Apply { kind: "KafkaUser", name, source })?;
+/// Deletes the `kind` child `name` if this pipeline (or its predecessor) controls it; anything
+/// else of that name is left alone.
+async fn remove<K, T>(pipeline: &ValidPipeline, ctx: &Context<T>, kind: &'static str, name: &str) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    if ctx.children.as_ref().is_some_and(|index| index.controller(kind, &pipeline.namespace, name).is_none()) {
+        // The watch has seen no such object.
+        return Ok(());
     }
-    Ok(Ok(()))
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &pipeline.namespace);
+    let read = |source| Error::Read { kind, name: name.to_string(), source };
+    let Some(meta) = api.get_metadata_opt(name).await.map_err(read)? else { return Ok(()) };
+    if let Owner::Foreign(_) = owner_of(&meta.metadata, pipeline) {
+        return Ok(());
+    }
+    // Only the object that was checked: not one created in its place since.
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: meta.metadata.uid.clone(), resource_version: None }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(source) => Err(Error::Delete { kind, name: name.to_string(), source }),
+    }
 }
 
-/// Applies every child in order; the consumers only when the topic is ready.
-pub async fn all<T: Topics>(
+/// What the check before applying found.
+pub enum Check {
+    /// Every child is absent or this pipeline's.
+    Clear,
+    /// An object of a child's name is someone else's: nothing is applied.
+    Conflict(Conflict),
+    /// KafkaUsers are needed but the cluster does not serve their API.
+    NoKafkaUserApi,
+}
+
+fn name_of<K: Resource>(obj: &K) -> String {
+    obj.meta().name.clone().unwrap_or_default()
+}
+
+/// Checks, before anything is applied, that every child about to be applied is absent or this
+/// pipeline's: on a conflict the pipeline is refused with nothing half-applied.
+pub async fn check_all<T: Topics>(
     pipeline: &ValidPipeline,
     ctx: &Context<T>,
     children: &Children,
     topic_ready: bool,
-) -> Result<Outcome, Error> {
-    macro_rules! or_conflict {
+) -> Result<Check, Error> {
+    macro_rules! clear {
         ($e:expr) => {
-            match $e? {
-                Ok(applied) => applied,
-                Err(conflict) => return Ok(Outcome::Conflict(conflict)),
+            if let Some(conflict) = $e? {
+                return Ok(Check::Conflict(conflict));
             }
         };
     }
     if !crate::names::managed_users(&pipeline.pipeline).is_empty() {
         let served = ctx.strimzi.served(&ctx.client).await.map_err(Error::Discovery)?;
-        let Some(ar) = served.user else { return Ok(Outcome::NoKafkaUserApi) };
-        or_conflict!(kafka_users(pipeline, ctx, &ar).await);
+        let Some(ar) = served.user else { return Ok(Check::NoKafkaUserApi) };
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &pipeline.namespace, &ar);
+        for user in strimzi::kafka_users(pipeline, &ar) {
+            let name = user.name_any();
+            let existing = api.get_metadata_opt(&name).await.map_err(|source| Error::Read {
+                kind: "KafkaUser",
+                name: name.clone(),
+                source,
+            })?;
+            if let Some(existing) = existing
+                && let Owner::Foreign(why) = owner_of(&existing.metadata, pipeline)
+            {
+                let conflict = Conflict { kind: "KafkaUser".into(), namespace: pipeline.namespace.clone(), name, why };
+                return Ok(Check::Conflict(conflict));
+            }
+        }
     }
-    let producer: Deployment = or_conflict!(child(pipeline, ctx, "Deployment", &children.producer_deployment).await);
+    for policy in [&children.producer_network_policy, &children.consumer_network_policy].into_iter().flatten() {
+        clear!(check::<NetworkPolicy, T>(pipeline, ctx, "NetworkPolicy", &name_of(policy)).await);
+    }
+    clear!(check::<Deployment, T>(pipeline, ctx, "Deployment", &name_of(&children.producer_deployment)).await);
     for service in [&children.producer_service, &children.consumer_service, &children.consumer_headless_service] {
-        let _: Service = or_conflict!(child(pipeline, ctx, "Service", service).await);
+        clear!(check::<Service, T>(pipeline, ctx, "Service", &name_of(service)).await);
     }
-    let _: PodDisruptionBudget =
-        or_conflict!(child(pipeline, ctx, "PodDisruptionBudget", &children.consumer_pdb).await);
-    let consumer = if topic_ready {
-        Some(or_conflict!(child(pipeline, ctx, "Deployment", &children.consumer_deployment).await))
-    } else {
-        None
-    };
-    Ok(Outcome::Applied(Box::new(Applied { producer, consumer })))
+    clear!(
+        check::<PodDisruptionBudget, T>(pipeline, ctx, "PodDisruptionBudget", &name_of(&children.consumer_pdb)).await
+    );
+    if topic_ready {
+        clear!(check::<Deployment, T>(pipeline, ctx, "Deployment", &name_of(&children.consumer_deployment)).await);
+    }
+    Ok(Check::Clear)
+}
+
+/// Applies every child in order (after [`check_all`]); the consumers only when the topic is
+/// ready. With the NetworkPolicies off, deletes the ones this pipeline made.
+pub async fn all<T: Topics>(
+    pipeline: &ValidPipeline,
+    ctx: &Context<T>,
+    children: &Children,
+    topic_ready: bool,
+) -> Result<Applied, Error> {
+    if !crate::names::managed_users(&pipeline.pipeline).is_empty()
+        && let Some(ar) = ctx.strimzi.served(&ctx.client).await.map_err(Error::Discovery)?.user
+    {
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &pipeline.namespace, &ar);
+        for user in strimzi::kafka_users(pipeline, &ar) {
+            let name = user.name_any();
+            api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&user))
+                .await
+                .map_err(|source| Error::Apply { kind: "KafkaUser", name, source })?;
+        }
+    }
+    for (component, policy) in [
+        (Component::Producer, &children.producer_network_policy),
+        (Component::Consumer, &children.consumer_network_policy),
+    ] {
+        match policy {
+            Some(policy) => {
+                let _: NetworkPolicy = child(pipeline, ctx, "NetworkPolicy", policy).await?;
+            }
+            None => {
+                let name = labels::child_name(&pipeline.name, component);
+                remove::<NetworkPolicy, T>(pipeline, ctx, "NetworkPolicy", &name).await?;
+            }
+        }
+    }
+    let producer: Deployment = child(pipeline, ctx, "Deployment", &children.producer_deployment).await?;
+    for service in [&children.producer_service, &children.consumer_service, &children.consumer_headless_service] {
+        let _: Service = child(pipeline, ctx, "Service", service).await?;
+    }
+    let _: PodDisruptionBudget = child(pipeline, ctx, "PodDisruptionBudget", &children.consumer_pdb).await?;
+    let consumer =
+        if topic_ready { Some(child(pipeline, ctx, "Deployment", &children.consumer_deployment).await?) } else { None };
+    Ok(Applied { producer, consumer })
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`crate::validate`]: every spec check and the tenancy policy, once;
 //! - [`topic`]: the KafkaTopic (Strimzi) or the topic in Kafka (Admin, External);
+//! - [`peer_token`]: the consumers' peer-token Secret, created once;
 //! - [`crate::desired`], [`crate::strimzi`]: the objects (pure);
 //! - [`apply`]: children applied in a stated order, none adopted from someone else;
 //! - [`crate::status`]: the status (pure), written only when it differs;
@@ -14,6 +15,7 @@ pub mod backoff;
 mod children;
 mod cleanup;
 mod events;
+mod peer_token;
 mod strimzi_api;
 mod topic;
 
@@ -34,7 +36,7 @@ pub use backoff::Backoff;
 pub use children::ChildIndex;
 pub use strimzi_api::StrimziApis;
 
-use crate::desired::{self, Images};
+use crate::desired::{self, Defaults, Observed};
 use crate::metrics::OperatorMetrics;
 use crate::names;
 use crate::prober::{LagTarget, LagView, Prober};
@@ -52,7 +54,7 @@ pub const RECONCILE_REQUEST: &str = "herald.dev/reconcile-requested-at";
 /// The operator's settings for every reconcile.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub images: Images,
+    pub defaults: Defaults,
     /// How often a pipeline is reconciled (and its lag probed) when nothing else changes.
     pub sync_period: Duration,
     /// How long a failing cleanup is retried before the finalizer is released anyway.
@@ -134,8 +136,14 @@ pub enum Error {
     Apply { kind: &'static str, name: String, source: kube::Error },
     #[error("deleting KafkaTopic {name}: {source}")]
     DeleteTopic { name: String, source: kube::Error },
-    #[error("reading Secret {name} (Kafka credentials): {source}")]
+    #[error("reading Secret {name}: {source}")]
     ReadSecret { name: String, source: kube::Error },
+    #[error("creating Secret {name} (the consumers' peer token): {source}")]
+    CreateSecret { name: String, source: kube::Error },
+    #[error("generating a peer token: the system's random number generator failed")]
+    Random,
+    #[error("deleting {kind} {name}: {source}")]
+    Delete { kind: &'static str, name: String, source: kube::Error },
     #[error("updating the status: {0}")]
     Status(#[source] kube::Error),
     #[error("updating the finalizer: {0}")]
@@ -148,9 +156,13 @@ impl Error {
     /// which is retried (with backoff) until the cleanup timeout whatever the error.
     pub fn is_transient(&self) -> bool {
         let source = match self {
-            Error::DeleteTopic { .. } => return true,
+            Error::DeleteTopic { .. } | Error::Random => return true,
             Error::Discovery(e) | Error::Status(e) | Error::Finalizer(e) => e,
-            Error::Read { source, .. } | Error::Apply { source, .. } | Error::ReadSecret { source, .. } => source,
+            Error::Read { source, .. }
+            | Error::Apply { source, .. }
+            | Error::ReadSecret { source, .. }
+            | Error::CreateSecret { source, .. }
+            | Error::Delete { source, .. } => source,
         };
         match source {
             kube::Error::Api(s) => !(400..500).contains(&s.code) || s.code == 409 || s.code == 429,
@@ -166,6 +178,8 @@ impl Error {
             Error::Apply { .. } => "apply",
             Error::DeleteTopic { .. } => "delete_topic",
             Error::ReadSecret { .. } => "read_secret",
+            Error::CreateSecret { .. } | Error::Random => "peer_token",
+            Error::Delete { .. } => "delete",
             Error::Status(_) => "status",
             Error::Finalizer(_) => "finalizer",
         }
@@ -175,6 +189,8 @@ impl Error {
 /// Requeue while a pipeline converges (topic pending, pods starting) and Strimzi is missing.
 const CONVERGING: Duration = Duration::from_secs(15);
 const STRIMZI_MISSING: Duration = Duration::from_secs(60);
+/// Requeue while a predecessor's peer-token Secret is being collected.
+const PEER_TOKEN_PENDING: Duration = Duration::from_secs(5);
 
 pub async fn reconcile<T: Topics>(pipeline: Arc<NotificationPipeline>, ctx: Arc<Context<T>>) -> Result<Action, Error> {
     let start = Instant::now();
@@ -234,20 +250,42 @@ async fn reconcile_pipeline<T: Topics>(p: &NotificationPipeline, ctx: &Context<T
     let scaling = if topic.ready { Some(scale(&valid, ctx, &access, &topic, &now)) } else { None };
     let previous_desired = p.status.as_ref().and_then(|s| s.consumer.as_ref()).map(|c| c.desired_replicas);
     let consumers = scaling.as_ref().map_or(previous_desired.unwrap_or(0), |s| s.decision.replicas);
-    let children = desired::children(&valid, &ctx.settings.images, consumers);
-    let applied = match apply::all(&valid, ctx, &children, topic.ready).await? {
-        apply::Outcome::Applied(applied) => applied,
-        apply::Outcome::Conflict(conflict) => {
+    let peer_token = match peer_token::check(&valid, ctx).await? {
+        peer_token::PeerToken::Ready(uid) => Some(uid),
+        peer_token::PeerToken::Absent => None,
+        peer_token::PeerToken::Conflict(conflict) => {
             return refuse(p, ctx, "NameConflict", &conflict.to_string(), &now).await;
         }
-        apply::Outcome::NoKafkaUserApi => {
+        peer_token::PeerToken::Pending(why) => {
+            refuse(p, ctx, "PeerTokenPending", &why, &now).await?;
+            return Ok(Action::requeue(PEER_TOKEN_PENDING));
+        }
+    };
+    let mut observed = Observed { consumers, peer_token_uid: peer_token.clone().unwrap_or_default() };
+    let mut children = desired::children(&valid, &ctx.settings.defaults, &observed);
+    match apply::check_all(&valid, ctx, &children, topic.ready).await? {
+        apply::Check::Clear => {}
+        apply::Check::Conflict(conflict) => return refuse(p, ctx, "NameConflict", &conflict.to_string(), &now).await,
+        apply::Check::NoKafkaUserApi => {
             let message = "spec.kafka.authentication without producerSecretName and consumerSecretName needs Strimzi's KafkaUser API (kafka.strimzi.io), which this cluster does not serve";
             refuse(p, ctx, "StrimziNotInstalled", message, &now).await?;
             return Ok(Action::requeue(STRIMZI_MISSING));
         }
-    };
-    let mut status =
-        status::compute(p, &topic, Some(&applied.producer), applied.consumer.as_ref(), scaling.as_ref(), &now);
+    }
+    if peer_token.is_none() {
+        observed.peer_token_uid = peer_token::create(&valid, ctx).await?;
+        children = desired::children(&valid, &ctx.settings.defaults, &observed);
+    }
+    let applied = apply::all(&valid, ctx, &children, topic.ready).await?;
+    let mut status = status::compute(
+        p,
+        &valid.auth,
+        &topic,
+        Some(&applied.producer),
+        applied.consumer.as_ref(),
+        scaling.as_ref(),
+        &now,
+    );
     if let Some(topic_status) = status.topic.as_mut() {
         topic_status.created = topic.created;
     }
@@ -262,8 +300,13 @@ async fn reconcile_pipeline<T: Topics>(p: &NotificationPipeline, ctx: &Context<T
         ),
         _ => ctx.prober.unregister(&valid.key()),
     }
+    let opened = is_open(Some(&status)) && !is_open(p.status.as_ref());
     write_status(p, ctx, status).await?;
     lock(&ctx.warned).remove(&valid.key());
+    if opened {
+        let note = "no spec.auth: anyone who reaches the producer or a consumer can send and read notifications for every user; set spec.auth.tokenSecretRef or spec.auth.jwt".to_string();
+        events::publish(p, ctx, EventType::Warning, "AuthOpen", "Reconcile", note).await;
+    }
     if let Some(s) = &scaling {
         events::scaling(p, ctx, s, previous_desired, &topic).await;
     }
@@ -293,6 +336,14 @@ async fn reconcile_pipeline<T: Topics>(p: &NotificationPipeline, ctx: &Context<T
         (false, "StrimziNotInstalled") => STRIMZI_MISSING,
         _ => CONVERGING.min(sync),
     }))
+}
+
+/// Whether `status` says the pipeline's API is open (one Warning Event when it becomes so).
+fn is_open(status: Option<&NotificationPipelineStatus>) -> bool {
+    status
+        .into_iter()
+        .flat_map(|s| &s.conditions)
+        .any(|c| c.type_ == status::AUTH_CONFIGURED && c.status == "False" && c.reason == status::AUTH_OPEN)
 }
 
 /// The scaling rule over the prober's latest lag (registering the pipeline with it).
