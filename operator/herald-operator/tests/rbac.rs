@@ -207,11 +207,19 @@ async fn exercise(r: &Rendering) -> BTreeSet<Call> {
         serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"},
             "networkPolicy": {"enabled": false}}),
     );
-    wait_for("plain's NetworkPolicies deleted", || {
-        server.get("networkpolicies", "apps", "plain-consumer").is_none()
-            && server.get("networkpolicies", "apps", "plain-producer").is_none()
-    })
-    .await;
+    let start = Instant::now();
+    while server.get("networkpolicies", "apps", "plain-consumer").is_some()
+        || server.get("networkpolicies", "apps", "plain-producer").is_some()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for plain's NetworkPolicies to be deleted in {}; operator running: {}; plain: {}",
+            r.file,
+            !operator.is_finished(),
+            server.get("notificationpipelines", "apps", "plain").map(|p| p["status"].clone()).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.delete("notificationpipelines", "apps", "strimzi");
     server.delete("notificationpipelines", "apps", "local");
     wait_for("strimzi and local deleted with their KafkaTopics", || {

@@ -227,11 +227,68 @@ struct Claims {
     sub: Option<serde_json::Value>,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    exp: Option<f64>,
+    #[serde(default)]
+    nbf: Option<f64>,
 }
 
 struct Jwt {
     key: DecodingKey,
     validation: Validation,
+    verified: VerifiedTokens,
+}
+
+/// Most tokens [`VerifiedTokens`] remembers (about 100 bytes each).
+pub const VERIFIED_TOKENS: usize = 10_000;
+
+/// Tokens that passed every check, by the SHA-256 of the whole token, with the identity they
+/// carry and their validity window: a client that sends one token many times pays for one
+/// signature check (an ES256 verification costs far more than the rest of a request). Only a
+/// token that verified completely is remembered, its time window is checked again on every use,
+/// and the table is bounded (when full, expired entries go first, then everything), so it cannot
+/// be grown by anyone without tokens the issuer signed.
+#[derive(Default)]
+struct VerifiedTokens {
+    entries: std::sync::RwLock<std::collections::HashMap<[u8; 32], VerifiedToken>>,
+}
+
+#[derive(Clone)]
+struct VerifiedToken {
+    identity: Identity,
+    exp: u64,
+    nbf: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+impl VerifiedTokens {
+    /// The identity of `digest` if it verified before and is within its window `now` (with the
+    /// leeway); `None` means: verify it in full.
+    fn get(&self, digest: &[u8; 32], now: u64) -> Option<Identity> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let t = entries.get(digest)?;
+        (now <= t.exp.saturating_add(LEEWAY_SECS) && now.saturating_add(LEEWAY_SECS) >= t.nbf)
+            .then(|| t.identity.clone())
+    }
+
+    fn insert(&self, digest: [u8; 32], token: VerifiedToken, now: u64) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= VERIFIED_TOKENS {
+            entries.retain(|_, t| now <= t.exp.saturating_add(LEEWAY_SECS));
+            if entries.len() >= VERIFIED_TOKENS {
+                entries.clear();
+            }
+        }
+        entries.insert(digest, token);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
 }
 
 /// Whether a PEM key is expected to be public (to verify) or private (to sign).
@@ -319,7 +376,7 @@ impl Jwt {
             let validation = Self::validation(vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512], args);
             let key = DecodingKey::from_secret(secret)
                 .map_err(|e| AuthSetupError::Key { path: shown, why: e.to_string() })?;
-            return Ok(Some(Self { key, validation }));
+            return Ok(Some(Self { key, validation, verified: VerifiedTokens::default() }));
         }
         if let Some(path) = &args.jwt_public_key_file {
             let shown = path.display().to_string();
@@ -336,12 +393,32 @@ impl Jwt {
                 _ => DecodingKey::from_ed_pem(pem.as_bytes()),
             }
             .map_err(|e| key_error(e.to_string()))?;
-            return Ok(Some(Self { key, validation: Self::validation(vec![algorithm], args) }));
+            return Ok(Some(Self {
+                key,
+                validation: Self::validation(vec![algorithm], args),
+                verified: VerifiedTokens::default(),
+            }));
         }
         Ok(None)
     }
 
     fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = unix_now();
+        if let Some(identity) = self.verified.get(&digest, now) {
+            return Ok(identity);
+        }
+        let (identity, claims) = self.verify_in_full(token)?;
+        // `exp` is required (checked above); a token without a usable one is not remembered.
+        if let Some(exp) = claims.exp.filter(|e| e.is_finite() && *e >= 0.0) {
+            let nbf = claims.nbf.filter(|n| n.is_finite() && *n >= 0.0).unwrap_or(0.0);
+            let entry = VerifiedToken { identity: identity.clone(), exp: exp as u64, nbf: nbf.ceil() as u64 };
+            self.verified.insert(digest, entry, now);
+        }
+        Ok(identity)
+    }
+
+    fn verify_in_full(&self, token: &str) -> Result<(Identity, Claims), AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -361,9 +438,9 @@ impl Jwt {
         }
         .filter(|id| *id > 0)
         .ok_or(AuthError::BadSubject)?;
-        let scopes = data.claims.scope.unwrap_or_default();
+        let scopes = data.claims.scope.clone().unwrap_or_default();
         let has = |scope: &str| scopes.split_ascii_whitespace().any(|s| s == scope);
-        Ok(Identity::User { id, send_any: has(SEND_ANY), read_any: has(READ_ANY) })
+        Ok((Identity::User { id, send_any: has(SEND_ANY), read_any: has(READ_ANY) }, data.claims))
     }
 }
 
@@ -593,5 +670,53 @@ mod tests {
         assert!(key_algorithm("garbage", KeyUse::Verify).is_err());
         let sec1 = key_algorithm("-----BEGIN EC PRIVATE KEY-----\nAA==\n", KeyUse::Sign).unwrap_err();
         assert!(sec1.contains("pkcs8"), "{sec1}");
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_the_table_stays_bounded() {
+        let cache = VerifiedTokens::default();
+        let user = Identity::User { id: 7, send_any: false, read_any: false };
+        let now = 1_000_000;
+        cache.insert([1; 32], VerifiedToken { identity: user.clone(), exp: now + 60, nbf: now - 5 }, now);
+        assert_eq!(cache.get(&[1; 32], now), Some(user.clone()));
+        assert_eq!(cache.get(&[2; 32], now), None, "another token is verified in full");
+        assert_eq!(cache.get(&[1; 32], now + 60 + LEEWAY_SECS), Some(user.clone()), "within the leeway");
+        assert_eq!(cache.get(&[1; 32], now + 61 + LEEWAY_SECS), None, "expired");
+        cache.insert([3; 32], VerifiedToken { identity: user.clone(), exp: now + 600, nbf: now + 100 }, now);
+        assert_eq!(cache.get(&[3; 32], now), None, "not yet valid");
+        assert_eq!(cache.get(&[3; 32], now + 100 - LEEWAY_SECS), Some(user.clone()));
+        // Full: the expired go first, then everything.
+        for i in 0..VERIFIED_TOKENS as u32 {
+            let mut digest = [0u8; 32];
+            digest[..4].copy_from_slice(&i.to_be_bytes());
+            digest[31] = 9;
+            let exp = if i % 2 == 0 { now - 1000 } else { now + 600 };
+            cache.insert(digest, VerifiedToken { identity: user.clone(), exp, nbf: 0 }, now);
+        }
+        assert!(cache.len() <= VERIFIED_TOKENS, "{}", cache.len());
+        cache.insert([4; 32], VerifiedToken { identity: user, exp: now + 600, nbf: 0 }, now);
+        assert!(cache.len() <= VERIFIED_TOKENS);
+    }
+
+    #[test]
+    fn a_token_is_checked_in_full_once_and_a_tampered_copy_is_not_taken_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, SECRET).unwrap();
+        let args = AuthArgs { jwt_secret_file: Some(path), ..AuthArgs::default() };
+        let auth = Authenticator::from_args(&args, None).unwrap();
+        let claims = serde_json::json!({"sub": "7", "exp": now() + 600});
+        let token =
+            jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET).unwrap()).unwrap();
+        let user = Identity::User { id: 7, send_any: false, read_any: false };
+        assert_eq!(auth.authenticate(&headers(&token)), Ok(user.clone()));
+        assert_eq!(auth.jwt.as_ref().unwrap().verified.len(), 1);
+        assert_eq!(auth.authenticate(&headers(&token)), Ok(user));
+        // The same claims under a changed signature: a different token, checked and refused.
+        let (head, signature) = token.rsplit_once('.').unwrap();
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        let tampered = format!("{head}.{flipped}{}", &signature[1..]);
+        assert_eq!(auth.authenticate(&headers(&tampered)), Err(AuthError::BadSignature));
+        assert_eq!(auth.jwt.as_ref().unwrap().verified.len(), 1, "a refused token is not remembered");
     }
 }

@@ -6,6 +6,8 @@
 //!   consumer reading the same topic in the same run, and the consumer's resident memory; then a
 //!   new consumer of the same group restores those records from the log (records/s, against the
 //!   same raw figure), and a second member joins to compare local and forwarded `GET`s.
+//! - `auth`: `/send` and `GET /notifications/{userID}` with no authentication, with HS256 JWTs
+//!   and with ES256 JWTs, in alternating rounds of the same run (what verifying a token costs).
 //!
 //! Run through `tests/bench.sh`, which builds the release binaries first.
 
@@ -30,7 +32,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 #[derive(Parser)]
 #[command(name = "herald-bench", about = "Herald benchmarks (figures, not pass/fail)")]
 struct Args {
-    /// Which benchmark: send, consume or all.
+    /// Which benchmark: send, consume, auth or all.
     #[arg(default_value = "all")]
     which: String,
     /// Load duration of the send benchmark.
@@ -45,6 +47,9 @@ struct Args {
     /// Distinct recipients of the consume benchmark.
     #[arg(long, default_value_t = 10_000)]
     users: u64,
+    /// Concurrent connections of the `GET` part of the auth benchmark.
+    #[arg(long, default_value_t = 4)]
+    read_connections: usize,
     /// Extra librdkafka property `KEY=VALUE` for herald-consumer in the consume benchmark.
     #[arg(long = "consumer-property")]
     consumer_properties: Vec<String>,
@@ -58,6 +63,9 @@ async fn main() {
     }
     if matches!(args.which.as_str(), "consume" | "all") {
         bench_consume(&args).await;
+    }
+    if matches!(args.which.as_str(), "auth" | "all") {
+        bench_auth(&args).await;
     }
 }
 
@@ -146,16 +154,37 @@ async fn bench_send(args: &Args) {
     println!("  ratio /send : raw   {:.2}", (ok as f64 / took.as_secs_f64()) / raw_rate);
 }
 
+/// `/send` of `message` from user 1 to users 1–4, one connection each.
+async fn run_load(addr: &str, connections: usize, duration: Duration, message: &str) -> (Vec<u32>, usize, Duration) {
+    let (addr_owned, message) = (addr.to_string(), message.to_string());
+    let request: MakeRequest = Arc::new(move |c, _| {
+        hyper::Request::post("/send")
+            .header("host", &addr_owned)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(format!("fromID=1&toID={}&message={message}", c % 4 + 1))))
+            .expect("request")
+    });
+    run_requests(addr, connections, duration, request).await
+}
+
+/// Builds the `n`th request of connection `c`.
+type MakeRequest = Arc<dyn Fn(usize, u64) -> hyper::Request<Full<Bytes>> + Send + Sync>;
+
 /// Runs `connections` keep-alive connections, each sending one request at a time, for `duration`.
 /// Returns the latencies of the 200s in µs, the count of everything else, and the elapsed time.
-async fn run_load(addr: &str, connections: usize, duration: Duration, message: &str) -> (Vec<u32>, usize, Duration) {
+async fn run_requests(
+    addr: &str,
+    connections: usize,
+    duration: Duration,
+    request: MakeRequest,
+) -> (Vec<u32>, usize, Duration) {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
         let addr = addr.to_string();
         let stop = stop.clone();
-        let body = format!("fromID=1&toID={}&message={message}", c % 4 + 1);
+        let request = request.clone();
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
             stream.set_nodelay(true).ok();
@@ -164,12 +193,10 @@ async fn run_load(addr: &str, connections: usize, duration: Duration, message: &
             tokio::spawn(conn);
             let mut latencies = Vec::with_capacity(1 << 16);
             let mut errors = 0usize;
+            let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let req = hyper::Request::post("/send")
-                    .header("host", &addr)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(Full::new(Bytes::from(body.clone())))
-                    .expect("request");
+                let req = request(c, n);
+                n += 1;
                 let t = Instant::now();
                 match sender.send_request(req).await {
                     Ok(resp) => {
@@ -202,26 +229,21 @@ async fn run_load(addr: &str, connections: usize, duration: Duration, message: &
     (all, errors, start.elapsed())
 }
 
-async fn bench_consume(args: &Args) {
-    let broker = Broker::start(Storage::Memory);
-    let bootstrap = broker.bootstrap();
-    let topic = herald_tests::unique("consume");
-    kafka::create_topic(&bootstrap, &topic, 6).await;
-
-    // Pre-fill: `records` notifications for `users` recipients.
+/// Writes `records` notifications for `users` recipients (round robin) to `topic`.
+async fn prefill(bootstrap: &str, topic: &str, records: usize, users: u64) {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
+        .set("bootstrap.servers", bootstrap)
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .create()
         .expect("producer");
     let from = User { id: 1, name: "Emma".into() };
     let mut pending = std::collections::VecDeque::new();
-    for i in 0..args.records {
-        let to = User { id: (i as u64 % args.users) + 1, name: format!("user{}", i as u64 % args.users + 1) };
+    for i in 0..records {
+        let to = User { id: (i as u64 % users) + 1, name: format!("user{}", i as u64 % users + 1) };
         let note = Notification::new(from.clone(), to, format!("notification number {i} with some text"));
         let (key, payload) = (note.key(), note.encode());
-        pending.push_back(producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)).expect("enqueue"));
+        pending.push_back(producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)).expect("enqueue"));
         if pending.len() >= 20_000 {
             pending.pop_front().unwrap().await.expect("delivery").expect("prefill");
         }
@@ -229,6 +251,15 @@ async fn bench_consume(args: &Args) {
     for f in pending {
         f.await.expect("delivery").expect("prefill");
     }
+}
+
+async fn bench_consume(args: &Args) {
+    let broker = Broker::start(Storage::Memory);
+    let bootstrap = broker.bootstrap();
+    let topic = herald_tests::unique("consume");
+    kafka::create_topic(&bootstrap, &topic, 6).await;
+
+    prefill(&bootstrap, &topic, args.records, args.users).await;
     println!("\nconsume: {} records for {} users on 6 partitions (nisshi, memory storage)", args.records, args.users);
 
     // Raw rdkafka consumer: the ceiling.
@@ -382,6 +413,173 @@ async fn bench_consume(args: &Args) {
             args.records as u64 / args.users,
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99)
+        );
+    }
+}
+
+/// Requests/s and latency percentiles of one load round, as one line.
+fn round_line(label: &str, latencies: Vec<u32>, errors: usize, took: Duration) -> (f64, String) {
+    let mut sorted = latencies;
+    sorted.sort_unstable();
+    let rate = sorted.len() as f64 / took.as_secs_f64();
+    let line = format!(
+        "{label:<30} {rate:>8.0} requests/s  p50 {:.2} ms  p99 {:.2} ms  other answers {errors}",
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 0.99)
+    );
+    (rate, line)
+}
+
+/// `/send` and `GET` with no authentication, HS256 JWTs and ES256 JWTs: one producer and one
+/// consumer of each kind on one broker, alternating rounds of the same load.
+async fn bench_auth(args: &Args) {
+    use herald_tests::jwt::{Signer, claims};
+    const ROUNDS: usize = 3;
+    const USERS: u64 = 1000;
+    let s = Setup::new(Storage::Memory, 6, USERS).await;
+    let http = Http::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The same token on every request (a client holding its token: verified once, then
+    // remembered), or a new one each time (more distinct tokens than the services remember, so
+    // every request is verified in full: the worst case).
+    let fresh = herald_kit::auth::VERIFIED_TOKENS * 2;
+    let signers = [
+        ("HS256 JWT", Signer::hs256(), 1),
+        ("ES256 JWT", Signer::es256(), 1),
+        ("ES256, new token each", Signer::es256(), fresh),
+    ];
+    type Kind = (&'static str, Vec<(&'static str, String)>, Arc<Vec<String>>, Arc<Vec<String>>);
+    let mut kinds: Vec<Kind> = vec![("no authentication", Vec::new(), Arc::default(), Arc::default())];
+    for (i, (label, signer, distinct)) in signers.iter().enumerate() {
+        let (variable, content) = signer.verifier();
+        let path = dir.path().join(format!("key-{i}"));
+        std::fs::write(&path, content).expect("key file");
+        // A user sending as themself; a service reading for anyone. Distinct tokens differ in
+        // their expiry.
+        let tokens = |scope: &str| -> Arc<Vec<String>> {
+            Arc::new(
+                (0..*distinct)
+                    .map(|n| {
+                        let mut c = claims(1, scope, "herald");
+                        c["exp"] = (c["exp"].as_u64().unwrap_or_default() + n as u64).into();
+                        signer.sign(&c)
+                    })
+                    .collect(),
+            )
+        };
+        kinds.push((
+            label,
+            vec![(variable, path.display().to_string())],
+            tokens(""),
+            tokens(herald_kit::auth::READ_ANY),
+        ));
+    }
+
+    let producers: Vec<_> = kinds
+        .iter()
+        .map(|(_, env, _, _)| {
+            let mut env = env.clone();
+            env.push(("RUST_LOG", "warn".into()));
+            s.producer(&env)
+        })
+        .collect();
+    for p in &producers {
+        wait_ready(&http, p, Duration::from_secs(60)).await;
+    }
+    let message = "x".repeat(100);
+    let round = args.duration / ROUNDS as u32;
+    println!(
+        "\nauth: /send, {} connections, {ROUNDS} alternating rounds of {:.1} s each (nisshi, memory storage)",
+        args.connections,
+        round.as_secs_f64()
+    );
+    let mut send_rates = vec![Vec::new(); kinds.len()];
+    for r in 0..ROUNDS {
+        for (k, ((label, _, token, _), producer)) in kinds.iter().zip(&producers).enumerate() {
+            let addr = producer.url.trim_start_matches("http://").to_string();
+            let (host, tokens, body) = (addr.clone(), token.clone(), format!("toID=2&message={message}"));
+            // With a token the sender comes from it (fromID omitted); without, it is given.
+            let body = if tokens.is_empty() { format!("fromID=1&{body}") } else { body };
+            let request: MakeRequest = Arc::new(move |c, n| {
+                let mut b = hyper::Request::post("/send")
+                    .header("host", &host)
+                    .header("content-type", "application/x-www-form-urlencoded");
+                if !tokens.is_empty() {
+                    let t = &tokens[(n as usize * 64 + c) % tokens.len()];
+                    b = b.header("authorization", format!("Bearer {t}"));
+                }
+                b.body(Full::new(Bytes::from(body.clone()))).expect("request")
+            });
+            if r == 0 {
+                let _ = run_requests(&addr, args.connections, Duration::from_secs(1), request.clone()).await;
+            }
+            let (latencies, errors, took) = run_requests(&addr, args.connections, round, request).await;
+            let (rate, line) = round_line(&format!("  send {label}"), latencies, errors, took);
+            send_rates[k].push(rate);
+            println!("{line}  (round {})", r + 1);
+        }
+    }
+
+    // Reads: one consumer per kind, each its own group holding every partition, of a topic of
+    // 20,000 notifications for 1,000 users (the sends' topic holds millions of records, and each
+    // read asks the broker for the log end, which nisshi's memory engine answers more slowly the
+    // longer the log: that would be measured instead).
+    let read_topic = herald_tests::unique("auth-reads");
+    kafka::create_topic(&s.broker.bootstrap(), &read_topic, 6).await;
+    prefill(&s.broker.bootstrap(), &read_topic, 20_000, USERS).await;
+    let consumers: Vec<_> = kinds
+        .iter()
+        .map(|(_, env, _, _)| {
+            let mut env = env.clone();
+            env.push(("HERALD_GROUP_ID", herald_tests::unique("auth-bench")));
+            env.push(("RUST_LOG", "warn".into()));
+            env.push(("KAFKA_BOOTSTRAP_SERVERS", s.broker.bootstrap()));
+            env.push(("HERALD_TOPIC", read_topic.clone()));
+            env.push(("HERALD_MAX_PER_USER", "20".into()));
+            process::Service::start_on("herald-consumer", herald_tests::broker::free_port(), &[], &env)
+        })
+        .collect();
+    let stored = 20_000.0;
+    for c in &consumers {
+        wait_for("every record handled", Duration::from_secs(600), || async {
+            let t = metrics::sum(&scrape(&http, c).await, "herald_consumer_records_total", &[]);
+            (t >= stored).then_some(())
+        })
+        .await;
+        wait_ready(&http, c, Duration::from_secs(60)).await;
+    }
+    println!(
+        "auth: GET /notifications/{{userID}} of user 2 (20 notifications), {} connections, {ROUNDS} alternating rounds",
+        args.read_connections
+    );
+    let mut read_rates = vec![Vec::new(); kinds.len()];
+    for r in 0..ROUNDS {
+        for (k, ((label, _, _, token), consumer)) in kinds.iter().zip(&consumers).enumerate() {
+            let addr = consumer.url.trim_start_matches("http://").to_string();
+            let (host, tokens) = (addr.clone(), token.clone());
+            let request: MakeRequest = Arc::new(move |c, n| {
+                let mut b = hyper::Request::get("/notifications/2").header("host", &host);
+                if !tokens.is_empty() {
+                    let t = &tokens[(n as usize * 64 + c) % tokens.len()];
+                    b = b.header("authorization", format!("Bearer {t}"));
+                }
+                b.body(Full::new(Bytes::new())).expect("request")
+            });
+            if r == 0 {
+                let _ = run_requests(&addr, args.read_connections, Duration::from_secs(1), request.clone()).await;
+            }
+            let (latencies, errors, took) = run_requests(&addr, args.read_connections, round, request).await;
+            let (rate, line) = round_line(&format!("  GET {label}"), latencies, errors, took);
+            read_rates[k].push(rate);
+            println!("{line}  (round {})", r + 1);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    for (k, (label, ..)) in kinds.iter().enumerate().skip(1) {
+        println!(
+            "  {label}: /send {:.2}x, GET {:.2}x of no authentication (mean of {ROUNDS} rounds)",
+            mean(&send_rates[k]) / mean(&send_rates[0]),
+            mean(&read_rates[k]) / mean(&read_rates[0])
         );
     }
 }
