@@ -62,6 +62,14 @@ const CONSUMER_SLOTS: usize = 16;
 /// was due must still be inside the session.
 pub const GROUP_TIMEOUTS: &str = "max.poll.interval.ms=10000,session.timeout.ms=6000,heartbeat.interval.ms=1000";
 
+/// The librdkafka properties of every herald-consumer the tests and benches start: the group
+/// timeouts above, and `fetch.wait.max.ms=5`. nisshi (like librdkafka's mock cluster) does not
+/// answer a waiting fetch when a record arrives, as a real Kafka broker does, so with the default
+/// 500 ms a consumer would see new records up to half a second late; the tests and benches then
+/// measure Herald's own latency, not the broker's fetch wait.
+pub const TEST_CONSUMER_PROPERTIES: &str =
+    "max.poll.interval.ms=10000,session.timeout.ms=6000,heartbeat.interval.ms=1000,fetch.wait.max.ms=5";
+
 impl Setup {
     /// A broker with a fresh topic of `partitions` partitions and a directory of `users` users.
     pub async fn new(storage: broker::Storage, partitions: i32, users: u64) -> Self {
@@ -103,7 +111,7 @@ impl Setup {
         let mut env = self.common_env();
         env.push(("HERALD_GROUP_ID", self.group.clone()));
         env.push(("HERALD_PEERS", peers.join(",")));
-        env.push(("HERALD_KAFKA_PROPERTIES", format!("{GROUP_TIMEOUTS},statistics.interval.ms=1000")));
+        env.push(("HERALD_KAFKA_PROPERTIES", format!("{TEST_CONSUMER_PROPERTIES},statistics.interval.ms=1000")));
         env.extend_from_slice(extra);
         process::Service::start_on("herald-consumer", port, &[], &env)
     }

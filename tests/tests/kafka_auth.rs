@@ -9,7 +9,7 @@ use std::time::Duration;
 use herald_tests::broker::Broker;
 use herald_tests::http::Http;
 use herald_tests::process::Service;
-use herald_tests::{GROUP_TIMEOUTS, ids_for, unique, wait_for, wait_ready};
+use herald_tests::{TEST_CONSUMER_PROPERTIES, ids_for, unique, wait_for, wait_ready};
 
 const READY: Duration = Duration::from_secs(60);
 const PRODUCER_PASSWORD: &str = "pr0ducer-s3cret";
@@ -58,7 +58,7 @@ async fn producer_and_consumer_authenticate_with_passwords_from_files() {
         Service::start("herald-producer", &[], &sasl_env(&broker, &topic, "social-producer", &producer_pw, ""));
     wait_ready(&http, &producer, READY).await;
     let consumer_pw = password_file(&dir, "consumer", CONSUMER_PASSWORD);
-    let group_timeouts = format!(",{GROUP_TIMEOUTS}");
+    let group_timeouts = format!(",{TEST_CONSUMER_PROPERTIES}");
     let mut consumer_env = sasl_env(&broker, &topic, "social-consumer", &consumer_pw, &group_timeouts);
     consumer_env.push(("HERALD_GROUP_ID", unique("group")));
     let consumer = Service::start("herald-consumer", &[], &consumer_env);

@@ -76,6 +76,10 @@ pub enum Error {
     Consumer { index: usize, source: herald_consumer::Error },
 }
 
+/// What local mode's consumers get on top of the consumer's own defaults (see [`run`]).
+pub const LOCAL_CONSUMER_DEFAULTS: &[(&str, &str)] =
+    &[("session.timeout.ms", "6000"), ("max.poll.interval.ms", "10000"), ("fetch.wait.max.ms", "5")];
+
 enum Kafka {
     Embedded(MockCluster<'static, DefaultProducerContext>),
     External,
@@ -83,11 +87,18 @@ enum Kafka {
 
 /// Runs local mode until `shutdown` is cancelled; prints the table and the final counts.
 pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
-    // One process, loopback only: members rejoin within milliseconds, so short group timeouts
-    // make startup and rebalances quick. The user's properties come later and win.
-    let properties = KafkaProperties {
-        values: [("session.timeout.ms", "6000"), ("max.poll.interval.ms", "10000")]
-            .into_iter()
+    // The user's properties go to every client (and win). The consumers also get local-mode
+    // defaults, consumer properties only (a producer given them warns that it ignores them):
+    // - one process, loopback only: members rejoin within milliseconds, so short group timeouts
+    //   make startup and rebalances quick;
+    // - neither the embedded mock cluster nor nisshi answers a waiting fetch when a record
+    //   arrives (a real Kafka broker does), so a fetch with nothing to return would hold new
+    //   records back for up to fetch.wait.max.ms (500 ms by default): a read right after a send
+    //   would wait that long. Fetch every 5 ms instead; on one machine that costs nothing.
+    let properties = args.kafka_properties.clone();
+    let consumer_properties = KafkaProperties {
+        values: LOCAL_CONSUMER_DEFAULTS
+            .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .chain(args.kafka_properties.values.iter().cloned())
             .collect(),
@@ -109,6 +120,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         }
     };
     let kafka_args = KafkaArgs { bootstrap_servers: bootstrap.clone(), topic: args.topic.clone(), properties };
+    let consumer_kafka_args = KafkaArgs { properties: consumer_properties, ..kafka_args.clone() };
 
     let wanted = args.consumers.unwrap_or(args.partitions as u32);
     let consumers = wanted.min(args.partitions as u32) as usize;
@@ -153,7 +165,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         let metrics = bind(metrics_addr).await?;
         metrics_urls.push(url(&metrics));
         let consumer_args = herald_consumer::Args {
-            kafka: kafka_args.clone(),
+            kafka: consumer_kafka_args.clone(),
             group_id: args.group_id.clone(),
             listen: addr,
             metrics_listen: metrics_addr,
@@ -193,12 +205,9 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         (None, result.map(|s| s.sent).map_err(Error::Producer))
     });
 
-    tokio::spawn(share_membership(
-        args.partitions,
-        rows.iter().map(|(_, url, status)| (url.clone(), status.clone())).collect(),
-        memberships,
-        shutdown.clone(),
-    ));
+    let members: Vec<(String, Arc<GroupStatus>)> =
+        rows.iter().map(|(_, url, status)| (url.clone(), status.clone())).collect();
+    tokio::spawn(share_membership(args.partitions, members.clone(), memberships.clone(), shutdown.clone()));
 
     let kafka_label = match &kafka {
         Kafka::Embedded(cluster) => format!("embedded mock cluster at {}", cluster.bootstrap_servers()),
@@ -207,6 +216,8 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = wait_for_assignment(&rows, args.partitions, Duration::from_secs(60)) => {
+            // Every consumer knows every holder before the table invites the first read.
+            share_view(args.partitions, &members, &memberships);
             print_table(&args, &kafka_label, &producer_url, &rows, &metrics_urls);
         }
     }
@@ -318,7 +329,7 @@ fn print_table(
         "  curl -X POST {producer_url}/send -H 'Content-Type: application/json' -d '{{\"fromID\":3,\"toID\":{user},\"message\":\"Hi Bruno\"}}'"
     );
     println!(
-        "Read them (user {user} is on partition {partition}; each consumer answers for the users of its partitions):"
+        "Read them from any consumer (each answers for every user, asking the holder of the user's partition; user {user} is on partition {partition}, held by this one):"
     );
     println!("  curl {reader}/notifications/{user}");
     println!("Metrics: the METRICS column (each component serves /metrics on a port of its own).");
@@ -327,6 +338,16 @@ fn print_table(
 
 /// Keeps every in-process consumer's view of the group current from their assignments (the
 /// mock cluster cannot describe groups, and all members live here anyway).
+/// Tells every consumer who holds which partition now.
+fn share_view(partitions: i32, members: &[(String, Arc<GroupStatus>)], memberships: &[Arc<Membership>]) {
+    let owners =
+        members.iter().flat_map(|(url, status)| status.assigned().into_iter().map(|p| (p, url.clone()))).collect();
+    let view = View { partitions, owners, members: members.len(), refreshed: Some(Instant::now()) };
+    for m in memberships {
+        m.set(view.clone());
+    }
+}
+
 async fn share_membership(
     partitions: i32,
     members: Vec<(String, Arc<GroupStatus>)>,
@@ -334,12 +355,7 @@ async fn share_membership(
     shutdown: CancellationToken,
 ) {
     loop {
-        let owners =
-            members.iter().flat_map(|(url, status)| status.assigned().into_iter().map(|p| (p, url.clone()))).collect();
-        let view = View { partitions, owners, members: members.len(), refreshed: Some(Instant::now()) };
-        for m in &memberships {
-            m.set(view.clone());
-        }
+        share_view(partitions, &members, &memberships);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}

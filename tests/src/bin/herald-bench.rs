@@ -6,6 +6,8 @@
 //!   consumer reading the same topic in the same run, and the consumer's resident memory; then a
 //!   new consumer of the same group restores those records from the log (records/s, against the
 //!   same raw figure), and a second member joins to compare local and forwarded `GET`s.
+//! - `latency`: a read right after a send (500 pairs), and the end-to-end latency (`sentAt` →
+//!   stored) at a steady low rate, from the consumers' histogram.
 //! - `auth`: `/send` and `GET /notifications/{userID}` with no authentication, with HS256 JWTs
 //!   and with ES256 JWTs, in alternating rounds of the same run (what verifying a token costs).
 //!
@@ -32,7 +34,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 #[derive(Parser)]
 #[command(name = "herald-bench", about = "Herald benchmarks (figures, not pass/fail)")]
 struct Args {
-    /// Which benchmark: send, consume, auth or all.
+    /// Which benchmark: send, consume, latency, auth or all.
     #[arg(default_value = "all")]
     which: String,
     /// Load duration of the send benchmark.
@@ -63,6 +65,9 @@ async fn main() {
     }
     if matches!(args.which.as_str(), "consume" | "all") {
         bench_consume(&args).await;
+    }
+    if matches!(args.which.as_str(), "latency" | "all") {
+        bench_latency(&args).await;
     }
     if matches!(args.which.as_str(), "auth" | "all") {
         bench_auth(&args).await;
@@ -306,8 +311,8 @@ async fn bench_consume(args: &Args) {
                 ("HERALD_MAX_PER_USER", "1000000".into()),
                 (
                     "HERALD_KAFKA_PROPERTIES",
-                    ["max.poll.interval.ms=10000", "session.timeout.ms=6000"]
-                        .iter()
+                    herald_tests::TEST_CONSUMER_PROPERTIES
+                        .split(',')
                         .map(|p| p.to_string())
                         .chain(args.consumer_properties.iter().cloned())
                         .collect::<Vec<_>>()
@@ -536,6 +541,7 @@ async fn bench_auth(args: &Args) {
             env.push(("KAFKA_BOOTSTRAP_SERVERS", s.broker.bootstrap()));
             env.push(("HERALD_TOPIC", read_topic.clone()));
             env.push(("HERALD_MAX_PER_USER", "20".into()));
+            env.push(("HERALD_KAFKA_PROPERTIES", herald_tests::TEST_CONSUMER_PROPERTIES.into()));
             process::Service::start_on("herald-consumer", herald_tests::broker::free_port(), &[], &env)
         })
         .collect();
@@ -582,4 +588,94 @@ async fn bench_auth(args: &Args) {
             mean(&read_rates[k]) / mean(&read_rates[0])
         );
     }
+}
+
+/// Read-after-send and end-to-end latency on nisshi: one producer, two consumers (with
+/// `fetch.wait.max.ms=5`, see `herald_tests::TEST_CONSUMER_PROPERTIES`, plus any
+/// `--consumer-property`).
+async fn bench_latency(args: &Args) {
+    let s = Setup::new(Storage::Memory, 6, 4).await;
+    let http = Http::new();
+    let producer = s.producer(&[("RUST_LOG", "warn".into())]);
+    let mut extra = vec![("RUST_LOG", "warn".to_string())];
+    if !args.consumer_properties.is_empty() {
+        extra.push((
+            "HERALD_KAFKA_PROPERTIES",
+            format!("{},{}", herald_tests::TEST_CONSUMER_PROPERTIES, args.consumer_properties.join(",")),
+        ));
+    }
+    let consumers = [s.consumer(&extra), s.consumer(&extra)];
+    wait_ready(&http, &producer, Duration::from_secs(60)).await;
+    for c in &consumers {
+        wait_ready(&http, c, Duration::from_secs(60)).await;
+    }
+    // Both consumers answer for every user (each holds three partitions, forwards the others).
+    wait_for("reads answer 200 on both consumers", Duration::from_secs(60), || async {
+        for c in &consumers {
+            for user in 1..=4 {
+                if http.get(&format!("{}/notifications/{user}", c.url)).await.ok()?.status != 200 {
+                    return None;
+                }
+            }
+        }
+        Some(())
+    })
+    .await;
+    let properties = format!(
+        "{}{}",
+        herald_tests::TEST_CONSUMER_PROPERTIES,
+        args.consumer_properties.iter().map(|p| format!(",{p}")).collect::<String>()
+    );
+    println!("\nlatency: nisshi (memory storage), 6 partitions, 1 producer, 2 consumers with {properties}");
+
+    let (mut reads, mut missing) = (Vec::new(), 0);
+    for i in 0..500u64 {
+        let to = i % 4 + 1;
+        let sent = http.send_form(&producer.url, 1, to, &format!("pair {i}")).await.expect("send");
+        assert_eq!(sent.status, 200, "{}", sent.text);
+        let consumer = &consumers[i as usize % 2];
+        let t = Instant::now();
+        let got = http.get(&format!("{}/notifications/{to}", consumer.url)).await.expect("read");
+        reads.push(t.elapsed().as_micros() as u32);
+        let id = sent.json["id"].as_str().unwrap_or_default();
+        if got.status != 200 || !got.text.contains(id) {
+            missing += 1;
+        }
+    }
+    reads.sort_unstable();
+    println!(
+        "  read-after-send p50 {:.2} ms p99 {:.2} ms  (500 pairs over 4 users, alternating consumers; reads without the notification just sent: {missing})",
+        percentile(&reads, 0.5),
+        percentile(&reads, 0.99)
+    );
+
+    // A steady low rate: 50 sends/s for 10 s.
+    let scrape_all = || async {
+        let mut texts = Vec::new();
+        for c in &consumers {
+            texts.push(scrape(&http, c).await);
+        }
+        texts
+    };
+    let before = metrics::end_to_end_buckets(&scrape_all().await);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for i in 0..500u64 {
+        tick.tick().await;
+        let sent = http.send_form(&producer.url, 1, i % 4 + 1, "steady").await.expect("send");
+        assert_eq!(sent.status, 200, "{}", sent.text);
+    }
+    let stored_all = |texts: &[String]| -> f64 {
+        texts.iter().map(|t| metrics::sum(t, "herald_consumer_records_total", &[("outcome", "stored")])).sum()
+    };
+    wait_for("the steady sends stored", Duration::from_secs(30), || async {
+        (stored_all(&scrape_all().await) >= 1000.0).then_some(())
+    })
+    .await;
+    let after = metrics::end_to_end_buckets(&scrape_all().await);
+    let steady: Vec<(f64, f64)> = after.iter().zip(&before).map(|(a, b)| (a.0, a.1 - b.1)).collect();
+    println!(
+        "  end-to-end p50 {:.2} ms p99 {:.2} ms  (sentAt -> stored, 500 sends at 50/s, from the consumers' histogram; sentAt has millisecond precision)",
+        metrics::histogram_quantile(&steady, 0.5) * 1000.0,
+        metrics::histogram_quantile(&steady, 0.99) * 1000.0
+    );
 }
