@@ -144,6 +144,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         auth: Default::default(),
         edge: Default::default(),
         send_timeout: Duration::from_secs(5),
+        worker_threads: 1,
         shutdown_timeout: Duration::from_secs(10),
         log: args.log.clone(),
     };

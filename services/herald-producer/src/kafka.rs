@@ -1,7 +1,7 @@
 //! The Kafka side of the producer: an idempotent producer, delivery with a deadline, and a
 //! readiness probe that asks the broker for the topic's metadata.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -62,23 +62,59 @@ impl ClientContext for ProducerContext {
     }
 }
 
-/// One librdkafka producer instance: an idempotent producer id with its sequence numbers.
+/// How long librdkafka gathers records into one request (`linger.ms`), by how many sends are in
+/// flight when a send starts: a lone send goes out almost at once (a lower linger costs a
+/// produce request per record, which only pays when there are few), and the more are in flight
+/// the more are gathered into each request (fewer requests, less CPU per record for the
+/// producer and the broker, which is what bounds throughput under load). Each lane is its own
+/// librdkafka producer (its own idempotent producer id). A send starts only after an earlier
+/// send to the same user was acknowledged or is concurrent with it, so lanes keep every order
+/// a client can observe.
+pub const LANES: &[Lane] = &[
+    Lane { below: 16, linger_ms: "0.2" },
+    Lane { below: 128, linger_ms: "1" },
+    Lane { below: usize::MAX, linger_ms: "2" },
+];
+
+/// One lane: used while fewer than `below` sends are in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct Lane {
+    pub below: usize,
+    pub linger_ms: &'static str,
+}
+
+/// The librdkafka producers of one generation: one per lane (one in all when the user set the
+/// linger), idempotent, each with its own producer id and sequence numbers.
 struct Client {
-    producer: FutureProducer<ProducerContext>,
-    /// Set once by librdkafka's error callback; read without a lock on every send.
+    lanes: Vec<(usize, FutureProducer<ProducerContext>)>,
+    /// Set once by librdkafka's error callback (of any lane); read without a lock on every send.
     fatal: Arc<OnceLock<String>>,
     generation: u64,
 }
 
 impl Client {
-    fn create(config: &ClientConfig, generation: u64) -> Result<Self, KafkaError> {
+    fn create(configs: &[(usize, ClientConfig)], generation: u64) -> Result<Self, KafkaError> {
         let fatal = Arc::new(OnceLock::new());
-        let producer = config.create_with_context(ProducerContext { fatal: fatal.clone() })?;
-        Ok(Self { producer, fatal, generation })
+        let lanes = configs
+            .iter()
+            .map(|(below, config)| Ok((*below, config.create_with_context(ProducerContext { fatal: fatal.clone() })?)))
+            .collect::<Result<_, KafkaError>>()?;
+        Ok(Self { lanes, fatal, generation })
     }
 
     fn fatal(&self) -> Option<&str> {
         self.fatal.get().map(String::as_str)
+    }
+
+    /// The producer for a send that starts with `in_flight` others in flight.
+    fn lane(&self, in_flight: usize) -> &FutureProducer<ProducerContext> {
+        let lane = self.lanes.iter().find(|(below, _)| in_flight < *below).or(self.lanes.last());
+        // `lanes` is never empty (Sender::new makes at least one).
+        &lane.expect("at least one lane").1
+    }
+
+    fn any(&self) -> &FutureProducer<ProducerContext> {
+        &self.lanes[0].1
     }
 }
 
@@ -100,10 +136,30 @@ fn breaks_the_session(error: &KafkaError) -> bool {
     )
 }
 
+/// Counts a send in flight for as long as it lives.
+struct InFlight<'a> {
+    counter: &'a AtomicUsize,
+    /// Sends in flight when this one started.
+    others: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        Self { counter, others: counter.fetch_add(1, Ordering::Relaxed) }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The producer and what the service knows about its broker connection.
 pub struct Sender {
-    config: ClientConfig,
+    configs: Vec<(usize, ClientConfig)>,
     client: RwLock<Arc<Client>>,
+    in_flight: AtomicUsize,
     replacements: IntCounter,
     topic: String,
     send_timeout: Duration,
@@ -115,20 +171,33 @@ impl Sender {
     /// Creates the producer; `replacements` counts clients replaced after a broken session.
     pub fn new(kafka: &KafkaArgs, send_timeout: Duration, replacements: IntCounter) -> Result<Self, CreateError> {
         let timeout_ms = send_timeout.as_millis().max(1).to_string();
-        let defaults = [
-            // Small batches keep /send latency low; raise for throughput-bound deployments.
-            ("linger.ms", "1"),
-            ("message.timeout.ms", timeout_ms.as_str()),
-            ("client.id", "herald-producer"),
-            // The topic's partition count is part of the contract (users map to partitions):
-            // never let a send or a readiness probe create it with the broker's defaults.
-            ("allow.auto.create.topics", "false"),
-        ];
-        let config = client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties, REQUIRED)?;
-        let client = Client::create(&config, 0).map_err(CreateError::Client)?;
+        let config = |linger_ms: &str| {
+            let defaults = [
+                ("linger.ms", linger_ms),
+                ("message.timeout.ms", timeout_ms.as_str()),
+                ("client.id", "herald-producer"),
+                // The topic's partition count is part of the contract (users map to
+                // partitions): never let a send or a readiness probe create it with the
+                // broker's defaults.
+                ("allow.auto.create.topics", "false"),
+            ];
+            client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties, REQUIRED)
+        };
+        // A linger the user chose is theirs: one producer with it.
+        let chosen = kafka.properties.values.iter().any(|(k, _)| k == "linger.ms" || k == "queue.buffering.max.ms");
+        let configs = if chosen {
+            vec![(usize::MAX, config(LANES[LANES.len() - 1].linger_ms)?)]
+        } else {
+            LANES
+                .iter()
+                .map(|lane| Ok((lane.below, config(lane.linger_ms)?)))
+                .collect::<Result<_, ReservedProperty>>()?
+        };
+        let client = Client::create(&configs, 0).map_err(CreateError::Client)?;
         Ok(Self {
-            config,
+            configs,
             client: RwLock::new(Arc::new(client)),
+            in_flight: AtomicUsize::new(0),
             replacements,
             topic: kafka.topic.clone(),
             send_timeout,
@@ -150,7 +219,7 @@ impl Sender {
             if current.generation != generation {
                 return;
             }
-            match Client::create(&self.config, generation + 1) {
+            match Client::create(&self.configs, generation + 1) {
                 Ok(client) => std::mem::replace(&mut *current, Arc::new(client)),
                 Err(error) => {
                     tracing::error!(%error, "creating a replacement Kafka producer failed; keeping the old one");
@@ -162,7 +231,9 @@ impl Sender {
         tracing::warn!(error = %why, generation = generation + 1, "Kafka producer session broken; replaced the client");
         // Purging and dropping block briefly (the drop flushes): not on the async workers.
         tokio::task::spawn_blocking(move || {
-            old.producer.purge(PurgeConfig::default().queue().inflight());
+            for (_, producer) in &old.lanes {
+                producer.purge(PurgeConfig::default().queue().inflight());
+            }
             drop(old);
         });
     }
@@ -187,13 +258,16 @@ impl Sender {
             self.replace(client.generation, &error);
             return Err(SendError::Kafka(error));
         }
-        let delivery = match client.producer.send_result(record) {
+        let in_flight = InFlight::enter(&self.in_flight);
+        let delivery = match client.lane(in_flight.others).send_result(record) {
             Ok(delivery) => delivery,
             Err((error, _)) => return Err(SendError::Kafka(error)),
         };
         let generation = client.generation;
         drop(client);
-        match tokio::time::timeout(self.send_timeout, delivery).await {
+        let delivered = tokio::time::timeout(self.send_timeout, delivery).await;
+        drop(in_flight);
+        match delivered {
             Err(_) => Err(SendError::Timeout(self.send_timeout)),
             Ok(Err(_canceled)) => Err(SendError::Kafka(KafkaError::Canceled)),
             Ok(Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _)))) => {
@@ -229,7 +303,7 @@ impl Sender {
     fn probe(&self) -> Result<(), String> {
         let metadata = self
             .current()
-            .producer
+            .any()
             .client()
             .fetch_metadata(Some(&self.topic), Duration::from_secs(3))
             .map_err(|e| format!("cannot reach Kafka: {e}"))?;
@@ -288,10 +362,15 @@ impl Sender {
     pub async fn flush(self: Arc<Self>, timeout: Duration) -> i32 {
         tokio::task::spawn_blocking(move || {
             let client = self.current();
-            if let Err(error) = client.producer.flush(timeout) {
-                tracing::warn!(%error, "flushing the producer did not complete");
+            let deadline = std::time::Instant::now() + timeout;
+            let mut left = 0;
+            for (_, producer) in &client.lanes {
+                if let Err(error) = producer.flush(deadline.saturating_duration_since(std::time::Instant::now())) {
+                    tracing::warn!(%error, "flushing the producer did not complete");
+                }
+                left += producer.in_flight_count();
             }
-            client.producer.in_flight_count()
+            left
         })
         .await
         .unwrap_or(-1)

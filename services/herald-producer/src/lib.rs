@@ -57,6 +57,13 @@ pub struct Args {
     #[arg(long, env = "HERALD_SEND_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub send_timeout: Duration,
 
+    /// Threads that serve HTTP. One serves tens of thousands of sends a second and leaves the
+    /// other cores to librdkafka's threads (and, in a shared pod, to the neighbours); more only
+    /// help when that one thread is saturated (`herald_http_requests_total` flat while CPU sits at
+    /// 100 % of one core).
+    #[arg(long, env = "HERALD_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
+
     /// On shutdown, how long in-flight requests and queued records may take to finish.
     #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
