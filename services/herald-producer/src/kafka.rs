@@ -108,9 +108,11 @@ impl Client {
 
     /// The producer for a send that starts with `in_flight` others in flight.
     fn lane(&self, in_flight: usize) -> &FutureProducer<ProducerContext> {
-        let lane = self.lanes.iter().find(|(below, _)| in_flight < *below).or(self.lanes.last());
-        // `lanes` is never empty (Sender::new makes at least one).
-        &lane.expect("at least one lane").1
+        // The last lane takes any count (`usize::MAX`), and there is always one.
+        match self.lanes.iter().find(|(below, _)| in_flight < *below) {
+            Some((_, producer)) => producer,
+            None => self.any(),
+        }
     }
 
     fn any(&self) -> &FutureProducer<ProducerContext> {
