@@ -222,13 +222,25 @@ async fn exercise(r: &Rendering) -> BTreeSet<Call> {
     }
     server.delete("notificationpipelines", "apps", "strimzi");
     server.delete("notificationpipelines", "apps", "local");
-    wait_for("strimzi and local deleted with their KafkaTopics", || {
-        server.get("notificationpipelines", "apps", "strimzi").is_none()
-            && server.get("kafkatopics", cluster_namespace, "apps.strimzi").is_none()
-            && server.get("notificationpipelines", "apps", "local").is_none()
-            && server.get("kafkatopics", "apps", "apps.local").is_none()
-    })
-    .await;
+    let start = Instant::now();
+    while server.get("notificationpipelines", "apps", "strimzi").is_some()
+        || server.get("kafkatopics", cluster_namespace, "apps.strimzi").is_some()
+        || server.get("notificationpipelines", "apps", "local").is_some()
+        || server.get("kafkatopics", "apps", "apps.local").is_some()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for strimzi and local deleted with their KafkaTopics in {}; operator running: {}; \
+             strimzi: {}; local: {}; topics: {:?} {:?}",
+            r.file,
+            !operator.is_finished(),
+            server.get("notificationpipelines", "apps", "strimzi").unwrap_or_default(),
+            server.get("notificationpipelines", "apps", "local").unwrap_or_default(),
+            server.get("kafkatopics", cluster_namespace, "apps.strimzi").map(|t| t["metadata"].clone()),
+            server.get("kafkatopics", "apps", "apps.local").map(|t| t["metadata"].clone()),
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     shutdown.cancel();
     operator.await.unwrap();
     server.calls()
