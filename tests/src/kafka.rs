@@ -49,6 +49,20 @@ pub async fn produce_raw(
     (d.partition, d.offset)
 }
 
+/// Writes one record with its Kafka timestamp set to `timestamp_ms` (as a producer whose clock
+/// says so would), returning where it landed.
+pub async fn produce_at(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+    timestamp_ms: i64,
+) -> (i32, i64) {
+    let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key).payload(value).timestamp(timestamp_ms);
+    let d = producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("produce");
+    (d.partition, d.offset)
+}
+
 /// The committed offset of `group` per partition (-1 when none); an OffsetFetch, no join.
 pub fn committed(bootstrap: &str, topic: &str, group: &str, partitions: i32) -> BTreeMap<i32, i64> {
     let consumer: BaseConsumer = ClientConfig::new()

@@ -407,6 +407,12 @@ pub struct ConsumerSpec {
     #[serde(default = "default_max_per_user")]
     #[schemars(range(min = 1, max = 100000))]
     pub max_notifications_per_user: i32,
+    /// Keep and show only notifications sent within this window (`30m`, `12h`, `7d`): a consumer
+    /// restores from the window's first record instead of the start of the retained log, and
+    /// reads leave older notifications out. Not set: everything the topic retains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]{0,4}(s|m|h|d)$"))]
+    pub history: Option<String>,
     /// CPU and memory requests and limits of the consumer container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -423,6 +429,7 @@ impl Default for ConsumerSpec {
             lag_threshold: default_lag_threshold(),
             scale_down_stabilization_seconds: default_stabilization(),
             max_notifications_per_user: default_max_per_user(),
+            history: None,
             resources: None,
         }
     }

@@ -330,6 +330,9 @@ fn consumer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Obs
     let mut env_vars = common_env(pipeline, CONSUMER_PORT, CONSUMER_METRICS_PORT, &security);
     env_vars.push(env("HERALD_GROUP_ID", pipeline.group.clone()));
     env_vars.push(env("HERALD_MAX_PER_USER", spec.max_notifications_per_user.to_string()));
+    if let Some(history) = &spec.history {
+        env_vars.push(env("HERALD_HISTORY", history.clone()));
+    }
     // Any consumer answers for any user: it finds the others through the headless Service
     // (which lists pods before they are ready) and tells them its pod IP.
     env_vars.push(EnvVar {

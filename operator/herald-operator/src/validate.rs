@@ -96,6 +96,8 @@ pub enum SpecError {
     PolicyViolation(String),
     #[error("{0}")]
     Auth(&'static str),
+    #[error("spec.consumer.history {value:?}: {why} (examples: 30m, 12h, 7d)")]
+    History { value: String, why: String },
 }
 
 impl SpecError {
@@ -182,6 +184,22 @@ impl ValidPipeline {
 }
 
 /// Checks `pipeline` against what the schema cannot express and against `policy`.
+/// What is wrong with a `spec.consumer.history` value (the CRD's pattern, checked again for API
+/// servers that skip it): a whole number from 1 to 99999 and a unit.
+fn history_problem(value: &str) -> Option<String> {
+    let digits = value.trim_end_matches(['s', 'm', 'h', 'd']);
+    let unit = &value[digits.len()..];
+    let number_ok = !digits.is_empty()
+        && digits.len() <= 5
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    match (number_ok, unit.len() == 1) {
+        (true, true) => None,
+        (false, _) => Some("the number must be a whole number from 1 to 99999".into()),
+        (true, false) => Some("the unit must be s, m, h or d".into()),
+    }
+}
+
 pub fn validate(pipeline: &NotificationPipeline, policy: &TenancyPolicy) -> Result<ValidPipeline, SpecError> {
     let name = pipeline.metadata.name.clone().ok_or(SpecError::MissingMetadata("name"))?;
     if let Some(problem) = labels::pipeline_name_problem(&name) {
@@ -205,6 +223,11 @@ pub fn validate(pipeline: &NotificationPipeline, policy: &TenancyPolicy) -> Resu
         return Err(SpecError::CredentialsInOtherNamespace { cluster: cluster_namespace });
     }
     let auth = auth(&pipeline.spec)?;
+    if let Some(value) = &pipeline.spec.consumer.history
+        && let Some(why) = history_problem(value)
+    {
+        return Err(SpecError::History { value: value.clone(), why });
+    }
     let topic = names::topic_name(pipeline);
     let group = names::group_id(pipeline);
     if kafka.cluster_ref.is_some() && !policy.cluster_namespaces.allows(&cluster_namespace) {
@@ -265,6 +288,33 @@ mod tests {
         );
         assert!(AllowedNamespaces::parse("*,kafka").is_err());
         assert!(AllowedNamespaces::parse(" , ").is_err());
+    }
+
+    #[test]
+    fn a_history_window_is_a_number_and_a_unit() {
+        let with = |h: &str| {
+            mk("apps", serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "consumer": {"history": h}}))
+        };
+        for good in ["30m", "12h", "7d", "1s", "99999d"] {
+            assert!(validate(&with(good), &TenancyPolicy::default()).is_ok(), "{good}");
+        }
+        for (bad, says) in [
+            ("7", "unit"),
+            ("5ms", "unit"),
+            ("7dd", "unit"),
+            ("0d", "number"),
+            ("100000d", "number"),
+            ("1.5h", "number"),
+            ("-3h", "number"),
+            ("h", "number"),
+        ] {
+            let err = validate(&with(bad), &TenancyPolicy::default()).unwrap_err();
+            assert_eq!(err.reason(), "InvalidSpec");
+            assert!(
+                err.to_string().starts_with("spec.consumer.history") && err.to_string().contains(says),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

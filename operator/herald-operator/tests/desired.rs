@@ -95,6 +95,7 @@ fn defaults() {
     let template = c.consumer_deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
     assert_eq!(template.annotations.as_ref().unwrap()["herald.dev/peer-token-secret-uid"], PEER_UID);
     assert_eq!(env["HERALD_MAX_PER_USER"], "100");
+    assert!(!env.contains_key("HERALD_HISTORY"), "no window unless the spec sets one");
     // Reads for any user: peers through the headless Service, each advertising its pod IP
     // (defined before the variable that expands it).
     let names: Vec<&str> = consumer.env.iter().flatten().map(|e| e.name.as_str()).collect();
@@ -182,7 +183,7 @@ fn topic_group_images_and_properties_from_the_spec() {
         "kafka": {"bootstrapServers": "k:9092", "properties": {"security.protocol": "SSL", "socket.timeout.ms": "30000"}},
         "topic": {"name": "social-events", "management": "Admin", "partitions": 3},
         "producer": {"image": "custom/producer:2", "replicas": 2},
-        "consumer": {"image": "custom/consumer:2", "groupId": "readers", "maxNotificationsPerUser": 7},
+        "consumer": {"image": "custom/consumer:2", "groupId": "readers", "maxNotificationsPerUser": 7, "history": "7d"},
     }));
     let c = build(&p, 3);
     let producer = env_map(container(&c.producer_deployment));
@@ -193,6 +194,7 @@ fn topic_group_images_and_properties_from_the_spec() {
     let consumer = env_map(container(&c.consumer_deployment));
     assert_eq!(consumer["HERALD_GROUP_ID"], "readers");
     assert_eq!(consumer["HERALD_MAX_PER_USER"], "7");
+    assert_eq!(consumer["HERALD_HISTORY"], "7d");
     assert_eq!(consumer["HERALD_TOPIC"], "social-events");
     assert_eq!(container(&c.consumer_deployment).image.as_deref(), Some("custom/consumer:2"));
 }

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use chrono::Utc;
 use herald_kit::auth::{AuthError, Authenticator, Identity, PeerToken};
 use herald_kit::http::{EdgeArgs, HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
 use herald_kit::partition::partition_for_user;
@@ -32,7 +33,7 @@ use crate::claims::{Claim, Claims};
 use crate::group::GroupStatus;
 use crate::membership::{CLAIMS_PATH, Membership, PeerClaims};
 use crate::metrics::{ConsumerMetrics, ForwardOutcome};
-use crate::store::{Store, Stored};
+use crate::store::Store;
 
 /// Marks a read forwarded by another member (its value: that member's URL).
 pub const FORWARDED_HEADER: &str = "x-herald-forwarded-by";
@@ -93,6 +94,8 @@ pub struct AppState {
     pub self_url: String,
     /// How long a local read may wait for a restore or for the loop to catch up.
     pub read_timeout: Duration,
+    /// Reads leave out notifications sent before now minus this (`--history`).
+    pub history: Option<Duration>,
     pub forwarder: Forwarder,
     /// Who may read what.
     pub auth: Arc<Authenticator>,
@@ -152,7 +155,7 @@ async fn notifications(State(state): State<AppState>, Path(raw): Path<String>, h
     let partition = partition_for_user(user, view.partitions);
     if let Some(claim) = state.claims.get(partition) {
         return match read_local(&state, &claim, user).await {
-            Ok(found) => answer(&found),
+            Ok(body) => answer(body),
             Err(message) => unavailable(message),
         };
     }
@@ -189,20 +192,38 @@ fn unavailable(message: impl Into<String>) -> Response {
     JsonError::unavailable(message, RETRY_AFTER).into_response()
 }
 
-fn answer(found: &[Arc<Stored>]) -> Response {
-    if found.is_empty() {
-        return axum::Json(serde_json::json!({
+/// A user's notifications as `{"notifications":[…]}`, written from the stored values, leaving
+/// out those sent before `since_ms`; `None` when none is left.
+fn render(store: &Store, user: u64, since_ms: Option<i64>) -> Option<Vec<u8>> {
+    store.with_user(user, |entries| {
+        let shown = |e: &&crate::store::Stored| since_ms.is_none_or(|since| e.sent_at_ms >= since);
+        let mut body = Vec::with_capacity(24 + entries.iter().map(|e| e.value().len() + 40).sum::<usize>());
+        body.extend_from_slice(b"{\"notifications\":[");
+        let mut shown_any = false;
+        for entry in entries.iter().filter(shown) {
+            if shown_any {
+                body.push(b',');
+            }
+            entry.write_served(&mut body);
+            shown_any = true;
+        }
+        if !shown_any {
+            return None;
+        }
+        body.extend_from_slice(b"]}");
+        Some(body)
+    })
+}
+
+fn answer(body: Option<Vec<u8>>) -> Response {
+    match body {
+        Some(body) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
+        None => axum::Json(serde_json::json!({
             "message": "No notifications found for user",
             "notifications": [],
         }))
-        .into_response();
+        .into_response(),
     }
-    axum::Json(NotificationList { notifications: found }).into_response()
-}
-
-#[derive(serde::Serialize)]
-struct NotificationList<'a> {
-    notifications: &'a [Arc<Stored>],
 }
 
 /// Waits until `done` holds for the claim, or the deadline passes.
@@ -222,7 +243,7 @@ async fn wait_until(claims: &Claims, deadline: Instant, mut done: impl FnMut() -
 }
 
 /// A read of a partition this member holds: complete up to the log end seen now.
-async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64) -> Result<Vec<Arc<Stored>>, String> {
+async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64) -> Result<Option<Vec<u8>>, String> {
     let deadline = Instant::now() + state.read_timeout;
     let partition = claim.partition;
     if !wait_until(&state.claims, deadline, || claim.restored() || !state.claims.is_current(claim)).await
@@ -243,7 +264,8 @@ async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64) -> Result<V
     if !wait_until(&state.claims, deadline, caught_up).await {
         return Err(format!("partition {partition} is behind the log end; consuming"));
     }
-    let found = state.store.get(user);
+    let since_ms = state.history.map(|h| Utc::now().timestamp_millis() - h.as_millis() as i64);
+    let found = render(&state.store, user, since_ms);
     // Revoked meanwhile: its users may have been dropped from the store.
     if !state.claims.is_current(claim) {
         return Err(format!("partition {partition} moved to another consumer (rebalancing)"));
@@ -324,6 +346,7 @@ mod tests {
             topic: "notifications".into(),
             self_url: "http://127.0.0.1:8081".into(),
             read_timeout: Duration::from_millis(200),
+            history: None,
             forwarder: Forwarder::new(Duration::from_millis(500), 1024 * 1024, &metrics),
             auth: Arc::new(Authenticator::open()),
             peer_token: None,

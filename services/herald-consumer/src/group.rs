@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald_kit::kafka::{KafkaArgs, Required, ReservedProperty, client_config};
-use herald_kit::model::decode;
+use herald_kit::model::decode_record;
 use prometheus::{IntCounter, IntGauge};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::claims::{Claim, Claims};
 use crate::dead_letter::{DeadLetter, Source};
+use crate::history;
 use crate::membership;
 use crate::metrics::{ConsumerMetrics, RecordOutcome};
 use crate::store::{Insert, Store};
@@ -43,6 +44,13 @@ pub const REQUIRED: &[Required] = &[
 /// callback blocks the poll loop meanwhile, so this stays well below max.poll.interval.ms; on a
 /// timeout the restore runs to the log end instead.
 const COMMITTED_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Records handled between two readings of the wall clock (see `consume`).
+const CLOCK_EVERY: u32 = 16;
+
+/// How long finding where the history window starts may take for one assignment (it blocks the
+/// poll loop too); beyond it the rest restore from the log start.
+const WINDOW_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the consumer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +109,7 @@ pub struct GroupContext {
     store: Arc<Store>,
     membership: Arc<membership::Membership>,
     partitions: Mutex<BTreeMap<i32, Offsets>>,
+    history: Option<(Duration, history::Seeker)>,
 }
 
 impl GroupContext {
@@ -192,14 +201,62 @@ impl GroupContext {
         }
     }
 
+    /// With `--history`: the first offset of each partition in `tpl` whose record was written
+    /// within the window (Kafka's offsets-for-times); a partition missing from the answer has no
+    /// such record, or could not be asked, and restores as without a window.
+    fn window_starts(&self, consumer: &BaseConsumer<Self>, partitions: &[i32]) -> HashMap<i32, i64> {
+        let Some((history, seeker)) = &self.history else { return HashMap::new() };
+        let deadline = std::time::Instant::now() + WINDOW_TIMEOUT;
+        let since = Utc::now().timestamp_millis().saturating_sub(history.as_millis() as i64).max(0);
+        let mut query = TopicPartitionList::new();
+        for p in partitions {
+            if let Err(error) = query.add_partition_offset(&self.topic, *p, Offset::Offset(since)) {
+                tracing::warn!(partition = p, %error, "cannot ask where the history window starts");
+            }
+        }
+        let answers: HashMap<i32, i64> = match consumer.offsets_for_times(query, COMMITTED_TIMEOUT) {
+            Ok(found) => found
+                .elements_for_topic(&self.topic)
+                .iter()
+                .filter_map(|e| match (e.error(), e.offset()) {
+                    (Ok(()), Offset::Offset(o)) if o >= 0 => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "asking the broker where the history window starts failed; searching the log");
+                HashMap::new()
+            }
+        };
+        partitions
+            .iter()
+            .filter_map(|p| match seeker.window_start(*p, since, answers.get(p).copied(), deadline) {
+                Ok(start) => Some((*p, start)),
+                Err(error) => {
+                    tracing::warn!(partition = p, %error, "finding where the history window starts failed; restoring the whole retained log");
+                    None
+                }
+            })
+            .collect()
+    }
+
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let started = std::time::Instant::now();
         let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
         let committed = self.committed(consumer, tpl);
+        let window = self.window_starts(consumer, &partitions);
         for p in &partitions {
             let restore_until = committed.get(p).copied().flatten();
-            // Read from the start of the retained log to rebuild this partition's users.
-            if let Err(error) = tpl.set_partition_offset(&self.topic, *p, Offset::Beginning) {
+            // Read from the start of the retained log (or of the history window) to rebuild this
+            // partition's users. A window starting after the committed offset restores nothing:
+            // the loop goes on from the committed offset, so no record new to the group is
+            // skipped (those older than the window are stored, and reads leave them out).
+            let start = match (window.get(p), restore_until) {
+                (Some(w), Some(c)) => Offset::Offset((*w).min(c)),
+                (Some(w), None) => Offset::Offset(*w),
+                (None, _) => Offset::Beginning,
+            };
+            if let Err(error) = tpl.set_partition_offset(&self.topic, *p, start) {
                 tracing::warn!(partition = p, %error, "cannot restore the partition; consuming from the committed offset");
             }
             let claim = self.claims.assign(*p, restore_until);
@@ -224,6 +281,7 @@ impl GroupContext {
         tracing::info!(
             ?partitions,
             ?committed,
+            ?window,
             assigned = ?self.status.assigned(),
             took_ms = started.elapsed().as_millis() as u64,
             "partitions assigned; restoring"
@@ -234,6 +292,7 @@ impl GroupContext {
         let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
         let lost = consumer.assignment_lost();
         if lost {
+            self.metrics.assignments_lost.inc();
             tracing::warn!(
                 ?partitions,
                 "assignment lost; offsets stored since the last commit will be redelivered to the new owner"
@@ -298,6 +357,8 @@ impl ConsumerContext for GroupContext {
 pub struct GroupConfig {
     pub kafka: KafkaArgs,
     pub group_id: String,
+    /// Restore only the records of this window (`--history`).
+    pub history: Option<Duration>,
 }
 
 /// What the member shares with the rest of the process.
@@ -337,6 +398,7 @@ pub fn subscribe(config: &GroupConfig, shared: Shared) -> Result<BaseConsumer<Gr
         store: shared.store,
         membership: shared.membership,
         partitions: Mutex::new(BTreeMap::new()),
+        history: config.history.map(|h| history::seeker(&config.kafka).map(|s| (h, s))).transpose()?,
     };
     let consumer: BaseConsumer<GroupContext> = client.create_with_context(context).map_err(GroupError::Create)?;
     consumer
@@ -377,25 +439,34 @@ pub fn consume(
     let store = consumer.context().store.clone();
     let ctx = consumer.context().clone();
     let topic = ctx.topic.clone();
-    let counters: HashMap<&'static str, IntCounter> =
-        RecordOutcome::ALL.iter().map(|o| (o.label(), ctx.metrics.record_counter(&topic, *o))).collect();
+    let counters: Vec<IntCounter> = RecordOutcome::ALL.iter().map(|o| ctx.metrics.record_counter(&topic, *o)).collect();
     let count = |o: RecordOutcome| {
-        if let Some(c) = counters.get(o.label()) {
+        if let Some(c) = counters.get(o.index()) {
             c.inc();
         }
     };
     let restored_records = ctx.metrics.restore_records.with_label_values(&[&topic]);
-    let mut processed_gauges: HashMap<i32, IntGauge> = HashMap::new();
-    let mut claims: HashMap<i32, Arc<Claim>> = HashMap::new();
+    // Per partition, looked up once per assignment: its claim (if still assigned) and its
+    // processed-offset gauge. Records come in runs of one partition, so the last one is kept at
+    // hand.
+    let mut partitions: HashMap<i32, (Option<Arc<Claim>>, IntGauge)> = HashMap::new();
+    let mut last: Option<(i32, Option<Arc<Claim>>, IntGauge)> = None;
     let mut evicted_seen = 0;
     let mut epoch = ctx.status.epoch.load(Ordering::Acquire);
+    // The wall clock for the end-to-end latency, read again every few records (reading it for
+    // each one cost more than storing the record): off by at most the time those records take.
+    let mut clock = (Utc::now(), 0u32);
 
     while !shutdown.is_cancelled() {
         let polled = consumer.poll(Duration::from_millis(100));
+        clock.1 += 1;
+        if polled.is_none() || clock.1 >= CLOCK_EVERY {
+            clock = (Utc::now(), 0);
+        }
         let now_epoch = ctx.status.epoch.load(Ordering::Acquire);
         if now_epoch != epoch {
-            processed_gauges.clear();
-            claims.clear();
+            partitions.clear();
+            last = None;
             epoch = now_epoch;
         }
         let message = match polled {
@@ -415,22 +486,26 @@ pub fn consume(
             Some(Ok(m)) => m,
         };
         let (partition, offset) = (message.partition(), message.offset());
-        let claim = match claims.get(&partition) {
-            Some(c) => Some(c.clone()),
-            None => ctx.claims.get(partition).inspect(|c| {
-                claims.insert(partition, c.clone());
-            }),
+        let (claim, processed_gauge) = match &last {
+            Some((p, claim, gauge)) if *p == partition => (claim.clone(), gauge.clone()),
+            _ => {
+                let (claim, gauge) = partitions
+                    .entry(partition)
+                    .or_insert_with(|| (ctx.claims.get(partition), ctx.metrics.processed_gauge(&topic, partition)))
+                    .clone();
+                last = Some((partition, claim.clone(), gauge.clone()));
+                (claim, gauge)
+            }
         };
         // Handled by the group before this assignment: rebuilding the store, not new.
         let restoring = claim.as_ref().and_then(|c| c.restore_until).is_some_and(|until| offset < until);
-        let outcome = match decode(message.key(), message.payload()) {
-            Ok(notification) => {
-                let sent_at = notification.sent_at;
-                let id = notification.id;
-                let outcome = match store.insert(notification, partition, offset) {
+        let outcome = match decode_record(message.key(), message.payload()) {
+            Ok(record) => {
+                let id = record.id;
+                let outcome = match store.insert(&record, partition, offset) {
                     Insert::Stored if restoring => RecordOutcome::Stored,
                     Insert::Stored => {
-                        let latency = (Utc::now() - sent_at).to_std().unwrap_or_default();
+                        let latency = (clock.0.max(record.sent_at) - record.sent_at).to_std().unwrap_or_default();
                         ctx.metrics.end_to_end_latency.observe(latency.as_secs_f64());
                         RecordOutcome::Stored
                     }
@@ -477,10 +552,7 @@ pub fn consume(
             evicted_seen = evicted;
         }
         if !restoring {
-            processed_gauges
-                .entry(partition)
-                .or_insert_with(|| ctx.metrics.processed_gauge(&topic, partition))
-                .set(offset + 1);
+            processed_gauge.set(offset + 1);
             ctx.status.processed.fetch_add(1, Ordering::Relaxed);
         }
         // Last: a reader waiting on this offset finds the record in the store.

@@ -7,6 +7,7 @@ pub mod app;
 pub mod claims;
 pub mod dead_letter;
 pub mod group;
+pub mod history;
 pub mod membership;
 pub mod metrics;
 pub mod store;
@@ -91,6 +92,12 @@ pub struct Args {
     #[arg(long, env = "HERALD_READ_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub read_timeout: Duration,
 
+    /// Keep and show only notifications sent within this window (e.g. `7d`, `12h`): a restore
+    /// starts at the first record of the window (Kafka's offsets-for-times) instead of the start
+    /// of the retained log, and reads leave older notifications out. Default: everything retained.
+    #[arg(long, env = "HERALD_HISTORY", value_parser = parse_history)]
+    pub history: Option<Duration>,
+
     /// How long a read forwarded to the partition's owner may take before a 503.
     #[arg(long, env = "HERALD_FORWARD_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub forward_timeout: Duration,
@@ -101,6 +108,16 @@ pub struct Args {
 
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+fn parse_history(value: &str) -> Result<Duration, String> {
+    match parse_duration(value)? {
+        d if d.is_zero() => Err("the history window must be longer than zero".into()),
+        d if d > Duration::from_secs(1000 * 365 * 24 * 3600) => {
+            Err("the history window must be under 1000 years".into())
+        }
+        d => Ok(d),
+    }
 }
 
 /// The `--peers` entries.
@@ -214,11 +231,12 @@ impl ConsumerService {
             topic: args.kafka.topic.clone(),
             self_url,
             read_timeout: args.read_timeout,
+            history: args.history,
             forwarder: Forwarder::new(args.forward_timeout, forwarded_body_limit(args.max_per_user), &metrics),
             auth: Arc::new(auth),
             peer_token,
         };
-        let config = GroupConfig { kafka: args.kafka.clone(), group_id: args.group_id.clone() };
+        let config = GroupConfig { kafka: args.kafka.clone(), group_id: args.group_id.clone(), history: args.history };
         let consumer = group::subscribe(&config, shared)?;
         let dead_letter =
             args.dead_letter_topic.as_deref().map(|t| dead_letter::DeadLetter::new(&args.kafka, t)).transpose()?;

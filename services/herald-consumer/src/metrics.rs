@@ -14,6 +14,11 @@ pub enum RecordOutcome {
 impl RecordOutcome {
     pub const ALL: [RecordOutcome; 3] = [RecordOutcome::Stored, RecordOutcome::Duplicate, RecordOutcome::Invalid];
 
+    /// Its place in [`RecordOutcome::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             RecordOutcome::Stored => "stored",
@@ -32,6 +37,7 @@ pub struct ConsumerMetrics {
     pub lag: IntGaugeVec,
     pub assigned_partitions: IntGaugeVec,
     pub rebalances: IntCounter,
+    pub assignments_lost: IntCounter,
     pub end_to_end_latency: Histogram,
     pub restore_records: IntCounterVec,
     pub restore_duration: Histogram,
@@ -114,6 +120,10 @@ impl ConsumerMetrics {
                 "herald_consumer_rebalances_total",
                 "Rebalance callbacks (assignments and revocations) this member handled.",
             )?,
+            assignments_lost: IntCounter::new(
+                "herald_consumer_assignments_lost_total",
+                "Times this member lost its partitions without a revocation (it missed the session or poll deadline); what it stored since the last commit is redelivered to the new owner.",
+            )?,
             end_to_end_latency: Histogram::with_opts(
                 HistogramOpts::new(
                     "herald_consumer_end_to_end_latency_seconds",
@@ -173,6 +183,7 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.lag.clone()))?;
         registry.register(Box::new(m.assigned_partitions.clone()))?;
         registry.register(Box::new(m.rebalances.clone()))?;
+        registry.register(Box::new(m.assignments_lost.clone()))?;
         registry.register(Box::new(m.end_to_end_latency.clone()))?;
         Ok(m)
     }

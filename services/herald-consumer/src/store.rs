@@ -3,31 +3,54 @@
 //! `budget_bytes` in all (beyond it the oldest notifications of the largest users go first).
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 
-use herald_kit::model::Notification;
-use serde::Serialize;
+use herald_kit::model::Record;
 use uuid::Uuid;
 
 const SHARDS: usize = 32;
 
-/// A stored notification and where it was read from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A stored notification: its value in the record contract's form (the producer's bytes as they
+/// were sent), kept as one allocation, with what reads, deduplication and eviction need.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    #[serde(flatten)]
-    pub notification: Notification,
+    value: Box<[u8]>,
+    pub id: Uuid,
+    pub sent_at_ms: i64,
     pub partition: i32,
     pub offset: i64,
 }
 
 impl Stored {
-    /// An estimate of the memory one stored notification takes: the strings plus the fixed
-    /// parts (the record, its `Arc`, the id kept for deduplication and the queue slots).
+    pub fn new(record: &Record<'_>, partition: i32, offset: i64) -> Self {
+        Self {
+            value: record.canonical(),
+            id: record.id,
+            sent_at_ms: record.sent_at.timestamp_millis(),
+            partition,
+            offset,
+        }
+    }
+
+    /// The notification as `GET` serves it: its value with `partition` and `offset` added.
+    pub fn write_served(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // The value is a JSON object written by `Record::canonical`: it ends with `}`.
+        out.extend_from_slice(self.value.strip_suffix(b"}").unwrap_or(&self.value));
+        let _ = write!(out, ",\"partition\":{},\"offset\":{}}}", self.partition, self.offset);
+    }
+
+    /// The notification's value in the record contract's form.
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    /// An estimate of the memory one stored notification takes: the value and its allocation's
+    /// rounding, plus the entry and the id's fingerprint in its user's queues.
     pub fn approx_bytes(&self) -> usize {
-        const FIXED: usize = 192;
-        let n = &self.notification;
-        FIXED + n.message.len() + n.from.name.len() + n.to.name.len()
+        const FIXED: usize = std::mem::size_of::<Stored>() + 16 + 8;
+        FIXED + self.value.len()
     }
 }
 
@@ -41,9 +64,10 @@ pub enum Insert {
 
 #[derive(Debug, Default)]
 struct UserLog {
-    entries: VecDeque<Arc<Stored>>,
-    /// The ids of `entries`, side by side, so the duplicate check scans contiguous memory.
-    ids: VecDeque<Uuid>,
+    entries: VecDeque<Stored>,
+    /// The first 8 bytes of each entry's id, side by side, so that the duplicate check scans a
+    /// short contiguous array instead of every entry.
+    fingerprints: VecDeque<u64>,
     /// The newest record stored for this user: records of one user come from one partition in
     /// offset order, so a record at or before it is a redelivery even once evicted.
     newest: Option<(i32, i64)>,
@@ -52,9 +76,14 @@ struct UserLog {
 impl UserLog {
     /// Drops the oldest notification; returns its size.
     fn evict_oldest(&mut self) -> usize {
-        self.ids.pop_front();
+        self.fingerprints.pop_front();
         self.entries.pop_front().map(|e| e.approx_bytes()).unwrap_or(0)
     }
+}
+
+fn fingerprint(id: &Uuid) -> u64 {
+    let b = id.as_bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 type Shard = RwLock<HashMap<u64, UserLog>>;
@@ -104,21 +133,24 @@ impl Store {
         self.evicted_for_budget.load(Ordering::Relaxed)
     }
 
-    /// Stores a notification read at `partition`/`offset` for its recipient.
-    pub fn insert(&self, notification: Notification, partition: i32, offset: i64) -> Insert {
-        let user = notification.to.id;
+    /// Stores a record read at `partition`/`offset` for its recipient.
+    pub fn insert(&self, record: &Record<'_>, partition: i32, offset: i64) -> Insert {
+        let user = record.to;
         let mut shard = write(self.shard(user));
         let log = shard.entry(user).or_default();
         if log.newest.is_some_and(|(p, o)| p == partition && offset <= o) {
             return Insert::Duplicate;
         }
-        if log.ids.contains(&notification.id) {
+        let fingerprint = fingerprint(&record.id);
+        let entries = &log.entries;
+        if log.fingerprints.iter().enumerate().any(|(i, f)| *f == fingerprint && entries[i].id == record.id) {
             return Insert::Duplicate;
         }
-        let stored = Stored { notification, partition, offset };
+        // Built under the lock only once it is known to be new: a redelivery costs no copy.
+        let stored = Stored::new(record, partition, offset);
         let mut added = stored.approx_bytes() as isize;
-        log.ids.push_back(stored.notification.id);
-        log.entries.push_back(Arc::new(stored));
+        log.entries.push_back(stored);
+        log.fingerprints.push_back(fingerprint);
         while log.entries.len() > self.max_per_user {
             added -= log.evict_oldest() as isize;
         }
@@ -193,9 +225,16 @@ impl Store {
         dropped
     }
 
-    /// A user's notifications, oldest first.
-    pub fn get(&self, user: u64) -> Vec<Arc<Stored>> {
-        read(self.shard(user)).get(&user).map(|log| log.entries.iter().cloned().collect()).unwrap_or_default()
+    /// Runs `f` over a user's notifications, oldest first, under the shard's read lock (keep it
+    /// short: the consumer waits for it to store a record of this shard).
+    pub fn with_user<R>(&self, user: u64, f: impl FnOnce(&VecDeque<Stored>) -> R) -> R {
+        const NONE: &VecDeque<Stored> = &VecDeque::new();
+        f(read(self.shard(user)).get(&user).map_or(NONE, |log| &log.entries))
+    }
+
+    /// A copy of a user's notifications, oldest first.
+    pub fn get(&self, user: u64) -> Vec<Stored> {
+        self.with_user(user, |entries| entries.iter().cloned().collect())
     }
 
     /// How many notifications are stored in all.
@@ -211,22 +250,30 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_kit::model::User;
+    use herald_kit::model::{Notification, User, decode_record};
 
     fn mk(to: u64, message: &str) -> Notification {
         Notification::new(User { id: 1, name: "Emma".into() }, User { id: to, name: "Bruno".into() }, message.into())
     }
 
+    /// Stores `n` as the consumer does: decoded from its record.
+    fn put(store: &Store, n: &Notification, partition: i32, offset: i64) -> Insert {
+        let value = n.encode();
+        let key = n.key();
+        let record = decode_record(Some(key.as_bytes()), Some(&value)).unwrap();
+        store.insert(&record, partition, offset)
+    }
+
     fn messages(store: &Store, user: u64) -> Vec<String> {
-        store.get(user).iter().map(|s| s.notification.message.clone()).collect()
+        store.get(user).iter().map(|s| serde_json::from_slice::<Notification>(s.value()).unwrap().message).collect()
     }
 
     #[test]
     fn keeps_produce_order_per_user() {
         let s = Store::new(100, usize::MAX);
-        assert_eq!(s.insert(mk(2, "a"), 0, 10), Insert::Stored);
-        assert_eq!(s.insert(mk(3, "x"), 1, 4), Insert::Stored);
-        assert_eq!(s.insert(mk(2, "b"), 0, 11), Insert::Stored);
+        assert_eq!(put(&s, &mk(2, "a"), 0, 10), Insert::Stored);
+        assert_eq!(put(&s, &mk(3, "x"), 1, 4), Insert::Stored);
+        assert_eq!(put(&s, &mk(2, "b"), 0, 11), Insert::Stored);
         assert_eq!(messages(&s, 2), ["a", "b"]);
         assert_eq!(messages(&s, 3), ["x"]);
         assert!(s.get(4).is_empty());
@@ -239,7 +286,7 @@ mod tests {
     fn caps_each_user_keeping_the_newest() {
         let s = Store::new(3, usize::MAX);
         for i in 0..5 {
-            s.insert(mk(2, &i.to_string()), 0, i);
+            put(&s, &mk(2, &i.to_string()), 0, i);
         }
         assert_eq!(messages(&s, 2), ["2", "3", "4"]);
     }
@@ -248,33 +295,37 @@ mod tests {
     fn a_redelivered_record_is_stored_once() {
         let s = Store::new(3, usize::MAX);
         let a = mk(2, "a");
-        assert_eq!(s.insert(a.clone(), 0, 1), Insert::Stored);
+        assert_eq!(put(&s, &a, 0, 1), Insert::Stored);
         // Redelivered at the same offset after a rebalance.
-        assert_eq!(s.insert(a.clone(), 0, 1), Insert::Duplicate);
+        assert_eq!(put(&s, &a, 0, 1), Insert::Duplicate);
         // The same notification id at another offset (written twice upstream).
-        assert_eq!(s.insert(a.clone(), 0, 7), Insert::Duplicate);
+        assert_eq!(put(&s, &a, 0, 7), Insert::Duplicate);
         for i in 2..6 {
-            s.insert(mk(2, &i.to_string()), 0, i);
+            put(&s, &mk(2, &i.to_string()), 0, i);
         }
         // Evicted from the window, but older than the newest stored record: still a duplicate,
         // and it must not reappear at the end of the list.
-        assert_eq!(s.insert(a, 0, 1), Insert::Duplicate);
+        assert_eq!(put(&s, &a, 0, 1), Insert::Duplicate);
         assert_eq!(messages(&s, 2), ["3", "4", "5"]);
     }
 
     #[test]
     fn the_budget_evicts_the_oldest_of_the_largest_users_first() {
-        let one = Stored { notification: mk(2, "m"), partition: 0, offset: 0 }.approx_bytes();
+        let one = {
+            let n = mk(2, "m");
+            let value = n.encode();
+            Stored::new(&decode_record(Some(b"2"), Some(&value)).unwrap(), 0, 0).approx_bytes()
+        };
         // Room for ten notifications.
         let s = Store::new(100, 10 * one);
         for i in 0..8 {
-            s.insert(mk(2, &format!("big{i}")[..1]), 0, i);
+            put(&s, &mk(2, &format!("big{i}")[..1]), 0, i);
         }
-        s.insert(mk(3, "a"), 1, 0);
-        s.insert(mk(3, "b"), 1, 1);
+        put(&s, &mk(3, "a"), 1, 0);
+        put(&s, &mk(3, "b"), 1, 1);
         assert_eq!(s.len(), 10);
         assert!(s.bytes() <= 10 * one);
-        s.insert(mk(4, "x"), 2, 0);
+        put(&s, &mk(4, "x"), 2, 0);
         // Over budget: evicted down to 99 % of it, all from user 2 (the largest), oldest first;
         // the others keep theirs.
         assert!(s.bytes() <= 10 * one - 10 * one / 100, "{} bytes", s.bytes());
@@ -288,8 +339,8 @@ mod tests {
     #[test]
     fn dropping_a_partition_forgets_its_users_and_their_bytes() {
         let s = Store::new(100, usize::MAX);
-        s.insert(mk(2, "a"), 0, 0);
-        s.insert(mk(3, "b"), 1, 0);
+        put(&s, &mk(2, "a"), 0, 0);
+        put(&s, &mk(3, "b"), 1, 0);
         let before = s.bytes();
         assert_eq!(s.drop_partition(0), 1);
         assert!(s.get(2).is_empty());
@@ -300,14 +351,19 @@ mod tests {
     }
 
     #[test]
-    fn serializes_with_partition_and_offset() {
+    fn serves_the_value_with_partition_and_offset() {
         let s = Store::new(3, usize::MAX);
-        s.insert(mk(2, "a"), 4, 9);
-        let v = serde_json::to_value(&*s.get(2)[0]).unwrap();
-        assert_eq!(v["partition"], 4);
-        assert_eq!(v["offset"], 9);
-        assert_eq!(v["message"], "a");
-        assert_eq!(v["to"]["id"], 2);
-        assert!(v["sentAt"].is_string());
+        let n = mk(2, "a");
+        put(&s, &n, 4, 9);
+        let stored = &s.get(2)[0];
+        assert_eq!(stored.value(), &n.encode()[..]);
+        assert_eq!((stored.id, stored.sent_at_ms), (n.id, n.sent_at.timestamp_millis()));
+        let mut served = Vec::new();
+        stored.write_served(&mut served);
+        let v: serde_json::Value = serde_json::from_slice(&served).unwrap();
+        let mut expected = serde_json::to_value(&n).unwrap();
+        expected["partition"] = 4.into();
+        expected["offset"] = 9.into();
+        assert_eq!(v, expected);
     }
 }

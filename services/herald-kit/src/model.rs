@@ -66,21 +66,125 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Notification, 
     let value = value.ok_or(DecodeError::MissingValue)?;
     let notification: Notification =
         serde_json::from_slice(value).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
-    let expected = notification.to.id;
-    let key_ok = key
-        .and_then(|k| std::str::from_utf8(k).ok())
-        .and_then(|k| k.parse::<u64>().ok())
-        .is_some_and(|k| k == expected);
-    if !key_ok {
-        return Err(DecodeError::KeyMismatch {
-            key: key.map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
-            recipient: expected,
-        });
-    }
+    check_key(key, notification.to.id)?;
     if notification.message.is_empty() {
         return Err(DecodeError::EmptyMessage);
     }
     Ok(notification)
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct BorrowedUser<'a> {
+    id: u64,
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+}
+
+/// A record value borrowing its strings (a string with escapes is the one that is copied), in the
+/// contract's field order, so that serializing it writes the contract's canonical form.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Borrowed<'a> {
+    id: Uuid,
+    #[serde(borrow)]
+    from: BorrowedUser<'a>,
+    #[serde(borrow)]
+    to: BorrowedUser<'a>,
+    #[serde(borrow)]
+    message: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    sent_at: std::borrow::Cow<'a, str>,
+}
+
+/// A record read from the topic and checked against the contract, borrowing its bytes: what a
+/// consumer needs to store it (id, recipient, time) and to serve it (see [`Record::canonical`]).
+#[derive(Debug)]
+pub struct Record<'a> {
+    pub id: Uuid,
+    pub to: u64,
+    pub sent_at: DateTime<Utc>,
+    fields: Borrowed<'a>,
+    value: &'a [u8],
+}
+
+/// Decodes a record without copying it and checks the record contract (see [`decode`]).
+pub fn decode_record<'a>(key: Option<&[u8]>, value: Option<&'a [u8]>) -> Result<Record<'a>, DecodeError> {
+    let value = value.ok_or(DecodeError::MissingValue)?;
+    let mut fields: Borrowed<'a> =
+        serde_json::from_slice(value).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+    check_key(key, fields.to.id)?;
+    if fields.message.is_empty() {
+        return Err(DecodeError::EmptyMessage);
+    }
+    let sent_at = parse_time(&fields.sent_at)?;
+    // The producer writes `YYYY-MM-DDTHH:MM:SS.mmmZ`; any other form of the instant is rewritten.
+    let canonical =
+        fields.sent_at.len() == 24 && fields.sent_at.ends_with('Z') && fields.sent_at.as_bytes()[19] == b'.';
+    if !canonical {
+        fields.sent_at = format_time(&sent_at).into();
+    }
+    Ok(Record { id: fields.id, to: fields.to.id, sent_at, fields, value })
+}
+
+fn parse_time(raw: &str) -> Result<DateTime<Utc>, DecodeError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| DecodeError::InvalidJson(format!("sentAt: {e}")))
+}
+
+fn check_key(key: Option<&[u8]>, recipient: u64) -> Result<(), DecodeError> {
+    let key_ok = key
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|k| k.parse::<u64>().ok())
+        .is_some_and(|k| k == recipient);
+    if key_ok {
+        Ok(())
+    } else {
+        Err(DecodeError::KeyMismatch {
+            key: key.map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+            recipient,
+        })
+    }
+}
+
+impl Record<'_> {
+    /// The notification in the record contract's form: its fields in the contract's order, no
+    /// whitespace, `sentAt` in UTC with milliseconds, nothing else — whatever order, whitespace,
+    /// extra fields or time zone the record had. The producer's records come out byte for byte
+    /// as they were sent (checked without a copy, then copied once), and every consumer keeps the
+    /// same bytes for a record.
+    pub fn canonical(&self) -> Box<[u8]> {
+        let mut same = SameAs { expected: self.value, at: 0, equal: true };
+        // Serializing strings, integers and a uuid cannot fail.
+        let _ = serde_json::to_writer(&mut same, &self.fields);
+        if same.equal && same.at == self.value.len() {
+            return self.value.into();
+        }
+        serde_json::to_vec(&self.fields).unwrap_or_default().into_boxed_slice()
+    }
+}
+
+/// A writer that only checks whether what is written equals `expected`.
+struct SameAs<'a> {
+    expected: &'a [u8],
+    at: usize,
+    equal: bool,
+}
+
+impl std::io::Write for SameAs<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.equal {
+            let end = self.at + buf.len();
+            self.equal = self.expected.get(self.at..end) == Some(buf);
+            self.at = end;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 mod rfc3339_utc {
@@ -160,5 +264,81 @@ mod tests {
         assert_eq!(decode(Some(b"2"), Some(&empty.encode())), Err(DecodeError::EmptyMessage));
         let wrong_type = br#"{"id":"6f1c0d5e-8a57-4c1e-9a4e-0d3a1b2c3d4e","from":{"id":"1","name":"E"},"to":{"id":2,"name":"B"},"message":"m","sentAt":"2026-01-01T00:00:00Z"}"#;
         assert!(matches!(decode(Some(b"2"), Some(wrong_type)), Err(DecodeError::InvalidJson(_))));
+    }
+
+    #[test]
+    fn the_producers_record_is_kept_byte_for_byte() {
+        let n = mk_notification();
+        let value = n.encode();
+        let r = decode_record(Some(b"2"), Some(&value)).unwrap();
+        assert_eq!((r.id, r.to), (n.id, 2));
+        assert_eq!(r.sent_at.timestamp_millis(), n.sent_at.timestamp_millis());
+        assert_eq!(String::from_utf8(r.canonical().into()).unwrap(), String::from_utf8(value).unwrap());
+        // Escapes and non-ASCII text survive.
+        let mut odd = n.clone();
+        odd.message = "line\n\"quoted\" \\ é ✓ \u{1}".into();
+        let value = odd.encode();
+        let r = decode_record(Some(b"2"), Some(&value)).unwrap();
+        assert_eq!(String::from_utf8(r.canonical().into()).unwrap(), String::from_utf8(value).unwrap());
+    }
+
+    #[test]
+    fn other_shapes_are_kept_in_the_contracts_shape() {
+        let n = mk_notification();
+        let canonical = String::from_utf8(n.encode()).unwrap();
+        let at = n
+            .sent_at
+            .with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap())
+            .to_rfc3339_opts(SecondsFormat::Millis, false);
+        for value in [
+            // Whitespace and another field order.
+            format!(
+                "{{ \"sentAt\": \"{}\", \"message\": \"hi\", \"to\": {{\"name\": \"Bruno\", \"id\": 2}}, \"from\": {{\"id\": 1, \"name\": \"Emma\"}}, \"id\": \"{}\" }}\n",
+                format_time(&n.sent_at),
+                n.id
+            ),
+            // Another producer's extra fields: dropped, not served.
+            format!(
+                "{{\"id\":\"{}\",\"from\":{{\"id\":1,\"name\":\"Emma\"}},\"to\":{{\"id\":2,\"name\":\"Bruno\",\"email\":\"b@x\"}},\"message\":\"hi\",\"sentAt\":\"{}\",\"trace\":\"abc\"}}",
+                n.id,
+                format_time(&n.sent_at)
+            ),
+            // The same instant in another time zone: kept in UTC.
+            format!(
+                "{{\"id\":\"{}\",\"from\":{{\"id\":1,\"name\":\"Emma\"}},\"to\":{{\"id\":2,\"name\":\"Bruno\"}},\"message\":\"hi\",\"sentAt\":\"{at}\"}}",
+                n.id
+            ),
+            // Escaped where it need not be.
+            format!(
+                "{{\"id\":\"{}\",\"from\":{{\"id\":1,\"name\":\"\\u0045mma\"}},\"to\":{{\"id\":2,\"name\":\"Bruno\"}},\"message\":\"h\\u0069\",\"sentAt\":\"{}\"}}",
+                n.id,
+                format_time(&n.sent_at)
+            ),
+        ] {
+            let r = decode_record(Some(b"2"), Some(value.as_bytes())).unwrap();
+            assert_eq!(String::from_utf8(r.canonical().into()).unwrap(), canonical, "{value}");
+        }
+    }
+
+    #[test]
+    fn decode_record_rejects_what_decode_rejects() {
+        let n = mk_notification();
+        let good = n.encode();
+        assert_eq!(decode_record(Some(b"2"), None).err(), Some(DecodeError::MissingValue));
+        assert!(matches!(decode_record(Some(b"2"), Some(b"\xff\x00garbage")), Err(DecodeError::InvalidJson(_))));
+        assert!(matches!(decode_record(Some(b"2"), Some(&good[..good.len() / 2])), Err(DecodeError::InvalidJson(_))));
+        assert!(matches!(decode_record(Some(b"3"), Some(&good)), Err(DecodeError::KeyMismatch { .. })));
+        assert!(matches!(decode_record(None, Some(&good)), Err(DecodeError::KeyMismatch { .. })));
+        let mut empty = n.clone();
+        empty.message.clear();
+        assert_eq!(decode_record(Some(b"2"), Some(&empty.encode())).err(), Some(DecodeError::EmptyMessage));
+        let bad_time = String::from_utf8(good.clone()).unwrap().replace(&format_time(&n.sent_at), "yesterday");
+        assert!(matches!(decode_record(Some(b"2"), Some(bad_time.as_bytes())), Err(DecodeError::InvalidJson(_))));
+        let duplicate = String::from_utf8(good.clone()).unwrap().replacen(
+            "\"message\":\"hi\"",
+            "\"message\":\"hi\",\"message\":\"x\"",
+            1,
+        );
+        assert!(matches!(decode_record(Some(b"2"), Some(duplicate.as_bytes())), Err(DecodeError::InvalidJson(_))));
     }
 }

@@ -179,6 +179,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             peers: None,
             dead_letter_topic: None,
             read_timeout: Duration::from_secs(2),
+            history: None,
             forward_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             log: args.log.clone(),
