@@ -44,7 +44,10 @@ PANELS = [
     ], "s", ""),
     ("Invalid records", [(f'sum(rate(herald_consumer_records_total{{{SEL}, outcome="invalid"}}[$__rate_interval]))', "invalid")], "ops",
      "Records on the topic that are not Herald notifications."),
-    ("Rebalances", [(f'sum(increase(herald_consumer_rebalances_total{{{SEL}}}[$__rate_interval]))', "rebalance callbacks")], "short", ""),
+    ("Rebalances", [
+        (f'sum(increase(herald_consumer_rebalances_total{{{SEL}}}[$__rate_interval]))', "rebalance callbacks"),
+        (f'sum(increase(herald_consumer_assignments_lost_total{{{SEL}}}[$__rate_interval]))', "assignments lost"),
+    ], "short", "Assignments lost: a member missed its session or poll deadline (a CPU-throttled pod); what it stored since its last commit is redelivered."),
     ("Reads forwarded to the partition's holder", [(f'sum by (outcome) (rate(herald_consumer_forwarded_requests_total{{{SEL}}}[$__rate_interval]))', "{{outcome}}")], "reqps", ""),
     ("Restore and store", [
         (f'sum(rate(herald_consumer_restore_records_total{{{SEL}}}[$__rate_interval]))', "restored records/s"),
