@@ -105,8 +105,11 @@ impl Setup {
 
     /// Starts a consumer of the group on the next free consumer port.
     pub fn consumer(&self, extra: &[(&'static str, String)]) -> process::Service {
-        let slot = self.consumers_started.fetch_add(1, Ordering::Relaxed);
-        let port = *self.consumer_ports.get(slot).expect("more consumers than CONSUMER_SLOTS");
+        // The next slot whose port is free: a killed consumer's slot is taken again.
+        let port = (0..CONSUMER_SLOTS)
+            .map(|_| self.consumer_ports[self.consumers_started.fetch_add(1, Ordering::Relaxed) % CONSUMER_SLOTS])
+            .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+            .expect("more live consumers than CONSUMER_SLOTS");
         let peers: Vec<String> = self.consumer_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut env = self.common_env();
         env.push(("HERALD_GROUP_ID", self.group.clone()));
@@ -195,6 +198,40 @@ pub async fn send_many(
             async move {
                 let a = http.send_form(&producer, 1, recipient, &format!("message {i}")).await.expect("send");
                 assert_eq!(a.status, 200, "send {i}: {}", a.text);
+                Acked {
+                    id: a.json["id"].as_str().expect("id").to_string(),
+                    to: recipient,
+                    partition: a.json["partition"].as_i64().expect("partition"),
+                    offset: a.json["offset"].as_i64().expect("offset"),
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+/// Sends notifications through `/send` with `concurrency` requests in flight until `stop` is
+/// set, counting each acknowledgement in `acked` as it arrives; the recipient of the i-th is
+/// `to(i)`. Panics on anything but a 200.
+pub async fn send_until(
+    http: &http::Http,
+    producer: &str,
+    concurrency: usize,
+    to: impl Fn(usize) -> u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<AtomicUsize>,
+) -> Vec<Acked> {
+    use futures::StreamExt;
+    futures::stream::iter(0..)
+        .take_while(|_| std::future::ready(!stop.load(Ordering::Acquire)))
+        .map(|i| {
+            let recipient = to(i);
+            let (http, producer, acked) = (http.clone(), producer.to_string(), acked.clone());
+            async move {
+                let a = http.send_form(&producer, 1, recipient, &format!("message {i}")).await.expect("send");
+                assert_eq!(a.status, 200, "send {i}: {}", a.text);
+                acked.fetch_add(1, Ordering::AcqRel);
                 Acked {
                     id: a.json["id"].as_str().expect("id").to_string(),
                     to: recipient,

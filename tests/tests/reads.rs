@@ -199,21 +199,31 @@ async fn scaling_3_to_6_to_2_while_producing_never_hides_an_acknowledged_notific
         })
         .collect();
 
+    // Complete reads answered during each change of the group: every one must have some (reads
+    // of the partitions that do not move keep being answered while others move).
+    let mut during = Vec::new();
     // 3 → 6.
+    let from = checker.complete.load(Ordering::Relaxed);
     let more = start_consumers(&http, &s, 3).await;
     consumers.extend(more);
     checker.live.lock().unwrap().extend(consumers[3..].iter().map(|c| c.url.clone()));
     wait_assigned(&http, &consumers.iter().collect::<Vec<_>>(), &[1.0; 6]).await;
     let complete_at_6 = checker.complete.load(Ordering::Relaxed);
+    during.push(("3 → 6", complete_at_6 - from));
 
     // 6 → 2, one consumer at a time, each rebalance settling before the next stop (nisshi
     // sometimes never rebalances when several members leave at once). The readers stop asking a
     // consumer before it is stopped.
     for spread in [&[2.0, 1.0, 1.0, 1.0, 1.0][..], &[2.0, 2.0, 1.0, 1.0], &[2.0, 2.0, 2.0], &[3.0, 3.0]] {
+        let from = checker.complete.load(Ordering::Relaxed);
         let mut leaving = consumers.remove(0);
         *checker.live.lock().unwrap() = consumers.iter().map(|c| c.url.clone()).collect();
         assert!(leaving.terminate(Duration::from_secs(30)).success());
         wait_assigned(&http, &consumers.iter().collect::<Vec<_>>(), spread).await;
+        during.push((
+            ["6 → 5", "5 → 4", "4 → 3", "3 → 2"][during.len() - 1],
+            checker.complete.load(Ordering::Relaxed) - from,
+        ));
     }
     // Let the readers check the settled group too.
     let settled_from = checker.complete.load(Ordering::Relaxed);
@@ -231,10 +241,13 @@ async fn scaling_3_to_6_to_2_while_producing_never_hides_an_acknowledged_notific
     let unavailable = checker.unavailable.load(Ordering::Relaxed);
     let sent = all_sent.lock().unwrap().clone();
     eprintln!(
-        "scaling: {} sent, {complete} complete reads ({complete_at_6} by 6 consumers), {unavailable} answered 503",
+        "scaling: {} sent, {complete} complete reads ({complete_at_6} by 6 consumers), {unavailable} answered 503; \
+         complete reads during each change: {during:?}",
         sent.len()
     );
-    assert!(complete_at_6 > 0 && complete > complete_at_6, "too few reads checked: {complete}");
+    for (change, complete) in &during {
+        assert!(*complete > 0, "no read was answered while the group went {change}: {during:?}");
+    }
 
     // Afterwards both remaining consumers answer every user completely.
     let refs: Vec<&Service> = consumers.iter().collect();

@@ -82,16 +82,13 @@ proptest! {
     #[test]
     fn valid_requests_round_trip(from in 1..u64::MAX, to in 1..u64::MAX, message in "\\PC{1,200}") {
         prop_assume!(!message.trim().is_empty());
+        // Exactly what was generated comes out, in both formats.
         let json = serde_json::json!({"fromID": from, "toID": to, "message": message}).to_string();
-        let parsed = parse(BodyFormat::Json, json.as_bytes());
-        if let Ok(r) = &parsed {
-            prop_assert_eq!((r.from_id, r.to_id), (Some(from), to));
-        }
-        let encoded: String = form_urlencoded(&message);
-        let form = format!("fromID={from}&toID={to}&message={encoded}");
-        let via_form = parse(BodyFormat::Form, form.as_bytes());
-        // Both formats agree on every input.
-        prop_assert_eq!(parsed.clone().map(|r| r.message), via_form.map(|r| r.message));
+        let r = parse(BodyFormat::Json, json.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e:?}: {json}")))?;
+        prop_assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(from), to, message.as_str()));
+        let form = format!("fromID={from}&toID={to}&message={}", form_urlencoded(&message));
+        let r = parse(BodyFormat::Form, form.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e:?}: {form}")))?;
+        prop_assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(from), to, message.as_str()));
     }
 
     #[test]
@@ -119,11 +116,19 @@ fn form_urlencoded(s: &str) -> String {
 }
 
 #[test]
-fn deep_nesting_and_duplicates_are_client_errors() {
+fn deep_nesting_is_skipped_or_refused_and_duplicates_are_client_errors() {
+    let nest = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
     for depth in [1usize, 10, 100, 1_000, 100_000] {
-        let body =
-            format!(r#"{{"fromID": 1, "toID": 2, "message": "hi", "x": {}{}}}"#, "[".repeat(depth), "]".repeat(depth));
-        check_parse(BodyFormat::Json, body.as_bytes());
+        // In an unknown field: skipped without recursion (no stack overflow), the rest is used.
+        let body = format!(r#"{{"fromID": 1, "toID": 2, "message": "hi", "x": {}}}"#, nest(depth));
+        let r = parse(BodyFormat::Json, body.as_bytes()).unwrap();
+        assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(1), 2, "hi"));
+        // Where a value is read: a client error naming the field.
+        let body = format!(r#"{{"fromID": {}, "toID": 2, "message": "hi"}}"#, nest(depth));
+        let e = parse(BodyFormat::Json, body.as_bytes()).unwrap_err();
+        assert!(e.0.contains("fromID") || e.0.contains("recursion limit"), "{depth}: {e:?}");
+        // As the whole body: not an object.
+        assert!(parse(BodyFormat::Json, nest(depth).as_bytes()).is_err());
     }
     let e = parse(BodyFormat::Json, br#"{"fromID": 1, "fromID": 3, "toID": 2, "message": "hi"}"#).unwrap_err();
     assert!(e.0.contains("fromID"), "{e:?}");
@@ -157,7 +162,7 @@ fn the_router_answers_every_body_with_200_or_a_4xx_json_message() {
         router(state, http, &herald_kit::http::EdgeArgs::default())
     });
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 300, ..ProptestConfig::default() });
-    let strategy = (formats(), prop_oneof![body_like(), valid_body()]);
+    let strategy = (formats(), prop_oneof![4 => body_like(), 4 => valid_body(), 1 => huge_body(), 1 => deep_body()]);
     runner
         .run(&strategy, |(format, body)| {
             let (status, json) = rt.block_on(post(&app, format, body));
@@ -168,6 +173,29 @@ fn the_router_answers_every_body_with_200_or_a_4xx_json_message() {
             Ok(())
         })
         .unwrap();
+}
+
+/// Bodies over 16 KiB: a valid one with a long message, or filler.
+fn huge_body() -> impl Strategy<Value = Vec<u8>> {
+    (16 * 1024 + 1..64 * 1024usize, any::<bool>()).prop_map(|(len, valid)| {
+        if valid {
+            serde_json::json!({"fromID": 1, "toID": 2, "message": "m".repeat(len)}).to_string().into_bytes()
+        } else {
+            vec![b'a'; len]
+        }
+    })
+}
+
+/// JSON nested 8,000 deep, in an object field or as the whole body.
+fn deep_body() -> impl Strategy<Value = Vec<u8>> {
+    (7_900..8_100usize, any::<bool>()).prop_map(|(depth, in_field)| {
+        let nest = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        if in_field {
+            format!(r#"{{"fromID": 1, "toID": 2, "message": "hi", "x": {nest}}}"#).into_bytes()
+        } else {
+            nest.into_bytes()
+        }
+    })
 }
 
 fn valid_body() -> impl Strategy<Value = Vec<u8>> {
