@@ -135,10 +135,18 @@ impl Service {
 
     /// Resident memory in bytes (Linux `/proc`), when the process is running.
     pub fn rss_bytes(&self) -> Option<u64> {
+        self.status_kib("VmRSS:").map(|kib| kib * 1024)
+    }
+
+    /// The most resident memory the process has had, in bytes (`VmHWM`).
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        self.status_kib("VmHWM:").map(|kib| kib * 1024)
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+        let line = status.lines().find(|l| l.starts_with(field))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     pub fn log(&self) -> String {

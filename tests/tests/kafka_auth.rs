@@ -76,8 +76,10 @@ async fn producer_and_consumer_authenticate_with_passwords_from_files() {
         }
     })
     .await;
-    for service in [&producer, &consumer] {
+    for (service, started) in [(&producer, "producer listening"), (&consumer, "consumer authentication")] {
         let log = service.log();
+        // The log that is searched is the service's log: it says the service started.
+        assert!(log.contains(started), "{started:?} is not in the log:\n{log}");
         assert!(!log.contains(PRODUCER_PASSWORD) && !log.contains(CONSUMER_PASSWORD), "a password is in a log");
     }
 }
