@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -33,7 +33,8 @@ use crate::claims::{Claim, Claims};
 use crate::group::GroupStatus;
 use crate::membership::{CLAIMS_PATH, Membership, PeerClaims};
 use crate::metrics::{ConsumerMetrics, ForwardOutcome};
-use crate::store::Store;
+use crate::page;
+use crate::store::{Store, Stored};
 
 /// Marks a read forwarded by another member (its value: that member's URL).
 pub const FORWARDED_HEADER: &str = "x-herald-forwarded-by";
@@ -127,7 +128,12 @@ fn peer_checked(state: &AppState, headers: &HeaderMap) -> Result<(), AuthError> 
     }
 }
 
-async fn notifications(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap) -> Response {
+async fn notifications(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let forwarded = headers.contains_key(FORWARDED_HEADER);
     // A read marked as forwarded must come from a peer: checked before anything else, so that a
     // spoofed one costs nothing (no peer refresh).
@@ -148,13 +154,17 @@ async fn notifications(State(state): State<AppState>, Path(raw): Path<String>, h
         return JsonError::new(StatusCode::FORBIDDEN, format!("this token may not read user {user}'s notifications"))
             .into_response();
     }
+    let query = match page::parse_query(query.as_deref()) {
+        Ok(q) => q,
+        Err(message) => return JsonError::new(StatusCode::BAD_REQUEST, message).into_response(),
+    };
     let view = state.membership.view();
     if view.partitions <= 0 {
         return unavailable("the topic's partition count is not known yet");
     }
     let partition = partition_for_user(user, view.partitions);
     if let Some(claim) = state.claims.get(partition) {
-        return match read_local(&state, &claim, user).await {
+        return match read_local(&state, &claim, user, &query).await {
             Ok(body) => answer(body),
             Err(message) => unavailable(message),
         };
@@ -170,7 +180,7 @@ async fn notifications(State(state): State<AppState>, Path(raw): Path<String>, h
     }
     match view.owners.get(&partition) {
         Some(owner) if owner.trim_end_matches('/') != state.self_url.trim_end_matches('/') => {
-            forward(&state, owner, partition, user, &headers).await
+            forward(&state, owner, partition, user, &query, &headers).await
         }
         _ => {
             state.membership.refresh_soon();
@@ -192,38 +202,44 @@ fn unavailable(message: impl Into<String>) -> Response {
     JsonError::unavailable(message, RETRY_AFTER).into_response()
 }
 
-/// A user's notifications as `{"notifications":[…]}`, written from the stored values, leaving
-/// out those sent before `since_ms`; `None` when none is left.
-fn render(store: &Store, user: u64, since_ms: Option<i64>) -> Option<Vec<u8>> {
+/// A user's notifications as the query asks for them — `{"notifications":[…]}`, with `"next"`
+/// when a limit was given — written from the stored values, leaving out those sent before
+/// `since_ms`.
+fn render(store: &Store, user: u64, since_ms: Option<i64>, query: &page::Query) -> Vec<u8> {
     store.with_user(user, |entries| {
-        let shown = |e: &&crate::store::Stored| since_ms.is_none_or(|since| e.sent_at_ms >= since);
-        let mut body = Vec::with_capacity(24 + entries.iter().map(|e| e.value().len() + 40).sum::<usize>());
-        body.extend_from_slice(b"{\"notifications\":[");
-        let mut shown_any = false;
-        for entry in entries.iter().filter(shown) {
-            if shown_any {
+        let shown = |e: &Stored| since_ms.is_none_or(|since| e.sent_at_ms >= since);
+        let (items, next) = page::select(entries.iter(), query, shown);
+        let mut body = Vec::with_capacity(96 + items.iter().map(|e| e.value().len() + 40).sum::<usize>());
+        if items.is_empty() {
+            body.extend_from_slice(br#"{"message":"No notifications found for user","notifications":["#);
+        } else {
+            body.extend_from_slice(br#"{"notifications":["#);
+        }
+        for (i, entry) in items.iter().enumerate() {
+            if i > 0 {
                 body.push(b',');
             }
             entry.write_served(&mut body);
-            shown_any = true;
         }
-        if !shown_any {
-            return None;
+        body.push(b']');
+        if query.limit.is_some() {
+            body.extend_from_slice(br#","next":"#);
+            match next {
+                Some(cursor) => {
+                    body.push(b'"');
+                    body.extend_from_slice(cursor.encode().as_bytes());
+                    body.push(b'"');
+                }
+                None => body.extend_from_slice(b"null"),
+            }
         }
-        body.extend_from_slice(b"]}");
-        Some(body)
+        body.push(b'}');
+        body
     })
 }
 
-fn answer(body: Option<Vec<u8>>) -> Response {
-    match body {
-        Some(body) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response(),
-        None => axum::Json(serde_json::json!({
-            "message": "No notifications found for user",
-            "notifications": [],
-        }))
-        .into_response(),
-    }
+fn answer(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 /// Waits until `done` holds for the claim, or the deadline passes.
@@ -243,7 +259,7 @@ async fn wait_until(claims: &Claims, deadline: Instant, mut done: impl FnMut() -
 }
 
 /// A read of a partition this member holds: complete up to the log end seen now.
-async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64) -> Result<Option<Vec<u8>>, String> {
+async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64, query: &page::Query) -> Result<Vec<u8>, String> {
     let deadline = Instant::now() + state.read_timeout;
     let partition = claim.partition;
     if !wait_until(&state.claims, deadline, || claim.restored() || !state.claims.is_current(claim)).await
@@ -265,7 +281,7 @@ async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64) -> Result<O
         return Err(format!("partition {partition} is behind the log end; consuming"));
     }
     let since_ms = state.history.map(|h| Utc::now().timestamp_millis() - h.as_millis() as i64);
-    let found = render(&state.store, user, since_ms);
+    let found = render(&state.store, user, since_ms, query);
     // Revoked meanwhile: its users may have been dropped from the store.
     if !state.claims.is_current(claim) {
         return Err(format!("partition {partition} moved to another consumer (rebalancing)"));
@@ -273,14 +289,28 @@ async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64) -> Result<O
     Ok(found)
 }
 
-async fn forward(state: &AppState, owner: &str, partition: i32, user: u64, headers: &HeaderMap) -> Response {
+async fn forward(
+    state: &AppState,
+    owner: &str,
+    partition: i32,
+    user: u64,
+    query: &page::Query,
+    headers: &HeaderMap,
+) -> Response {
     let failed = |why: String| {
         state.forwarder.count(ForwardOutcome::Failed);
         state.membership.refresh_soon();
         tracing::debug!(partition, owner, %why, "forwarding a read failed");
         unavailable(format!("the owner of partition {partition} could not be reached: {why}"))
     };
-    let uri = format!("{}/notifications/{user}", owner.trim_end_matches('/'));
+    // The query as this member understood it, written anew (never the caller's raw string).
+    let mut uri = format!("{}/notifications/{user}", owner.trim_end_matches('/'));
+    if let Some(limit) = query.limit {
+        uri.push_str(&format!("?limit={limit}"));
+        if let Some(before) = &query.before {
+            uri.push_str(&format!("&before={}", before.encode()));
+        }
+    }
     let mut request = axum::http::Request::get(&uri)
         .header(FORWARDED_HEADER, HeaderValue::from_str(&state.self_url).unwrap_or(HeaderValue::from_static("?")));
     // The owner trusts the peer token (this member already checked who may read); without one,

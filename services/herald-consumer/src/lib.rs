@@ -10,6 +10,7 @@ pub mod group;
 pub mod history;
 pub mod membership;
 pub mod metrics;
+pub mod page;
 pub mod store;
 
 use std::net::SocketAddr;

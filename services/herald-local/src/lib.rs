@@ -334,6 +334,13 @@ fn print_table(
         "Read them from any consumer (each answers for every user, asking the holder of the user's partition; user {user} is on partition {partition}, held by this one):"
     );
     println!("  curl {reader}/notifications/{user}");
+    println!("Read them a page at a time (the 20 newest, then older ones with the \"next\" cursor of the answer):");
+    println!("  curl '{reader}/notifications/{user}?limit=20'");
+    println!("  curl '{reader}/notifications/{user}?limit=20&before=<next>'");
+    println!("Send so that a retry is shown once (the same Idempotency-Key from the same sender makes the same id):");
+    println!(
+        "  curl -X POST {producer_url}/send -H 'Idempotency-Key: order-42/shipped' -d fromID=1 -d toID={user} -d message='Shipped'"
+    );
     println!("Metrics: the METRICS column (each component serves /metrics on a port of its own).");
     println!("Press Ctrl-C to stop.");
 }

@@ -48,6 +48,8 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("could not read the request body: {0}")]
     ReadBody(String),
+    #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")]
+    BadIdempotencyKey,
     #[error(transparent)]
     BadRequest(#[from] request::BadRequest),
     #[error("User not found")]
@@ -76,7 +78,7 @@ impl IntoResponse for AppError {
                 JsonError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response()
             }
             AppError::PayloadTooLarge => JsonError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response(),
-            AppError::ReadBody(_) | AppError::BadRequest(_) => {
+            AppError::ReadBody(_) | AppError::BadRequest(_) | AppError::BadIdempotencyKey => {
                 JsonError::new(StatusCode::BAD_REQUEST, message).into_response()
             }
             AppError::UserNotFound => JsonError::new(StatusCode::NOT_FOUND, message).into_response(),
@@ -122,8 +124,31 @@ async fn send(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
     }
 }
 
+/// Longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// The namespace of notification ids made from idempotency keys (a fixed, random UUID).
+const IDEMPOTENT_IDS: Uuid = Uuid::from_u128(0x8d0c_52f6_3b1e_4a57_9f44_1c2b_7e90_d613);
+
+/// The `Idempotency-Key` header, if any: 1–128 printable ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().map_err(|_| AppError::BadIdempotencyKey)?;
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(AppError::BadIdempotencyKey);
+    }
+    Ok(Some(key))
+}
+
+/// The id of a notification sent by `from` with an idempotency key: the same for every retry of
+/// that send, another for another sender (a name-based UUID, version 5).
+pub fn idempotent_id(from: u64, key: &str) -> Uuid {
+    Uuid::new_v5(&IDEMPOTENT_IDS, format!("{from}\n{key}").as_bytes())
+}
+
 async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Sent, AppError> {
     let identity = state.auth.authenticate(headers)?;
+    let key = idempotency_key(headers)?;
     let format = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -148,7 +173,11 @@ async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
     })?;
     let from = state.directory.get(from_id).ok_or(AppError::UserNotFound)?;
     let to = state.directory.get(req.to_id).ok_or(AppError::UserNotFound)?;
-    let notification = Notification::new(from.clone(), to.clone(), req.message);
+    let mut notification = Notification::new(from.clone(), to.clone(), req.message);
+    if let Some(key) = key {
+        // A retry writes the same id again; consumers keep the first and show it once.
+        notification.id = idempotent_id(from.id, key);
+    }
     let delivered = state.sender.send(&notification).await?;
     tracing::debug!(id = %notification.id, partition = delivered.partition, offset = delivered.offset, "sent");
     Ok(Sent {
@@ -157,4 +186,35 @@ async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
         partition: delivered.partition,
         offset: delivered.offset,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idempotency_key_names_one_id_per_sender() {
+        let id = idempotent_id(1, "order-42");
+        assert_eq!(id, idempotent_id(1, "order-42"));
+        assert_eq!(id.get_version_num(), 5);
+        assert_ne!(id, idempotent_id(3, "order-42"));
+        assert_ne!(id, idempotent_id(1, "order-43"));
+        // The separator keeps sender and key apart: (1, "2x") is not (12, "x").
+        assert_ne!(idempotent_id(1, "2x"), idempotent_id(12, "x"));
+    }
+
+    #[test]
+    fn idempotency_keys_are_short_printable_ascii() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("idempotency-key", axum::http::HeaderValue::from_str(v).unwrap());
+            idempotency_key(&h).map(|k| k.map(str::to_string))
+        };
+        assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(with("a b/c:1").unwrap().as_deref(), Some("a b/c:1"));
+        assert!(with(&"k".repeat(128)).is_ok());
+        for bad in ["", &"k".repeat(129), "tab\there"] {
+            assert!(matches!(with(bad), Err(AppError::BadIdempotencyKey)), "{bad:?}");
+        }
+    }
 }

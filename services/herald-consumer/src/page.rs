@@ -1,0 +1,204 @@
+//! Pages of a user's notifications: `?limit=N` (1–500) gives the N newest, oldest first, and a
+//! cursor to the older ones; `&before=<cursor>` continues from a cursor. A cursor is opaque to
+//! clients: the position (partition, offset) and time of the oldest notification of the page
+//! before, base64url-encoded, so that it stays valid however many notifications arrive after it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::store::Stored;
+
+/// Most notifications in one page.
+pub const MAX_LIMIT: usize = 500;
+
+/// Where a page ends: notifications strictly older than this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub partition: i32,
+    pub offset: i64,
+    pub sent_at_ms: i64,
+}
+
+impl Cursor {
+    pub fn of(entry: &Stored) -> Self {
+        Self { partition: entry.partition, offset: entry.offset, sent_at_ms: entry.sent_at_ms }
+    }
+
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("v1:{}:{}:{}", self.partition, self.offset, self.sent_at_ms))
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(raw.as_bytes()).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let mut parts = text.strip_prefix("v1:")?.split(':');
+        let cursor = Self {
+            partition: parts.next()?.parse().ok()?,
+            offset: parts.next()?.parse().ok()?,
+            sent_at_ms: parts.next()?.parse().ok()?,
+        };
+        (parts.next().is_none() && cursor.partition >= 0 && cursor.offset >= 0).then_some(cursor)
+    }
+
+    /// Whether `entry` comes before the cursor's notification: earlier in the same partition, or
+    /// sent earlier when it is in another one.
+    pub fn is_after(&self, entry: &Stored) -> bool {
+        if entry.partition == self.partition {
+            entry.offset < self.offset
+        } else {
+            (entry.sent_at_ms, entry.partition) < (self.sent_at_ms, self.partition)
+        }
+    }
+}
+
+/// What a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Query {
+    /// `None`: every stored notification, without `next` (the answer as before pages existed).
+    pub limit: Option<usize>,
+    pub before: Option<Cursor>,
+}
+
+/// Parses the query string of a read; the error is the message of a 400.
+pub fn parse_query(raw: Option<&str>) -> Result<Query, String> {
+    let mut query = Query::default();
+    let (mut limit, mut before) = (None, None);
+    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| format!("{name} is not valid UTF-8"))?;
+        let slot = match name {
+            "limit" => &mut limit,
+            "before" => &mut before,
+            _ => continue,
+        };
+        if slot.replace(value.into_owned()).is_some() {
+            return Err(format!("{name} is given more than once"));
+        }
+    }
+    if let Some(raw) = limit {
+        let n = raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n) && raw.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| format!("limit must be a whole number from 1 to {MAX_LIMIT}"))?;
+        query.limit = Some(n);
+    }
+    if let Some(raw) = before {
+        if query.limit.is_none() {
+            return Err("before needs a limit".into());
+        }
+        query.before = Some(Cursor::decode(&raw).ok_or("before is not a cursor this API gave out")?);
+    }
+    Ok(query)
+}
+
+/// The notifications a query selects from a user's `entries` (oldest first), oldest first, and
+/// the cursor to the older ones (`None` when nothing older is there). `shown` says which entries
+/// a read may show at all.
+pub fn select<'a>(
+    entries: impl DoubleEndedIterator<Item = &'a Stored>,
+    query: &Query,
+    shown: impl Fn(&Stored) -> bool,
+) -> (Vec<&'a Stored>, Option<Cursor>) {
+    let older = |e: &Stored| query.before.is_none_or(|c| c.is_after(e));
+    let mut candidates = entries.rev().filter(|e| shown(e) && older(e));
+    let Some(limit) = query.limit else {
+        let mut all: Vec<&Stored> = candidates.collect();
+        all.reverse();
+        return (all, None);
+    };
+    let mut page: Vec<&Stored> = candidates.by_ref().take(limit).collect();
+    let next = match (candidates.next(), page.last()) {
+        (Some(_), Some(oldest)) => Some(Cursor::of(oldest)),
+        _ => None,
+    };
+    page.reverse();
+    (page, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_kit::model::{Notification, User, decode_record};
+
+    fn entries(n: i64) -> Vec<Stored> {
+        (0..n)
+            .map(|i| {
+                let note = Notification::new(
+                    User { id: 1, name: "E".into() },
+                    User { id: 2, name: "B".into() },
+                    format!("m{i}"),
+                );
+                let value = note.encode();
+                Stored::new(&decode_record(Some(b"2"), Some(&value)).unwrap(), 3, 100 + i)
+            })
+            .collect()
+    }
+
+    fn offsets(page: &[&Stored]) -> Vec<i64> {
+        page.iter().map(|e| e.offset).collect()
+    }
+
+    #[test]
+    fn pages_walk_back_without_overlap_or_gaps() {
+        let all = entries(250);
+        let mut query = parse_query(Some("limit=100")).unwrap();
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let (page, next) = select(all.iter(), &query, |_| true);
+            assert!(page.windows(2).all(|w| w[0].offset < w[1].offset), "oldest first within a page");
+            seen.splice(0..0, offsets(&page));
+            pages += 1;
+            match next {
+                Some(c) => query = parse_query(Some(&format!("limit=100&before={}", c.encode()))).unwrap(),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seen, (100..350).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn without_a_limit_everything_shown_comes_back() {
+        let all = entries(5);
+        let (page, next) = select(all.iter(), &parse_query(None).unwrap(), |e| e.offset != 102);
+        assert_eq!(offsets(&page), [100, 101, 103, 104]);
+        assert_eq!(next, None);
+        // An exact fit has no next page.
+        let (page, next) = select(all.iter(), &parse_query(Some("limit=5")).unwrap(), |_| true);
+        assert_eq!((page.len(), next), (5, None));
+    }
+
+    #[test]
+    fn bad_queries_say_what_is_wrong() {
+        for (raw, says) in [
+            ("limit=0", "limit"),
+            ("limit=501", "limit"),
+            ("limit=-1", "limit"),
+            ("limit=1e2", "limit"),
+            ("limit=", "limit"),
+            ("limit=5&limit=6", "more than once"),
+            ("before=djE6MzoxMDA6MA", "needs a limit"),
+            ("limit=5&before=nope", "cursor"),
+            ("limit=5&before=%FF", "UTF-8"),
+            ("limit=5&before=djE6LTE6MDow", "cursor"),
+        ] {
+            let e = parse_query(Some(raw)).unwrap_err();
+            assert!(e.contains(says), "{raw}: {e}");
+        }
+        assert_eq!(parse_query(Some("other=1&limit=7")).unwrap().limit, Some(7));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_order_across_partitions() {
+        let c = Cursor { partition: 4, offset: 17, sent_at_ms: 1_700_000_000_123 };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        let all = entries(3);
+        assert!(c.is_after(&all[0]) || all[0].sent_at_ms >= c.sent_at_ms);
+        let same = Cursor { partition: 3, offset: 101, sent_at_ms: 0 };
+        assert_eq!(all.iter().filter(|e| same.is_after(e)).count(), 1);
+    }
+}

@@ -1,0 +1,110 @@
+//! The inbox API on real binaries and a real broker (nisshi): pages of a user's notifications,
+//! from the consumer holding the user's partition and through one that forwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use herald_tests::broker::Storage;
+use herald_tests::http::Http;
+use herald_tests::reads::{READY, SETTLE, expected_lists, wait_assigned};
+use herald_tests::{Setup, send_many, wait_for, wait_ready};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_of_100_walk_250_notifications_back_from_every_consumer() {
+    const USERS: u64 = 3;
+    let s = Setup::new(Storage::Memory, 6, USERS).await;
+    let http = Http::new();
+    let producer = s.producer(&[]);
+    wait_ready(&http, &producer, READY).await;
+    let keep = [("HERALD_MAX_PER_USER", "1000".to_string())];
+    let consumers = [s.consumer(&keep), s.consumer(&keep)];
+    wait_assigned(&http, &[&consumers[0], &consumers[1]], &[3.0, 3.0]).await;
+    // 250 for user 2, ten for user 1 in between.
+    let sent = send_many(&http, &producer.url, 260, 8, |i| if i % 26 == 25 { 1 } else { 2 }).await;
+    let all = expected_lists(&sent)[&2].clone();
+    assert_eq!(all.len(), 250);
+
+    for consumer in &consumers {
+        // The whole list first: every read below sees every acknowledged notification.
+        let whole = wait_for("a complete read", SETTLE, || async {
+            let a = http.get(&format!("{}/notifications/2", consumer.url)).await.ok()?;
+            (a.status == 200).then_some(a)
+        })
+        .await;
+        assert_eq!(whole.json["notifications"].as_array().unwrap().len(), 250);
+        assert!(whole.json.get("next").is_none(), "no next without a limit: {}", whole.text);
+
+        let mut url = format!("{}/notifications/2?limit=100", consumer.url);
+        let mut pages: Vec<Vec<String>> = Vec::new();
+        loop {
+            let a = http.get(&url).await.unwrap();
+            assert_eq!(a.status, 200, "{url}: {}", a.text);
+            let ids: Vec<String> = a.json["notifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["id"].as_str().unwrap().to_string())
+                .collect();
+            pages.push(ids);
+            match a.json["next"].as_str() {
+                Some(cursor) => url = format!("{}/notifications/2?limit=100&before={cursor}", consumer.url),
+                None => {
+                    assert!(a.json["next"].is_null(), "{}", a.text);
+                    break;
+                }
+            }
+        }
+        // Pages of 100, 100 and 50, newest first, each oldest first.
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [100, 100, 50], "{}", consumer.url);
+        let walked: Vec<String> = pages.into_iter().rev().flatten().collect();
+        assert_eq!(walked, all, "pages overlap, miss or reorder notifications");
+
+        for (query, says) in
+            [("limit=0", "limit"), ("limit=501", "limit"), ("limit=10&before=bad", "cursor"), ("before=x", "limit")]
+        {
+            let a = http.get(&format!("{}/notifications/2?{query}", consumer.url)).await.unwrap();
+            assert_eq!(a.status, 400, "{query}: {}", a.text);
+            assert!(a.json["message"].as_str().unwrap().contains(says), "{query}: {}", a.text);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_send_retried_with_its_idempotency_key_is_shown_once() {
+    let s = Setup::new(Storage::Memory, 3, 4).await;
+    let http = Http::new();
+    let producer = s.producer(&[]);
+    let consumer = s.consumer(&[]);
+    wait_ready(&http, &producer, READY).await;
+    wait_ready(&http, &consumer, READY).await;
+    let send = |from: u64, key: &str| {
+        let (http, url) = (http.clone(), format!("{}/send", producer.url));
+        let body = serde_json::json!({"fromID": from, "toID": 2, "message": "your order shipped"});
+        let key = key.to_string();
+        async move { http.post_json_with(&url, &body, &[("idempotency-key", key)]).await.unwrap() }
+    };
+    // A retry after a lost answer: the same sender and key, written twice, one id.
+    let first = send(1, "order-42/shipped").await;
+    let retry = send(1, "order-42/shipped").await;
+    assert!(first.status == 200 && retry.status == 200, "{} {}", first.text, retry.text);
+    assert_eq!(first.json["id"], retry.json["id"]);
+    assert_ne!((first.json["offset"].clone()), retry.json["offset"], "both records are in the log");
+    // Another sender with the same key is another notification.
+    let other = send(3, "order-42/shipped").await;
+    assert_eq!(other.status, 200, "{}", other.text);
+    assert_ne!(other.json["id"], first.json["id"]);
+
+    let ids = wait_for("both notifications readable", SETTLE, || async {
+        let a = http.get(&format!("{}/notifications/2", consumer.url)).await.ok()?;
+        let ids: Vec<String> =
+            a.json["notifications"].as_array()?.iter().map(|n| n["id"].as_str().unwrap().to_string()).collect();
+        (ids.len() >= 2).then_some(ids)
+    })
+    .await;
+    assert_eq!(ids, [first.json["id"].as_str().unwrap(), other.json["id"].as_str().unwrap()]);
+
+    for bad in ["", &"k".repeat(129), "tab\there"] {
+        let a = send(1, bad).await;
+        assert_eq!(a.status, 400, "{bad:?}: {}", a.text);
+        assert!(a.json["message"].as_str().unwrap().contains("Idempotency-Key"), "{}", a.text);
+    }
+}
