@@ -108,3 +108,113 @@ async fn a_send_retried_with_its_idempotency_key_is_shown_once() {
         assert!(a.json["message"].as_str().unwrap().contains("Idempotency-Key"), "{}", a.text);
     }
 }
+
+/// User 2's notifications as one consumer answers: ids with their `read` flag, and `unread`.
+async fn inbox(http: &Http, consumer: &str) -> Option<(Vec<(String, bool)>, u64)> {
+    let a = http.get(&format!("{consumer}/notifications/2")).await.ok()?;
+    (a.status == 200).then(|| {
+        let items = a.json["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["id"].as_str().unwrap().to_string(), n["read"].as_bool().expect("read flag")))
+            .collect();
+        (items, a.json["unread"].as_u64().expect("unread"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_markers_apply_on_every_consumer_and_survive_a_restart_of_all() {
+    let s = Setup::new(Storage::Memory, 6, 4).await;
+    let http = Http::new();
+    let producer = s.producer(&[]);
+    wait_ready(&http, &producer, READY).await;
+    let mut consumers = vec![s.consumer(&[]), s.consumer(&[])];
+    wait_assigned(&http, &[&consumers[0], &consumers[1]], &[3.0, 3.0]).await;
+    let sent = send_many(&http, &producer.url, 12, 4, |i| if i % 6 == 5 { 3 } else { 2 }).await;
+    let ids = expected_lists(&sent)[&2].clone();
+    assert_eq!(ids.len(), 10);
+    let mark = |body: serde_json::Value| {
+        let (http, url) = (http.clone(), format!("{}/notifications/2/read", producer.url));
+        async move { http.post_json_with(&url, &body, &[]).await.unwrap() }
+    };
+
+    // Two by id (and one id nobody sent, ignored).
+    let a = mark(serde_json::json!({"ids": [ids[1], ids[4], "00000000-0000-4000-8000-000000000000"]})).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let mut written: Vec<(i32, i64)> = sent.iter().map(|a| (a.partition as i32, a.offset)).collect();
+    written.push((a.json["partition"].as_i64().unwrap() as i32, a.json["offset"].as_i64().unwrap()));
+    let expect = |read: &[usize]| -> (Vec<(String, bool)>, u64) {
+        let items: Vec<(String, bool)> =
+            ids.iter().enumerate().map(|(i, id)| (id.clone(), read.contains(&i))).collect();
+        let unread = items.iter().filter(|(_, r)| !r).count() as u64;
+        (items, unread)
+    };
+    // The read barrier covers the marker: a read right after the 200 shows it, on every consumer.
+    for c in &consumers {
+        let got = wait_for("a complete read", SETTLE, || inbox(&http, &c.url)).await;
+        assert_eq!(got, expect(&[1, 4]), "{}", c.url);
+    }
+    // Then everything sent before the marker.
+    let a = mark(serde_json::json!({"all": true})).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    written.push((a.json["partition"].as_i64().unwrap() as i32, a.json["offset"].as_i64().unwrap()));
+    let later = send_many(&http, &producer.url, 2, 1, |_| 2).await;
+    written.extend(later.iter().map(|a| (a.partition as i32, a.offset)));
+    let mut all_ids = ids.clone();
+    all_ids.extend(later.iter().map(|a| a.id.clone()));
+    let after_all: (Vec<(String, bool)>, u64) =
+        (all_ids.iter().enumerate().map(|(i, id)| (id.clone(), i < ids.len())).collect(), 2);
+    for c in &consumers {
+        let got = wait_for("a complete read", SETTLE, || inbox(&http, &c.url)).await;
+        assert_eq!(got, after_all, "{}", c.url);
+    }
+    let markers: f64 = {
+        let mut n = 0.0;
+        for c in &consumers {
+            n += herald_tests::metrics::sum(
+                &herald_tests::scrape(&http, c).await,
+                "herald_consumer_records_total",
+                &[("outcome", "marker")],
+            );
+        }
+        n
+    };
+    assert_eq!(markers, 2.0);
+
+    // Every consumer killed and replaced once the group committed everything: the new ones
+    // rebuild notifications and read state from the log (a restore), identically.
+    s.wait_committed_to(&herald_tests::log_ends(written), SETTLE).await;
+    for c in &mut consumers {
+        c.kill9();
+    }
+    let fresh = [s.consumer(&[]), s.consumer(&[])];
+    wait_assigned(&http, &[&fresh[0], &fresh[1]], &[3.0, 3.0]).await;
+    for c in &fresh {
+        let got = wait_for("a complete read after the restart", SETTLE, || inbox(&http, &c.url)).await;
+        assert_eq!(got, after_all, "{}", c.url);
+    }
+
+    // Bad requests say what is wrong; none writes a marker.
+    for (body, status, says) in [
+        (serde_json::json!({"ids": []}), 400, "ids"),
+        (serde_json::json!({"ids": [ids[0]], "all": true}), 400, "either"),
+        (serde_json::json!({}), 400, "either"),
+        (serde_json::json!({"ids": ["not-a-uuid"]}), 400, "body"),
+        (serde_json::json!({"all": true, "extra": 1}), 400, "body"),
+    ] {
+        let a = mark(body.clone()).await;
+        assert_eq!(a.status, status, "{body}: {}", a.text);
+        assert!(a.json["message"].as_str().unwrap().contains(says), "{body}: {}", a.text);
+    }
+    let a = http
+        .post_json_with(&format!("{}/notifications/0/read", producer.url), &serde_json::json!({"all": true}), &[])
+        .await
+        .unwrap();
+    assert_eq!(a.status, 400, "{}", a.text);
+    let a = http
+        .post_json_with(&format!("{}/notifications/99/read", producer.url), &serde_json::json!({"all": true}), &[])
+        .await
+        .unwrap();
+    assert_eq!(a.status, 404, "{}", a.text);
+}

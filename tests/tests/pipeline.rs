@@ -50,6 +50,7 @@ async fn form_and_json_sends_are_readable_with_partition_and_offset() {
         assert_eq!(stored["offset"], sent.json["offset"]);
         assert_eq!(stored["to"], serde_json::json!({"id": 2, "name": "user2"}));
         assert!(stored["sentAt"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(stored["read"], false);
     }
     assert_eq!(list[0]["message"], "Hello Bruno");
     assert_eq!(list[0]["from"]["id"], 1);
@@ -58,7 +59,10 @@ async fn form_and_json_sends_are_readable_with_partition_and_offset() {
 
     let none = http.get(&format!("{}/notifications/4", consumer.url)).await.unwrap();
     assert_eq!(none.status, 200);
-    assert_eq!(none.json, serde_json::json!({"message": "No notifications found for user", "notifications": []}));
+    assert_eq!(
+        none.json,
+        serde_json::json!({"message": "No notifications found for user", "notifications": [], "unread": 0})
+    );
     let bad = http.get(&format!("{}/notifications/bob", consumer.url)).await.unwrap();
     assert_eq!(bad.status, 400);
 }

@@ -202,13 +202,15 @@ fn unavailable(message: impl Into<String>) -> Response {
     JsonError::unavailable(message, RETRY_AFTER).into_response()
 }
 
-/// A user's notifications as the query asks for them — `{"notifications":[…]}`, with `"next"`
-/// when a limit was given — written from the stored values, leaving out those sent before
-/// `since_ms`.
+/// A user's notifications as the query asks for them — `{"notifications":[…],"unread":N}`, with
+/// `"next"` when a limit was given — written from the stored values, leaving out those sent
+/// before `since_ms`. `unread` counts every shown notification not marked read, not only the
+/// page's.
 fn render(store: &Store, user: u64, since_ms: Option<i64>, query: &page::Query) -> Vec<u8> {
     store.with_user(user, |entries| {
         let shown = |e: &Stored| since_ms.is_none_or(|since| e.sent_at_ms >= since);
         let (items, next) = page::select(entries.iter(), query, shown);
+        let unread = entries.iter().filter(|e| !e.read && shown(e)).count();
         let mut body = Vec::with_capacity(96 + items.iter().map(|e| e.value().len() + 40).sum::<usize>());
         if items.is_empty() {
             body.extend_from_slice(br#"{"message":"No notifications found for user","notifications":["#);
@@ -222,6 +224,7 @@ fn render(store: &Store, user: u64, since_ms: Option<i64>, query: &page::Query) 
             entry.write_served(&mut body);
         }
         body.push(b']');
+        body.extend_from_slice(format!(",\"unread\":{unread}").as_bytes());
         if query.limit.is_some() {
             body.extend_from_slice(br#","next":"#);
             match next {

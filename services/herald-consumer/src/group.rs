@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald_kit::kafka::{KafkaArgs, Required, ReservedProperty, client_config};
-use herald_kit::model::decode_record;
+use herald_kit::model::{KIND_HEADER, KIND_READ, decode_marker, decode_record};
 use prometheus::{IntCounter, IntGauge};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::Headers;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
@@ -429,6 +430,36 @@ fn restore_completed(ctx: &GroupContext, claim: &Claim, how: &str) {
     );
 }
 
+/// A record that is neither a notification nor a read marker: logged and copied to the
+/// dead-letter topic (when there is one), unless it is being restored (it was handled before).
+fn invalid(
+    ctx: &GroupContext,
+    dead_letter: Option<&DeadLetter>,
+    topic: &str,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    restoring: bool,
+    error: &herald_kit::model::DecodeError,
+) {
+    if restoring {
+        return;
+    }
+    let (partition, offset) = (message.partition(), message.offset());
+    tracing::warn!(topic = %topic, partition, offset, %error, "invalid record skipped");
+    let Some(dl) = dead_letter else { return };
+    let source = Source { topic, partition, offset };
+    match dl.copy(source, message.key(), message.payload(), &error.to_string()) {
+        Ok(()) => ctx.metrics.dead_letter_written.inc(),
+        Err(copy_error) => {
+            // The record is not a notification; it stays in the topic itself.
+            ctx.metrics.dead_letter_failed.inc();
+            tracing::error!(
+                partition, offset, error = %copy_error, dead_letter_topic = dl.topic(),
+                "copying an invalid record to the dead-letter topic failed"
+            );
+        }
+    }
+}
+
 /// Polls until `shutdown` is cancelled, then commits what was stored and leaves the group. Records
 /// skipped as invalid are copied to `dead_letter` first, when there is one.
 pub fn consume(
@@ -499,8 +530,21 @@ pub fn consume(
         };
         // Handled by the group before this assignment: rebuilding the store, not new.
         let restoring = claim.as_ref().and_then(|c| c.restore_until).is_some_and(|until| offset < until);
-        let outcome = match decode_record(message.key(), message.payload()) {
-            Ok(record) => {
+        let is_marker = message
+            .headers()
+            .is_some_and(|h| h.iter().any(|h| h.key == KIND_HEADER && h.value == Some(KIND_READ.as_bytes())));
+        let decoded = if is_marker {
+            decode_marker(message.key(), message.payload()).map(|marker| {
+                let marked = store.mark_read(&marker, partition, offset);
+                tracing::debug!(partition, offset, user = marker.user, marked, "read marker applied");
+                None
+            })
+        } else {
+            decode_record(message.key(), message.payload()).map(Some)
+        };
+        let outcome = match decoded {
+            Ok(None) => RecordOutcome::Marker,
+            Ok(Some(record)) => {
                 let id = record.id;
                 let outcome = match store.insert(&record, partition, offset) {
                     Insert::Stored if restoring => RecordOutcome::Stored,
@@ -515,24 +559,7 @@ pub fn consume(
                 outcome
             }
             Err(error) => {
-                if !restoring {
-                    tracing::warn!(topic = %topic, partition, offset, %error, "invalid record skipped");
-                    if let Some(dl) = dead_letter {
-                        let source = Source { topic: &topic, partition, offset };
-                        let reason = error.to_string();
-                        match dl.copy(source, message.key(), message.payload(), &reason) {
-                            Ok(()) => ctx.metrics.dead_letter_written.inc(),
-                            Err(copy_error) => {
-                                // The record is not a notification; it stays in the topic itself.
-                                ctx.metrics.dead_letter_failed.inc();
-                                tracing::error!(
-                                    partition, offset, error = %copy_error, dead_letter_topic = dl.topic(),
-                                    "copying an invalid record to the dead-letter topic failed"
-                                );
-                            }
-                        }
-                    }
-                }
+                invalid(&ctx, dead_letter, &topic, &message, restoring, &error);
                 RecordOutcome::Invalid
             }
         };

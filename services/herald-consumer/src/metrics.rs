@@ -9,10 +9,13 @@ pub enum RecordOutcome {
     Stored,
     Duplicate,
     Invalid,
+    /// A read marker, applied.
+    Marker,
 }
 
 impl RecordOutcome {
-    pub const ALL: [RecordOutcome; 3] = [RecordOutcome::Stored, RecordOutcome::Duplicate, RecordOutcome::Invalid];
+    pub const ALL: [RecordOutcome; 4] =
+        [RecordOutcome::Stored, RecordOutcome::Duplicate, RecordOutcome::Invalid, RecordOutcome::Marker];
 
     /// Its place in [`RecordOutcome::ALL`].
     pub fn index(self) -> usize {
@@ -24,6 +27,7 @@ impl RecordOutcome {
             RecordOutcome::Stored => "stored",
             RecordOutcome::Duplicate => "duplicate",
             RecordOutcome::Invalid => "invalid",
+            RecordOutcome::Marker => "marker",
         }
     }
 }

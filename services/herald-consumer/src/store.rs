@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use herald_kit::model::Record;
+use herald_kit::model::{ReadMarker, Record};
 use uuid::Uuid;
 
 const SHARDS: usize = 32;
@@ -19,6 +19,8 @@ pub struct Stored {
     pub id: Uuid,
     pub sent_at_ms: i64,
     pub partition: i32,
+    /// A read marker named it (or covered it with `all`).
+    pub read: bool,
     pub offset: i64,
 }
 
@@ -29,16 +31,18 @@ impl Stored {
             id: record.id,
             sent_at_ms: record.sent_at.timestamp_millis(),
             partition,
+            read: false,
             offset,
         }
     }
 
-    /// The notification as `GET` serves it: its value with `partition` and `offset` added.
+    /// The notification as `GET` serves it: its value with `partition`, `offset` and `read`
+    /// added.
     pub fn write_served(&self, out: &mut Vec<u8>) {
         use std::io::Write as _;
         // The value is a JSON object written by `Record::canonical`: it ends with `}`.
         out.extend_from_slice(self.value.strip_suffix(b"}").unwrap_or(&self.value));
-        let _ = write!(out, ",\"partition\":{},\"offset\":{}}}", self.partition, self.offset);
+        let _ = write!(out, ",\"partition\":{},\"offset\":{},\"read\":{}}}", self.partition, self.offset, self.read);
     }
 
     /// The notification's value in the record contract's form.
@@ -204,6 +208,28 @@ impl Store {
         );
     }
 
+    /// Applies a read marker read at `partition`/`offset`: the notifications it names, or with
+    /// `all` every one before it in the log (in another partition: sent before it was written).
+    /// Returns how many became read; unknown ids are ignored.
+    pub fn mark_read(&self, marker: &ReadMarker, partition: i32, offset: i64) -> usize {
+        let mut shard = write(self.shard(marker.user));
+        let Some(log) = shard.get_mut(&marker.user) else { return 0 };
+        let at_ms = marker.at.timestamp_millis();
+        let mut marked = 0;
+        for e in log.entries.iter_mut().filter(|e| !e.read) {
+            let covered = if marker.all {
+                if e.partition == partition { e.offset < offset } else { e.sent_at_ms <= at_ms }
+            } else {
+                marker.ids.contains(&e.id)
+            };
+            if covered {
+                e.read = true;
+                marked += 1;
+            }
+        }
+        marked
+    }
+
     /// Forgets the users whose notifications come from `partition` (it moved to another member);
     /// returns how many users were dropped.
     pub fn drop_partition(&self, partition: i32) -> usize {
@@ -351,6 +377,30 @@ mod tests {
     }
 
     #[test]
+    fn read_markers_mark_named_ids_or_everything_before_them() {
+        let s = Store::new(100, usize::MAX);
+        let notes: Vec<Notification> = (0..5).map(|i| mk(2, &format!("m{i}"))).collect();
+        for (i, n) in notes.iter().enumerate() {
+            put(&s, n, 0, 10 + i as i64);
+        }
+        let read = |s: &Store| s.get(2).iter().map(|e| e.read).collect::<Vec<_>>();
+        let marker = |ids: Vec<uuid::Uuid>, all: bool| ReadMarker { user: 2, ids, all, at: chrono::Utc::now() };
+        // Two by id, one unknown id ignored.
+        assert_eq!(s.mark_read(&marker(vec![notes[1].id, notes[3].id, uuid::Uuid::new_v4()], false), 0, 15), 2);
+        assert_eq!(read(&s), [false, true, false, true, false]);
+        // Replayed (a restore, a redelivery): nothing changes.
+        assert_eq!(s.mark_read(&marker(vec![notes[1].id], false), 0, 15), 0);
+        // All before offset 13: 10, 11, 12; not 13 or 14 (13 was already read).
+        assert_eq!(s.mark_read(&marker(vec![], true), 0, 13), 2);
+        assert_eq!(read(&s), [true, true, true, true, false]);
+        // A marker for a user with nothing stored changes nothing.
+        assert_eq!(s.mark_read(&ReadMarker { user: 9, ..marker(vec![], true) }, 0, 99), 0);
+        let mut served = Vec::new();
+        s.get(2)[0].write_served(&mut served);
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&served).unwrap()["read"], true);
+    }
+
+    #[test]
     fn serves_the_value_with_partition_and_offset() {
         let s = Store::new(3, usize::MAX);
         let n = mk(2, "a");
@@ -364,6 +414,7 @@ mod tests {
         let mut expected = serde_json::to_value(&n).unwrap();
         expected["partition"] = 4.into();
         expected["offset"] = 9.into();
+        expected["read"] = false.into();
         assert_eq!(v, expected);
     }
 }

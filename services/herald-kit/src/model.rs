@@ -187,6 +187,51 @@ impl std::io::Write for SameAs<'_> {
     }
 }
 
+/// The record header that tells a read marker from a notification, and its value.
+pub const KIND_HEADER: &str = "herald.kind";
+pub const KIND_READ: &str = "read";
+
+/// Most notification ids one read marker may name.
+pub const MAX_MARKER_IDS: usize = 500;
+
+/// A read marker: a record in the user's own partition (keyed by the user, like their
+/// notifications) saying which of their notifications are read. Consumers apply markers in log
+/// order, so `all` covers every notification before the marker in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadMarker {
+    pub user: u64,
+    /// These notifications (unknown ids are ignored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<Uuid>,
+    /// Every notification before the marker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+    /// When it was written (for notifications in another partition, after the topic grew).
+    #[serde(with = "rfc3339_utc")]
+    pub at: DateTime<Utc>,
+}
+
+impl ReadMarker {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Decodes a read marker and checks it: keyed by its user, naming 1–500 ids or `all`.
+pub fn decode_marker(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<ReadMarker, DecodeError> {
+    let value = value.ok_or(DecodeError::MissingValue)?;
+    let marker: ReadMarker =
+        serde_json::from_slice(value).map_err(|e| DecodeError::InvalidJson(format!("read marker: {e}")))?;
+    check_key(key, marker.user)?;
+    if marker.all != marker.ids.is_empty() || marker.ids.len() > MAX_MARKER_IDS {
+        return Err(DecodeError::InvalidJson(format!(
+            "read marker: it must name 1 to {MAX_MARKER_IDS} ids or all, not both"
+        )));
+    }
+    Ok(marker)
+}
+
 mod rfc3339_utc {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
@@ -318,6 +363,25 @@ mod tests {
             let r = decode_record(Some(b"2"), Some(value.as_bytes())).unwrap();
             assert_eq!(String::from_utf8(r.canonical().into()).unwrap(), canonical, "{value}");
         }
+    }
+
+    #[test]
+    fn read_markers_round_trip_and_are_checked() {
+        let ids = ReadMarker { user: 2, ids: vec![Uuid::new_v4(), Uuid::new_v4()], all: false, at: Utc::now() };
+        let all = ReadMarker { user: 2, ids: vec![], all: true, at: Utc::now() };
+        for m in [&ids, &all] {
+            let back = decode_marker(Some(b"2"), Some(&m.encode())).unwrap();
+            assert_eq!((back.user, &back.ids, back.all), (m.user, &m.ids, m.all));
+        }
+        assert!(matches!(decode_marker(Some(b"3"), Some(&ids.encode())), Err(DecodeError::KeyMismatch { .. })));
+        let neither = ReadMarker { ids: vec![], all: false, ..all.clone() };
+        let both = ReadMarker { ids: ids.ids.clone(), ..all.clone() };
+        let too_many = ReadMarker { ids: (0..501).map(|_| Uuid::new_v4()).collect(), ..ids.clone() };
+        for bad in [neither, both, too_many] {
+            assert!(matches!(decode_marker(Some(b"2"), Some(&bad.encode())), Err(DecodeError::InvalidJson(_))));
+        }
+        // A notification is not a marker.
+        assert!(decode_marker(Some(b"2"), Some(&mk_notification().encode())).is_err());
     }
 
     #[test]

@@ -337,6 +337,13 @@ fn print_table(
     println!("Read them a page at a time (the 20 newest, then older ones with the \"next\" cursor of the answer):");
     println!("  curl '{reader}/notifications/{user}?limit=20'");
     println!("  curl '{reader}/notifications/{user}?limit=20&before=<next>'");
+    println!("Mark some read, or all of them (each item has \"read\", the answer \"unread\"):");
+    println!(
+        "  curl -X POST {producer_url}/notifications/{user}/read -H 'Content-Type: application/json' -d '{{\"ids\":[\"<id>\"]}}'"
+    );
+    println!(
+        "  curl -X POST {producer_url}/notifications/{user}/read -H 'Content-Type: application/json' -d '{{\"all\":true}}'"
+    );
     println!("Send so that a retry is shown once (the same Idempotency-Key from the same sender makes the same id):");
     println!(
         "  curl -X POST {producer_url}/send -H 'Idempotency-Key: order-42/shipped' -d fromID=1 -d toID={user} -d message='Shipped'"

@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use herald_kit::auth::{AuthError, Authenticator, SendAs};
 use herald_kit::http::{EdgeArgs, HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
-use herald_kit::model::Notification;
+use herald_kit::model::{MAX_MARKER_IDS, Notification, ReadMarker};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use uuid::Uuid;
@@ -50,6 +50,10 @@ pub enum AppError {
     ReadBody(String),
     #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")]
     BadIdempotencyKey,
+    #[error("{0}")]
+    BadMarker(String),
+    #[error("this token may not mark user {0}'s notifications")]
+    MayNotMark(u64),
     #[error(transparent)]
     BadRequest(#[from] request::BadRequest),
     #[error("User not found")]
@@ -78,7 +82,8 @@ impl IntoResponse for AppError {
                 JsonError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response()
             }
             AppError::PayloadTooLarge => JsonError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response(),
-            AppError::ReadBody(_) | AppError::BadRequest(_) | AppError::BadIdempotencyKey => {
+            AppError::MayNotMark(_) => JsonError::new(StatusCode::FORBIDDEN, message).into_response(),
+            AppError::ReadBody(_) | AppError::BadRequest(_) | AppError::BadIdempotencyKey | AppError::BadMarker(_) => {
                 JsonError::new(StatusCode::BAD_REQUEST, message).into_response()
             }
             AppError::UserNotFound => JsonError::new(StatusCode::NOT_FOUND, message).into_response(),
@@ -102,7 +107,10 @@ pub fn router(state: AppState, http: HttpMetrics, edge: &EdgeArgs) -> Router {
     let ready_sender = state.sender.clone();
     let live: ReadyCheck = Arc::new(move || live_sender.live());
     let ready: ReadyCheck = Arc::new(move || ready_sender.ready());
-    let api = Router::new().route("/send", post(send)).with_state(state);
+    let api = Router::new()
+        .route("/send", post(send))
+        .route("/notifications/{user_id}/read", post(mark_read))
+        .with_state(state);
     with_operational_routes(api, http, edge, live, ready)
 }
 
@@ -122,6 +130,81 @@ async fn send(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
             error.into_response()
         }
     }
+}
+
+/// Largest accepted body of `POST /notifications/{userID}/read` (500 ids fit).
+pub const MAX_MARKER_BODY_BYTES: usize = 32 * 1024;
+
+/// The body of `POST /notifications/{userID}/read`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkRead {
+    #[serde(default)]
+    ids: Option<Vec<Uuid>>,
+    #[serde(default)]
+    all: Option<bool>,
+}
+
+/// `POST /notifications/{userID}/read`: writes a read marker into the user's partition and
+/// answers once the broker acknowledged it. Who may read an inbox may mark it.
+async fn mark_read(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    match handle_mark_read(&state, &raw, &headers, body).await {
+        Ok(d) => {
+            axum::Json(serde_json::json!({"message": "Marked read", "partition": d.partition, "offset": d.offset}))
+                .into_response()
+        }
+        Err(error) => {
+            if let AppError::Unavailable(cause) = &error {
+                tracing::warn!(error = %cause, "writing a read marker failed");
+            }
+            error.into_response()
+        }
+    }
+}
+
+async fn handle_mark_read(
+    state: &AppState,
+    raw: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<crate::kafka::Delivered, AppError> {
+    let identity = state.auth.authenticate(headers)?;
+    let user = raw
+        .parse::<u64>()
+        .ok()
+        .filter(|id| *id > 0 && raw.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| AppError::BadMarker("userID must be a positive integer".into()))?;
+    if !identity.may_read(user) {
+        return Err(AppError::MayNotMark(user));
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(BodyFormat::from_content_type)
+        .is_some_and(|f| f == BodyFormat::Json);
+    if !json {
+        return Err(AppError::UnsupportedMediaType);
+    }
+    let bytes = Limited::new(body, MAX_MARKER_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() { AppError::PayloadTooLarge } else { AppError::ReadBody(e.to_string()) }
+        })?
+        .to_bytes();
+    let request: MarkRead = serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::BadMarker(format!("body must be {{\"ids\": [...]}} or {{\"all\": true}}: {e}")))?;
+    let (ids, all) = match (request.ids, request.all) {
+        (Some(ids), None | Some(false)) if (1..=MAX_MARKER_IDS).contains(&ids.len()) => (ids, false),
+        (None, Some(true)) => (Vec::new(), true),
+        (Some(_), None | Some(false)) => {
+            return Err(AppError::BadMarker(format!("ids must hold 1 to {MAX_MARKER_IDS} notification ids")));
+        }
+        _ => return Err(AppError::BadMarker("give either ids or \"all\": true".into())),
+    };
+    state.directory.get(user).ok_or(AppError::UserNotFound)?;
+    let marker = ReadMarker { user, ids, all, at: chrono::Utc::now() };
+    Ok(state.sender.send_marker(&marker).await?)
 }
 
 /// Longest `Idempotency-Key` accepted.

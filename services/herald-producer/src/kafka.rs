@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use herald_kit::kafka::{KafkaArgs, Required, ReservedProperty, client_config};
-use herald_kit::model::Notification;
+use herald_kit::model::{KIND_HEADER, KIND_READ, Notification, ReadMarker};
 use prometheus::IntCounter;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _, PurgeConfig};
 use rdkafka::{ClientConfig, ClientContext};
 use tokio_util::sync::CancellationToken;
@@ -250,9 +251,26 @@ impl Sender {
 
     /// Sends a notification and waits for the broker's acknowledgement, at most `send_timeout`.
     pub async fn send(&self, notification: &Notification) -> Result<Delivered, SendError> {
-        let key = notification.key();
-        let payload = notification.encode();
-        let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+        self.send_record(&notification.key(), &notification.encode(), None).await
+    }
+
+    /// Sends a read marker (keyed by its user, so it lands in the user's partition, after their
+    /// notifications) and waits for the acknowledgement, as [`Sender::send`] does.
+    pub async fn send_marker(&self, marker: &ReadMarker) -> Result<Delivered, SendError> {
+        let headers = OwnedHeaders::new().insert(Header { key: KIND_HEADER, value: Some(KIND_READ) });
+        self.send_record(&marker.user.to_string(), &marker.encode(), Some(headers)).await
+    }
+
+    async fn send_record(
+        &self,
+        key: &str,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<Delivered, SendError> {
+        let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
         let client = self.current();
         if let Some(reason) = client.fatal() {
             let error = KafkaError::MessageProduction(RDKafkaErrorCode::Fatal);
