@@ -207,6 +207,11 @@ async fn read_markers_apply_on_every_consumer_and_survive_a_restart_of_all() {
         assert_eq!(a.status, status, "{body}: {}", a.text);
         assert!(a.json["message"].as_str().unwrap().contains(says), "{body}: {}", a.text);
     }
+    let many: Vec<String> = (0..501).map(|i| format!("00000000-0000-4000-8000-{i:012}")).collect();
+    let a = mark(serde_json::json!({ "ids": many })).await;
+    assert!(a.status == 400 && a.json["message"].as_str().unwrap().contains("1 to 500"), "{}", a.text);
+    let a = mark(serde_json::json!({"all": true, "padding": "x".repeat(40_000)})).await;
+    assert!(a.status == 413 && a.json["message"].as_str().unwrap().contains("32768"), "{}", a.text);
     let a = http
         .post_json_with(&format!("{}/notifications/0/read", producer.url), &serde_json::json!({"all": true}), &[])
         .await

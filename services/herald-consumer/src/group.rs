@@ -202,9 +202,11 @@ impl GroupContext {
         }
     }
 
-    /// With `--history`: the first offset of each partition in `tpl` whose record was written
-    /// within the window (Kafka's offsets-for-times); a partition missing from the answer has no
-    /// such record, or could not be asked, and restores as without a window.
+    /// With `--history`: the first offset of each partition whose record was written within the
+    /// window — Kafka's offsets-for-times answer, checked by reading, or searched for when the
+    /// broker answers wrongly (see [`history`]). A partition missing from the answer could not be
+    /// asked or read in time and restores as without a window. Runs in the rebalance callback:
+    /// bounded by `COMMITTED_TIMEOUT` and `WINDOW_TIMEOUT`, under `max.poll.interval.ms`.
     fn window_starts(&self, consumer: &BaseConsumer<Self>, partitions: &[i32]) -> HashMap<i32, i64> {
         let Some((history, seeker)) = &self.history else { return HashMap::new() };
         let deadline = std::time::Instant::now() + WINDOW_TIMEOUT;

@@ -44,8 +44,8 @@ pub enum AppError {
     Forbidden(u64),
     #[error("Content-Type must be application/x-www-form-urlencoded or application/json")]
     UnsupportedMediaType,
-    #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
-    PayloadTooLarge,
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
     #[error("could not read the request body: {0}")]
     ReadBody(String),
     #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")]
@@ -81,7 +81,7 @@ impl IntoResponse for AppError {
             AppError::UnsupportedMediaType => {
                 JsonError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response()
             }
-            AppError::PayloadTooLarge => JsonError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response(),
+            AppError::PayloadTooLarge(_) => JsonError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response(),
             AppError::MayNotMark(_) => JsonError::new(StatusCode::FORBIDDEN, message).into_response(),
             AppError::ReadBody(_) | AppError::BadRequest(_) | AppError::BadIdempotencyKey | AppError::BadMarker(_) => {
                 JsonError::new(StatusCode::BAD_REQUEST, message).into_response()
@@ -185,13 +185,7 @@ async fn handle_mark_read(
     if !json {
         return Err(AppError::UnsupportedMediaType);
     }
-    let bytes = Limited::new(body, MAX_MARKER_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<LengthLimitError>() { AppError::PayloadTooLarge } else { AppError::ReadBody(e.to_string()) }
-        })?
-        .to_bytes();
+    let bytes = read_body(headers, body, MAX_MARKER_BODY_BYTES).await?;
     let request: MarkRead = serde_json::from_slice(&bytes)
         .map_err(|e| AppError::BadMarker(format!("body must be {{\"ids\": [...]}} or {{\"all\": true}}: {e}")))?;
     let (ids, all) = match (request.ids, request.all) {
@@ -205,6 +199,27 @@ async fn handle_mark_read(
     state.directory.get(user).ok_or(AppError::UserNotFound)?;
     let marker = ReadMarker { user, ids, all, at: chrono::Utc::now() };
     Ok(state.sender.send_marker(&marker).await?)
+}
+
+/// A request body of at most `limit` bytes: a larger declared `Content-Length` is refused before
+/// anything is read, a body that grows past it while being read too.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, AppError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(AppError::PayloadTooLarge(limit));
+    }
+    Ok(Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                AppError::PayloadTooLarge(limit)
+            } else {
+                AppError::ReadBody(e.to_string())
+            }
+        })?
+        .to_bytes())
 }
 
 /// Longest `Idempotency-Key` accepted.
@@ -237,18 +252,7 @@ async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
         .and_then(|v| v.to_str().ok())
         .and_then(BodyFormat::from_content_type)
         .ok_or(AppError::UnsupportedMediaType)?;
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(AppError::PayloadTooLarge);
-    }
-    let bytes = Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<LengthLimitError>() { AppError::PayloadTooLarge } else { AppError::ReadBody(e.to_string()) }
-        })?
-        .to_bytes();
+    let bytes = read_body(headers, body, MAX_BODY_BYTES).await?;
     let req = request::parse(format, &bytes)?;
     let from_id = identity.sender(req.from_id).map_err(|refused| match refused {
         SendAs::Missing => AppError::NoSender,
