@@ -30,6 +30,8 @@ PANELS = [
      "POST /send answers: sent (acknowledged by Kafka), rejected (4xx), failed (503)."),
     ("Records handled by outcome", [(f'sum by (outcome) (rate(herald_consumer_records_total{{{SEL}}}[$__rate_interval]))', "{{outcome}}")], "ops",
      "Consumed records: stored, duplicate (redelivered), invalid (skipped), marker (read markers applied)."),
+    ("Open event streams", [(f'sum(herald_consumer_streams{{{SEL}}})', "streams")], "short",
+     "GET /notifications/{userID}/stream connections open on the consumers (a stream passed through another consumer counts on both)."),
     ("Read markers applied", [(f'sum(rate(herald_consumer_records_total{{{SEL}, outcome="marker"}}[$__rate_interval]))', "markers")], "ops",
      "POST /notifications/{userID}/read records applied by the consumers (each consumer holding the user's partition counts it once)."),
     ("Processed offset per partition", [(f'max by (partition) (herald_consumer_processed_offset{{{SEL}}})', "partition {{partition}}")], "short", ""),

@@ -71,7 +71,12 @@ impl Forwarder {
         }
     }
 
-    fn count(&self, outcome: ForwardOutcome) {
+    /// How long a forwarded request may take (for a stream: until its answer's head).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub(crate) fn count(&self, outcome: ForwardOutcome) {
         let i = match outcome {
             ForwardOutcome::Ok => 0,
             ForwardOutcome::Rejected => 1,
@@ -102,6 +107,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Sent with forwarded reads; required of forwarded reads and `/internal/claims` when set.
     pub peer_token: Option<PeerToken>,
+    /// The open streams, bounded by `--max-streams`.
+    pub streams: Arc<crate::stream::Streams>,
 }
 
 /// The whole consumer API (its metrics are served on their own listener).
@@ -111,6 +118,7 @@ pub fn router(state: AppState, http: HttpMetrics, edge: &EdgeArgs) -> Router {
     let live: ReadyCheck = Arc::new(|| Ok(()));
     let api = Router::new()
         .route("/notifications/{user_id}", get(notifications))
+        .route("/notifications/{user_id}/stream", get(crate::stream::stream))
         .route(CLAIMS_PATH, get(claims))
         .with_state(state);
     with_operational_routes(api, http, edge, live, ready)
@@ -128,32 +136,41 @@ fn peer_checked(state: &AppState, headers: &HeaderMap) -> Result<(), AuthError> 
     }
 }
 
+/// Who may read `raw`'s inbox: the user id and whether the request was forwarded by a peer, or
+/// the answer that refuses it (401, 403, 400).
+pub(crate) fn authorize(state: &AppState, raw: &str, headers: &HeaderMap) -> Result<(u64, bool), Box<Response>> {
+    let forwarded = headers.contains_key(FORWARDED_HEADER);
+    // A read marked as forwarded must come from a peer: checked before anything else, so that a
+    // spoofed one costs nothing (no peer refresh).
+    if forwarded && let Err(e) = peer_checked(state, headers) {
+        return Err(Box::new(e.into_response()));
+    }
+    let identity = state.auth.authenticate(headers).map_err(|e| Box::new(e.into_response()))?;
+    let user = match raw.parse::<u64>() {
+        Ok(id) if id > 0 && raw.bytes().all(|b| b.is_ascii_digit()) => id,
+        _ => {
+            return Err(Box::new(
+                JsonError::new(StatusCode::BAD_REQUEST, "userID must be a positive integer").into_response(),
+            ));
+        }
+    };
+    if !identity.may_read(user) {
+        let message = format!("this token may not read user {user}'s notifications");
+        return Err(Box::new(JsonError::new(StatusCode::FORBIDDEN, message).into_response()));
+    }
+    Ok((user, forwarded))
+}
+
 async fn notifications(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let forwarded = headers.contains_key(FORWARDED_HEADER);
-    // A read marked as forwarded must come from a peer: checked before anything else, so that a
-    // spoofed one costs nothing (no peer refresh).
-    if forwarded && let Err(e) = peer_checked(&state, &headers) {
-        return e.into_response();
-    }
-    let identity = match state.auth.authenticate(&headers) {
-        Ok(identity) => identity,
-        Err(e) => return e.into_response(),
+    let (user, forwarded) = match authorize(&state, &raw, &headers) {
+        Ok(ok) => ok,
+        Err(response) => return *response,
     };
-    let user = match raw.parse::<u64>() {
-        Ok(id) if id > 0 && raw.bytes().all(|b| b.is_ascii_digit()) => id,
-        _ => {
-            return JsonError::new(StatusCode::BAD_REQUEST, "userID must be a positive integer").into_response();
-        }
-    };
-    if !identity.may_read(user) {
-        return JsonError::new(StatusCode::FORBIDDEN, format!("this token may not read user {user}'s notifications"))
-            .into_response();
-    }
     let query = match page::parse_query(query.as_deref()) {
         Ok(q) => q,
         Err(message) => return JsonError::new(StatusCode::BAD_REQUEST, message).into_response(),
@@ -198,7 +215,7 @@ async fn claims(State(state): State<AppState>, headers: HeaderMap) -> Response {
     axum::Json(PeerClaims { url: state.self_url.clone(), partitions: state.status.assigned() }).into_response()
 }
 
-fn unavailable(message: impl Into<String>) -> Response {
+pub(crate) fn unavailable(message: impl Into<String>) -> Response {
     JsonError::unavailable(message, RETRY_AFTER).into_response()
 }
 
@@ -263,6 +280,19 @@ async fn wait_until(claims: &Claims, deadline: Instant, mut done: impl FnMut() -
 
 /// A read of a partition this member holds: complete up to the log end seen now.
 async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64, query: &page::Query) -> Result<Vec<u8>, String> {
+    wait_complete(state, claim).await?;
+    let since_ms = state.history.map(|h| Utc::now().timestamp_millis() - h.as_millis() as i64);
+    let found = render(&state.store, user, since_ms, query);
+    // Revoked meanwhile: its users may have been dropped from the store.
+    if !state.claims.is_current(claim) {
+        return Err(format!("partition {} moved to another consumer (rebalancing)", claim.partition));
+    }
+    Ok(found)
+}
+
+/// The read barrier: waits (at most `--read-timeout`) until the claim is restored and the loop
+/// has handled everything up to the log end seen now; the error is a 503's message.
+pub(crate) async fn wait_complete(state: &AppState, claim: &Arc<Claim>) -> Result<(), String> {
     let deadline = Instant::now() + state.read_timeout;
     let partition = claim.partition;
     if !wait_until(&state.claims, deadline, || claim.restored() || !state.claims.is_current(claim)).await
@@ -283,13 +313,7 @@ async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64, query: &pag
     if !wait_until(&state.claims, deadline, caught_up).await {
         return Err(format!("partition {partition} is behind the log end; consuming"));
     }
-    let since_ms = state.history.map(|h| Utc::now().timestamp_millis() - h.as_millis() as i64);
-    let found = render(&state.store, user, since_ms, query);
-    // Revoked meanwhile: its users may have been dropped from the store.
-    if !state.claims.is_current(claim) {
-        return Err(format!("partition {partition} moved to another consumer (rebalancing)"));
-    }
-    Ok(found)
+    Ok(())
 }
 
 async fn forward(
@@ -383,6 +407,7 @@ mod tests {
             forwarder: Forwarder::new(Duration::from_millis(500), 1024 * 1024, &metrics),
             auth: Arc::new(Authenticator::open()),
             peer_token: None,
+            streams: crate::stream::Streams::new(10, prometheus::IntGauge::new("streams", "streams").unwrap()),
         };
         let http = HttpMetrics::register(&registry).unwrap();
         (router(state.clone(), http, &EdgeArgs::default()), state)

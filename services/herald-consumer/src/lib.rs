@@ -12,6 +12,7 @@ pub mod membership;
 pub mod metrics;
 pub mod page;
 pub mod store;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,6 +99,11 @@ pub struct Args {
     /// of the retained log, and reads leave older notifications out. Default: everything retained.
     #[arg(long, env = "HERALD_HISTORY", value_parser = parse_history)]
     pub history: Option<Duration>,
+
+    /// Most streams (`GET /notifications/{userID}/stream`, served or proxied) open at once; 503
+    /// beyond.
+    #[arg(long, env = "HERALD_MAX_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
 
     /// How long a read forwarded to the partition's owner may take before a 503.
     #[arg(long, env = "HERALD_FORWARD_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -236,6 +242,7 @@ impl ConsumerService {
             forwarder: Forwarder::new(args.forward_timeout, forwarded_body_limit(args.max_per_user), &metrics),
             auth: Arc::new(auth),
             peer_token,
+            streams: stream::Streams::new(args.max_streams as usize, metrics.streams.clone()),
         };
         let config = GroupConfig { kafka: args.kafka.clone(), group_id: args.group_id.clone(), history: args.history };
         let consumer = group::subscribe(&config, shared)?;

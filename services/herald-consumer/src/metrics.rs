@@ -42,6 +42,7 @@ pub struct ConsumerMetrics {
     pub assigned_partitions: IntGaugeVec,
     pub rebalances: IntCounter,
     pub assignments_lost: IntCounter,
+    pub streams: IntGauge,
     pub end_to_end_latency: Histogram,
     pub restore_records: IntCounterVec,
     pub restore_duration: Histogram,
@@ -128,6 +129,10 @@ impl ConsumerMetrics {
                 "herald_consumer_assignments_lost_total",
                 "Times this member lost its partitions without a revocation (it missed the session or poll deadline); what it stored since the last commit is redelivered to the new owner.",
             )?,
+            streams: IntGauge::new(
+                "herald_consumer_streams",
+                "Streams (GET /notifications/{userID}/stream) open on this consumer, served or proxied.",
+            )?,
             end_to_end_latency: Histogram::with_opts(
                 HistogramOpts::new(
                     "herald_consumer_end_to_end_latency_seconds",
@@ -188,6 +193,7 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.assigned_partitions.clone()))?;
         registry.register(Box::new(m.rebalances.clone()))?;
         registry.register(Box::new(m.assignments_lost.clone()))?;
+        registry.register(Box::new(m.streams.clone()))?;
         registry.register(Box::new(m.end_to_end_latency.clone()))?;
         Ok(m)
     }

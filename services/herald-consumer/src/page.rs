@@ -40,6 +40,16 @@ impl Cursor {
         (parts.next().is_none() && cursor.partition >= 0 && cursor.offset >= 0).then_some(cursor)
     }
 
+    /// Whether `entry` comes after the cursor's notification (the opposite of
+    /// [`Cursor::is_after`], the cursor's own notification being neither).
+    pub fn is_before(&self, entry: &Stored) -> bool {
+        if entry.partition == self.partition {
+            entry.offset > self.offset
+        } else {
+            (entry.sent_at_ms, entry.partition) > (self.sent_at_ms, self.partition)
+        }
+    }
+
     /// Whether `entry` comes before the cursor's notification: earlier in the same partition, or
     /// sent earlier when it is in another one.
     pub fn is_after(&self, entry: &Stored) -> bool {

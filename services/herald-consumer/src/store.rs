@@ -3,8 +3,8 @@
 //! `budget_bytes` in all (beyond it the oldest notifications of the largest users go first).
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use herald_kit::model::{ReadMarker, Record};
 use uuid::Uuid;
@@ -58,6 +58,19 @@ impl Stored {
     }
 }
 
+/// What a stream of a user's inbox is told.
+#[derive(Debug)]
+pub enum Change {
+    /// A notification was stored.
+    Notification(Stored),
+    /// A read marker marked these notifications read.
+    Read(Vec<Uuid>),
+}
+
+/// How many changes a stream may fall behind before it is ended (its client reconnects and
+/// replays from its last event id).
+const STREAM_BACKLOG: usize = 1024;
+
 /// What inserting a record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
@@ -100,6 +113,10 @@ pub struct Store {
     bytes: AtomicUsize,
     evicted_for_budget: AtomicU64,
     shards: Vec<Shard>,
+    /// The users someone streams, and their channels.
+    watched: Mutex<HashMap<u64, tokio::sync::broadcast::Sender<Arc<Change>>>>,
+    /// Whether `watched` is empty, read without its lock on every insert.
+    watching: AtomicUsize,
 }
 
 fn write(shard: &Shard) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, UserLog>> {
@@ -120,6 +137,8 @@ impl Store {
             bytes: AtomicUsize::new(0),
             evicted_for_budget: AtomicU64::new(0),
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            watched: Mutex::new(HashMap::new()),
+            watching: AtomicUsize::new(0),
         }
     }
 
@@ -153,6 +172,7 @@ impl Store {
         // Built under the lock only once it is known to be new: a redelivery costs no copy.
         let stored = Stored::new(record, partition, offset);
         let mut added = stored.approx_bytes() as isize;
+        let published = (self.watching.load(Ordering::Acquire) > 0).then(|| stored.clone());
         log.entries.push_back(stored);
         log.fingerprints.push_back(fingerprint);
         while log.entries.len() > self.max_per_user {
@@ -160,11 +180,36 @@ impl Store {
         }
         log.newest = Some((partition, offset));
         drop(shard);
+        if let Some(stored) = published {
+            self.publish(user, || Change::Notification(stored));
+        }
         self.add_bytes(added);
         if self.bytes() > self.budget_bytes {
             self.evict_to_budget();
         }
         Insert::Stored
+    }
+
+    /// The changes of `user`'s inbox from now on.
+    pub fn subscribe(&self, user: u64) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+        let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+        let receiver =
+            watched.entry(user).or_insert_with(|| tokio::sync::broadcast::channel(STREAM_BACKLOG).0).subscribe();
+        self.watching.store(watched.len(), Ordering::Release);
+        receiver
+    }
+
+    /// Tells `user`'s streams, if any, about a change; forgets the user once nobody listens.
+    fn publish(&self, user: u64, change: impl FnOnce() -> Change) {
+        if self.watching.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(sender) = watched.get(&user) else { return };
+        if sender.send(Arc::new(change())).is_err() {
+            watched.remove(&user);
+            self.watching.store(watched.len(), Ordering::Release);
+        }
     }
 
     fn add_bytes(&self, delta: isize) {
@@ -215,7 +260,7 @@ impl Store {
         let mut shard = write(self.shard(marker.user));
         let Some(log) = shard.get_mut(&marker.user) else { return 0 };
         let at_ms = marker.at.timestamp_millis();
-        let mut marked = 0;
+        let mut marked = Vec::new();
         for e in log.entries.iter_mut().filter(|e| !e.read) {
             let covered = if marker.all {
                 if e.partition == partition { e.offset < offset } else { e.sent_at_ms <= at_ms }
@@ -224,10 +269,15 @@ impl Store {
             };
             if covered {
                 e.read = true;
-                marked += 1;
+                marked.push(e.id);
             }
         }
-        marked
+        drop(shard);
+        let count = marked.len();
+        if count > 0 {
+            self.publish(marker.user, || Change::Read(marked));
+        }
+        count
     }
 
     /// Forgets the users whose notifications come from `partition` (it moved to another member);

@@ -180,6 +180,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             dead_letter_topic: None,
             read_timeout: Duration::from_secs(2),
             history: None,
+            max_streams: 10_000,
             forward_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             log: args.log.clone(),
@@ -337,6 +338,10 @@ fn print_table(
     println!("Read them a page at a time (the 20 newest, then older ones with the \"next\" cursor of the answer):");
     println!("  curl '{reader}/notifications/{user}?limit=20'");
     println!("  curl '{reader}/notifications/{user}?limit=20&before=<next>'");
+    println!(
+        "Follow them live (Server-Sent Events; after a reconnect, -H 'Last-Event-ID: <id>' replays what was missed):"
+    );
+    println!("  curl -N {reader}/notifications/{user}/stream");
     println!("Mark some read, or all of them (each item has \"read\", the answer \"unread\"):");
     println!(
         "  curl -X POST {producer_url}/notifications/{user}/read -H 'Content-Type: application/json' -d '{{\"ids\":[\"<id>\"]}}'"
