@@ -64,7 +64,25 @@ pub async fn assert_complete_everywhere(
                 loop {
                     match read(http, &url, user).await {
                         Some(got) => {
-                            assert_eq!(&got, ids, "user {user} from {url}: incomplete or out of order");
+                            if &got != ids {
+                                // What every consumer logged about the notifications that differ.
+                                let differ: Vec<&String> =
+                                    ids.iter().filter(|id| !got.contains(id)).chain(got.iter().filter(|id| !ids.contains(id))).collect();
+                                let logged: Vec<String> = consumers
+                                    .iter()
+                                    .flat_map(|c| {
+                                        c.log()
+                                            .lines()
+                                            .filter(|l| differ.iter().any(|id| l.contains(id.as_str())) || l.contains("partitions"))
+                                            .map(|l| format!("{}: {l}", c.url))
+                                            .collect::<Vec<_>>()
+                                    })
+                                    .collect();
+                                panic!(
+                                    "user {user} from {url}: incomplete or out of order\n got: {got:?}\nwant: {ids:?}\n{}",
+                                    logged.join("\n")
+                                );
+                            }
                             return;
                         }
                         None => {

@@ -85,7 +85,11 @@ async fn after_kill_9_the_survivors_answer_every_user_completely() {
 async fn new_consumers_restore_everything_after_all_were_stopped() {
     const USERS: u64 = 1000;
     const SENDS: usize = 3000;
-    let s = Setup::new(Storage::Memory, 6, USERS).await;
+    // The sqlite engine: with the memory engine, nisshi 0.7.0-pre.2 sometimes forgets the group's
+    // committed offsets when every member dies at once and new ones join at once (seen as
+    // `committed: Some(0)` for every partition in the new members' logs; then nothing is a
+    // restore, and its inexact ListOffsets lets a read pass before the records are consumed).
+    let s = Setup::new(Storage::Sqlite, 6, USERS).await;
     let http = Http::new();
     let producer = s.producer(&[]);
     wait_ready(&http, &producer, READY).await;

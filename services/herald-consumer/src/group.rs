@@ -479,11 +479,13 @@ pub fn consume(
         }
     };
     let restored_records = ctx.metrics.restore_records.with_label_values(&[&topic]);
-    // Per partition, looked up once per assignment: its claim (if still assigned) and its
-    // processed-offset gauge. Records come in runs of one partition, so the last one is kept at
-    // hand.
-    let mut partitions: HashMap<i32, (Option<Arc<Claim>>, IntGauge)> = HashMap::new();
-    let mut last: Option<(i32, Option<Arc<Claim>>, IntGauge)> = None;
+    // Per assigned partition, looked up once per assignment: its claim and its processed-offset
+    // gauge. Records come in runs of one partition, so the last one is kept at hand.
+    let mut partitions: HashMap<i32, (Arc<Claim>, IntGauge)> = HashMap::new();
+    let mut last: Option<(i32, Arc<Claim>, IntGauge)> = None;
+    // Per partition being restored: how far the loop had got when the broker last reported the
+    // end of the partition.
+    let mut ends_reported: HashMap<i32, i64> = HashMap::new();
     let mut evicted_seen = 0;
     let mut epoch = ctx.status.epoch.load(Ordering::Acquire);
     // The wall clock for the end-to-end latency, read again every few records (reading it for
@@ -500,15 +502,33 @@ pub fn consume(
         if now_epoch != epoch {
             partitions.clear();
             last = None;
+            ends_reported.clear();
             epoch = now_epoch;
         }
         let message = match polled {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 if let Some(claim) = ctx.claims.get(partition)
-                    && ctx.claims.at_end(&claim)
+                    && !claim.restored()
                 {
-                    restore_completed(&ctx, &claim, "reached the log end");
+                    // The end reported before the committed offset is reached: a broker whose
+                    // fetch answers lag behind its log (nisshi's memory engine does) — the
+                    // restore goes on to the committed offset. Reported again with no progress
+                    // in between, the log really ends short of it (a recreated topic): done.
+                    let handled = claim.handled();
+                    let short = claim.restore_until.is_some_and(|until| handled < until);
+                    let again = ends_reported.insert(partition, handled) == Some(handled);
+                    if (!short || again) && ctx.claims.at_end(&claim) {
+                        if short {
+                            tracing::warn!(
+                                partition,
+                                handled,
+                                restore_until = claim.restore_until,
+                                "the log ends before the committed offset; restore complete"
+                            );
+                        }
+                        restore_completed(&ctx, &claim, "reached the log end");
+                    }
                 }
                 continue;
             }
@@ -522,16 +542,27 @@ pub fn consume(
         let (claim, processed_gauge) = match &last {
             Some((p, claim, gauge)) if *p == partition => (claim.clone(), gauge.clone()),
             _ => {
-                let (claim, gauge) = partitions
-                    .entry(partition)
-                    .or_insert_with(|| (ctx.claims.get(partition), ctx.metrics.processed_gauge(&topic, partition)))
-                    .clone();
+                let cached = match partitions.get(&partition) {
+                    Some(known) => Some(known.clone()),
+                    None => ctx.claims.get(partition).map(|claim| {
+                        let known = (claim, ctx.metrics.processed_gauge(&topic, partition));
+                        partitions.insert(partition, known.clone());
+                        known
+                    }),
+                };
+                let Some((claim, gauge)) = cached else {
+                    // Fetched before its partition was revoked: the new owner handles it. Stored
+                    // here, it would pass for a redelivery's original if the partition came back,
+                    // and the restore would skip the records before it as duplicates.
+                    tracing::debug!(partition, offset, "record of a partition no longer assigned skipped");
+                    continue;
+                };
                 last = Some((partition, claim.clone(), gauge.clone()));
                 (claim, gauge)
             }
         };
         // Handled by the group before this assignment: rebuilding the store, not new.
-        let restoring = claim.as_ref().and_then(|c| c.restore_until).is_some_and(|until| offset < until);
+        let restoring = claim.restore_until.is_some_and(|until| offset < until);
         let is_marker = message
             .headers()
             .is_some_and(|h| h.iter().any(|h| h.key == KIND_HEADER && h.value == Some(KIND_READ.as_bytes())));
@@ -585,10 +616,8 @@ pub fn consume(
             ctx.status.processed.fetch_add(1, Ordering::Relaxed);
         }
         // Last: a reader waiting on this offset finds the record in the store.
-        if let Some(claim) = &claim
-            && ctx.claims.handled(claim, offset)
-        {
-            restore_completed(&ctx, claim, "reached the committed offset");
+        if ctx.claims.handled(&claim, offset) {
+            restore_completed(&ctx, &claim, "reached the committed offset");
         }
     }
 
