@@ -338,16 +338,7 @@ async fn forward(
             uri.push_str(&format!("&before={}", before.encode()));
         }
     }
-    let mut request = axum::http::Request::get(&uri)
-        .header(FORWARDED_HEADER, HeaderValue::from_str(&state.self_url).unwrap_or(HeaderValue::from_static("?")));
-    // The owner trusts the peer token (this member already checked who may read); without one,
-    // the caller's own credentials go along and the owner checks them again.
-    match (&state.peer_token, headers.get(header::AUTHORIZATION)) {
-        (Some(token), _) => request = request.header(header::AUTHORIZATION, token.header()),
-        (None, Some(theirs)) => request = request.header(header::AUTHORIZATION, theirs.clone()),
-        (None, None) => {}
-    }
-    let request = match request.body(Empty::<Bytes>::new()) {
+    let request = match owner_request(state, &uri, headers).body(Empty::<Bytes>::new()) {
         Ok(r) => r,
         Err(e) => return failed(format!("bad owner URL {uri}: {e}")),
     };
@@ -371,11 +362,29 @@ async fn forward(
             state.membership.refresh_soon();
         }
     }
-    let mut response = Response::new(Body::from(bytes));
+    relayed(&parts, Body::from(bytes), &[header::CONTENT_TYPE, header::RETRY_AFTER])
+}
+
+/// A request to a partition's owner on behalf of a caller: marked as forwarded by this member,
+/// with the peer token (the owner trusts it; this member already checked who may read) or,
+/// without one, the caller's own credentials, which the owner checks again.
+pub(crate) fn owner_request(state: &AppState, uri: &str, headers: &HeaderMap) -> axum::http::request::Builder {
+    let request = axum::http::Request::get(uri)
+        .header(FORWARDED_HEADER, HeaderValue::from_str(&state.self_url).unwrap_or(HeaderValue::from_static("?")));
+    match (&state.peer_token, headers.get(header::AUTHORIZATION)) {
+        (Some(token), _) => request.header(header::AUTHORIZATION, token.header()),
+        (None, Some(theirs)) => request.header(header::AUTHORIZATION, theirs.clone()),
+        (None, None) => request,
+    }
+}
+
+/// The owner's answer as this member's: its status, `body`, and the headers named.
+pub(crate) fn relayed(parts: &axum::http::response::Parts, body: Body, names: &[header::HeaderName]) -> Response {
+    let mut response = Response::new(body);
     *response.status_mut() = parts.status;
-    for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
-        if let Some(v) = parts.headers.get(&name) {
-            response.headers_mut().insert(name, v.clone());
+    for name in names {
+        if let Some(v) = parts.headers.get(name) {
+            response.headers_mut().insert(name.clone(), v.clone());
         }
     }
     response

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -31,7 +31,7 @@ use http_body_util::Empty;
 use prometheus::IntGauge;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::app::{AppState, FORWARDED_HEADER, authorize, unavailable, wait_complete};
+use crate::app::{AppState, authorize, owner_request, relayed, unavailable, wait_complete};
 use crate::claims::Claim;
 use crate::metrics::ForwardOutcome;
 use crate::page::Cursor;
@@ -251,15 +251,9 @@ async fn proxy(
         unavailable(format!("the owner of partition {partition} could not be reached: {why}"))
     };
     let uri = format!("{}/notifications/{user}/stream", owner.trim_end_matches('/'));
-    let mut request = axum::http::Request::get(&uri)
-        .header(FORWARDED_HEADER, HeaderValue::from_str(&state.self_url).unwrap_or(HeaderValue::from_static("?")));
+    let mut request = owner_request(state, &uri, headers);
     if let Some(cursor) = after {
         request = request.header("last-event-id", cursor.encode());
-    }
-    match (&state.peer_token, headers.get(header::AUTHORIZATION)) {
-        (Some(token), _) => request = request.header(header::AUTHORIZATION, token.header()),
-        (None, Some(theirs)) => request = request.header(header::AUTHORIZATION, theirs.clone()),
-        (None, None) => {}
     }
     let request = match request.body(Empty::<Bytes>::new()) {
         Ok(r) => r,
@@ -281,14 +275,7 @@ async fn proxy(
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        let mut answer = Response::new(Body::from(bytes));
-        *answer.status_mut() = parts.status;
-        for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
-            if let Some(v) = parts.headers.get(&name) {
-                answer.headers_mut().insert(name, v.clone());
-            }
-        }
-        return answer;
+        return relayed(&parts, Body::from(bytes), &[header::CONTENT_TYPE, header::RETRY_AFTER]);
     }
     forwarder.count(ForwardOutcome::Ok);
     // The slot lives as long as the proxied body.
@@ -296,18 +283,13 @@ async fn proxy(
         let _ = &slot;
         frame
     });
-    let mut answer = Response::new(Body::new(body));
-    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
-        if let Some(v) = parts.headers.get(&name) {
-            answer.headers_mut().insert(name, v.clone());
-        }
-    }
-    answer
+    relayed(&parts, Body::new(body), &[header::CONTENT_TYPE, header::CACHE_CONTROL])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn streams_are_bounded_and_counted() {
