@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use herald_kit::auth::{AuthArgs, AuthSetupError, Authenticator, PeerToken};
 use herald_kit::config::parse_duration;
-use herald_kit::http::{BindError, EdgeArgs, HttpMetrics, Listeners, bind, metrics_router};
+use herald_kit::http::{BindError, EdgeArgs, HttpMetrics, Listeners, bind};
 use herald_kit::kafka::KafkaArgs;
 use herald_kit::telemetry::LogArgs;
 use prometheus::Registry;
@@ -307,19 +307,8 @@ impl ConsumerService {
             tracing::info!(%addr, "consumer listening");
         }
         let header_timeout = self.edge.header_read_timeout;
-        let metrics_server = listeners.metrics.map(|listener| {
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "metrics listening");
-            }
-            let app = metrics_router(self.registry);
-            tokio::spawn(herald_kit::http::serve(
-                listener,
-                app,
-                shutdown.clone(),
-                Duration::from_secs(1),
-                header_timeout,
-            ))
-        });
+        let metrics_server =
+            herald_kit::http::spawn_metrics_server(listeners.metrics, self.registry, &shutdown, header_timeout);
         let served =
             herald_kit::http::serve(listeners.api, app, shutdown.clone(), self.shutdown_timeout, header_timeout).await;
         shutdown.cancel();

@@ -225,12 +225,8 @@ where
     F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(produce(tx));
-    tokio_stream_of(rx)
-}
-
-fn tokio_stream_of(mut rx: tokio::sync::mpsc::Receiver<Event>) -> impl futures::Stream<Item = Event> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 

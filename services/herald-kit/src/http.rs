@@ -258,6 +258,22 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener,
 /// Serves `app` on `listener` (HTTP/1.1) until `shutdown` is cancelled, then drains in-flight
 /// requests for at most `drain`. A client that does not send its request headers within
 /// `header_read_timeout` is disconnected.
+/// Serves `/metrics` of `registry` on `listener` (when there is one) in a task of its own until
+/// `shutdown`, draining for a second.
+pub fn spawn_metrics_server(
+    listener: Option<tokio::net::TcpListener>,
+    registry: Registry,
+    shutdown: &CancellationToken,
+    header_read_timeout: Duration,
+) -> Option<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = listener?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "metrics listening");
+    }
+    let app = metrics_router(registry);
+    Some(tokio::spawn(serve(listener, app, shutdown.clone(), Duration::from_secs(1), header_read_timeout)))
+}
+
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,

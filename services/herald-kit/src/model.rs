@@ -62,15 +62,11 @@ pub enum DecodeError {
 
 /// Decodes a record into a notification and checks the record contract: a JSON value with every
 /// field, a non-empty message, and a key equal to the recipient's id.
+/// (The owned form of [`decode_record`], which makes the checks.)
 pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Notification, DecodeError> {
-    let value = value.ok_or(DecodeError::MissingValue)?;
-    let notification: Notification =
-        serde_json::from_slice(value).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
-    check_key(key, notification.to.id)?;
-    if notification.message.is_empty() {
-        return Err(DecodeError::EmptyMessage);
-    }
-    Ok(notification)
+    let Record { id, sent_at, fields, .. } = decode_record(key, value)?;
+    let user = |u: BorrowedUser<'_>| User { id: u.id, name: u.name.into_owned() };
+    Ok(Notification { id, from: user(fields.from), to: user(fields.to), message: fields.message.into_owned(), sent_at })
 }
 
 #[derive(Debug, Deserialize, Serialize)]
