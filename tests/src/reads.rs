@@ -99,8 +99,11 @@ pub async fn assert_complete_everywhere(
 }
 
 pub async fn start_consumers(http: &Http, s: &Setup, n: usize) -> Vec<Service> {
-    // Keep every notification a test sends (the default keeps a user's newest 100).
-    let consumers: Vec<_> = (0..n).map(|_| s.consumer(&[("HERALD_MAX_PER_USER", "1000000".into())])).collect();
+    // Keep every notification a test sends (the default keeps a user's newest 100). Each record
+    // handled is logged, so that a failed completeness read can show what the owner did with
+    // the notifications that differ.
+    let env = [("HERALD_MAX_PER_USER", "1000000".into()), ("RUST_LOG", "info,herald_consumer::group=debug".into())];
+    let consumers: Vec<_> = (0..n).map(|_| s.consumer(&env)).collect();
     for c in &consumers {
         wait_ready(http, c, READY).await;
     }

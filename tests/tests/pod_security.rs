@@ -18,7 +18,7 @@ fn pipeline_pods() -> Vec<(String, serde_json::Value)> {
         images: Images { producer: "herald:1".into(), consumer: "herald:1".into() },
         metrics_namespaces: Default::default(),
     };
-    let observed = Observed { consumers: 3, peer_token_uid: "uid-1".into() };
+    let observed = Observed::new(3, "uid-1");
     let mut pods = Vec::new();
     for (label, pipeline) in example_pipelines().into_iter().chain(security_variants()) {
         let valid = validate(&pipeline, &TenancyPolicy::default()).unwrap_or_else(|e| panic!("{label}: {e}"));

@@ -475,6 +475,7 @@ pub struct NotificationPipelineStatus {
 
 /// The topic as Kafka reports it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TopicStatus {
     /// Kafka topic name.
     pub name: String,
@@ -483,6 +484,12 @@ pub struct TopicStatus {
     /// The operator created this topic for this pipeline (`management: Admin`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub created: bool,
+    /// Every partition count the topic has had, oldest first (e.g. `[3, 6]`). A topic that grew
+    /// maps some users to new partitions while their older notifications stay where they were;
+    /// the consumers read both (`HERALD_PARTITION_HISTORY`). Empty until the topic is first seen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub partition_history: Vec<i32>,
 }
 
 /// The producer Deployment.

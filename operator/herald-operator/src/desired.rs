@@ -66,6 +66,24 @@ pub struct Observed {
     pub consumers: i32,
     /// The uid of the pipeline's peer-token Secret.
     pub peer_token_uid: String,
+    /// Every partition count the topic has had (`status.topic.partitionHistory`); passed to
+    /// the producer and the consumers once the topic has grown.
+    pub partition_history: Vec<i32>,
+}
+
+impl Observed {
+    pub fn new(consumers: i32, peer_token_uid: impl Into<String>) -> Self {
+        Self { consumers, peer_token_uid: peer_token_uid.into(), partition_history: Vec::new() }
+    }
+}
+
+/// `HERALD_PARTITION_HISTORY` once the topic has grown (set only then, so that pods of a topic
+/// that never grew are not restarted by an operator upgrade).
+fn partition_history_env(observed: &Observed) -> Option<EnvVar> {
+    (observed.partition_history.len() > 1).then(|| {
+        let counts: Vec<String> = observed.partition_history.iter().map(i32::to_string).collect();
+        env("HERALD_PARTITION_HISTORY", counts.join(","))
+    })
 }
 
 /// The objects of one pipeline, in the order they are applied.
@@ -86,7 +104,7 @@ pub struct Children {
 pub fn children(pipeline: &ValidPipeline, defaults: &Defaults, observed: &Observed) -> Children {
     let policies = pipeline.spec().network_policy.enabled;
     Children {
-        producer_deployment: producer_deployment(pipeline, &defaults.images),
+        producer_deployment: producer_deployment(pipeline, &defaults.images, observed),
         producer_service: service(pipeline, Component::Producer, PRODUCER_PORT, false),
         consumer_deployment: consumer_deployment(pipeline, &defaults.images, observed),
         consumer_service: service(pipeline, Component::Consumer, CONSUMER_PORT, false),
@@ -266,11 +284,13 @@ fn api_auth(auth: &Auth, security: &mut Security) {
     }
 }
 
-fn producer_deployment(pipeline: &ValidPipeline, images: &Images) -> Deployment {
+fn producer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Observed) -> Deployment {
     let spec = &pipeline.spec().producer;
     let mut security = credentials::security(&pipeline.pipeline, Component::Producer);
     api_auth(&pipeline.auth, &mut security);
     let mut env_vars = common_env(pipeline, PRODUCER_PORT, PRODUCER_METRICS_PORT, &security);
+    // Read markers go to every partition a user mapped to.
+    env_vars.extend(partition_history_env(observed));
     let mut volumes = security.volumes;
     let mut mounts = security.mounts;
     if let Some(config_map) = &spec.users_config_map_ref {
@@ -333,6 +353,7 @@ fn consumer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Obs
     if let Some(history) = &spec.history {
         env_vars.push(env("HERALD_HISTORY", history.clone()));
     }
+    env_vars.extend(partition_history_env(observed));
     // Any consumer answers for any user: it finds the others through the headless Service
     // (which lists pods before they are ready) and tells them its pod IP.
     env_vars.push(EnvVar {

@@ -8,6 +8,8 @@ use herald_api::{
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use herald_kit::partition::MAX_HISTORY;
+
 use crate::scaling::{Decision, recommended_partitions};
 use crate::validate::Auth;
 
@@ -48,6 +50,33 @@ pub struct TopicState {
     pub message: String,
     /// The operator created the topic for this pipeline (`Admin`).
     pub created: bool,
+}
+
+/// Every partition count the topic has had, oldest first: the previous status's history (or,
+/// from a status written before histories were kept, its partition count), with the topic's
+/// count added when it grew. Unchanged while the topic's count is not known; a topic with fewer
+/// partitions than before, or another topic, starts a new history (its records are all new).
+/// Keeps the newest [`MAX_HISTORY`] counts.
+pub fn partition_history(previous: Option<&NotificationPipelineStatus>, topic: &TopicState) -> Vec<i32> {
+    let before: Vec<i32> = match previous.and_then(|s| s.topic.as_ref()).filter(|t| t.name == topic.name) {
+        Some(t) if !t.partition_history.is_empty() => t.partition_history.clone(),
+        Some(t) if t.partitions > 0 => vec![t.partitions],
+        _ => Vec::new(),
+    };
+    if !topic.ready || topic.partitions <= 0 {
+        return before;
+    }
+    match before.last() {
+        Some(last) if *last == topic.partitions => before,
+        Some(last) if *last < topic.partitions => {
+            let mut grown = before;
+            grown.push(topic.partitions);
+            let extra = grown.len().saturating_sub(MAX_HISTORY);
+            grown.drain(..extra);
+            grown
+        }
+        _ => vec![topic.partitions],
+    }
 }
 
 /// A condition of this generation; `lastTransitionTime` is fixed up by [`merge_conditions`].
@@ -264,7 +293,12 @@ pub fn compute(
     NotificationPipelineStatus {
         observed_generation: generation,
         conditions: merge_conditions(&previous_status.conditions, conditions),
-        topic: Some(TopicStatus { name: topic.name.clone(), partitions: topic.partitions, created: topic.created }),
+        topic: Some(TopicStatus {
+            name: topic.name.clone(),
+            partitions: topic.partitions,
+            created: topic.created,
+            partition_history: partition_history(pipeline.status.as_ref(), topic),
+        }),
         producer: Some(ProducerStatus { replicas: producer_replicas, ready_replicas: producer_ready }),
         consumer: Some(ConsumerStatus {
             replicas: consumer_replicas,
@@ -289,5 +323,55 @@ pub fn refused(pipeline: &NotificationPipeline, reason: &str, message: &str, now
         observed_generation: generation,
         conditions: merge_conditions(&previous.conditions, conditions),
         ..previous
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(partitions: i32, ready: bool) -> TopicState {
+        TopicState {
+            name: "t".into(),
+            partitions,
+            ready,
+            reason: String::new(),
+            message: String::new(),
+            created: false,
+        }
+    }
+
+    fn with(name: &str, partitions: i32, history: &[i32]) -> NotificationPipelineStatus {
+        NotificationPipelineStatus {
+            topic: Some(TopicStatus {
+                name: name.into(),
+                partitions,
+                created: false,
+                partition_history: history.to_vec(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_partition_history_keeps_every_count_the_topic_had() {
+        let cases: &[(&str, Option<NotificationPipelineStatus>, TopicState, &[i32])] = &[
+            ("first sight", None, topic(3, true), &[3]),
+            ("not known yet", None, topic(3, false), &[]),
+            ("unchanged", Some(with("t", 3, &[3])), topic(3, true), &[3]),
+            ("grown", Some(with("t", 3, &[3])), topic(6, true), &[3, 6]),
+            ("grown again", Some(with("t", 6, &[3, 6])), topic(12, true), &[3, 6, 12]),
+            ("count unknown meanwhile", Some(with("t", 6, &[3, 6])), topic(4, false), &[3, 6]),
+            ("a status from before histories", Some(with("t", 3, &[])), topic(6, true), &[3, 6]),
+            ("fewer partitions: a new topic", Some(with("t", 6, &[3, 6])), topic(2, true), &[2]),
+            ("another topic", Some(with("u", 3, &[3])), topic(6, true), &[6]),
+        ];
+        for (what, previous, now, want) in cases {
+            assert_eq!(partition_history(previous.as_ref(), now), want.to_vec(), "{what}");
+        }
+        let long: Vec<i32> = (1..=MAX_HISTORY as i32).collect();
+        let grown = partition_history(Some(&with("t", MAX_HISTORY as i32, &long)), &topic(100, true));
+        assert_eq!(grown.len(), MAX_HISTORY);
+        assert_eq!((grown[0], grown[MAX_HISTORY - 1]), (2, 100));
     }
 }

@@ -43,7 +43,7 @@ fn valid(p: &NotificationPipeline) -> ValidPipeline {
 }
 
 fn build(p: &NotificationPipeline, consumers: i32) -> Children {
-    children(&valid(p), &operator_defaults(), &Observed { consumers, peer_token_uid: PEER_UID.into() })
+    children(&valid(p), &operator_defaults(), &Observed::new(consumers, PEER_UID))
 }
 
 /// `name -> (containerPort, protocol)`.
@@ -300,7 +300,7 @@ fn network_policies_open_the_api_to_the_namespace_and_the_named_peers_and_metric
     }));
     let mut defaults = operator_defaults();
     defaults.metrics_namespaces = herald_operator::selector::parse("kubernetes.io/metadata.name=monitoring").unwrap();
-    let c = children(&valid(&p), &defaults, &Observed { consumers: 2, peer_token_uid: PEER_UID.into() });
+    let c = children(&valid(&p), &defaults, &Observed::new(2, PEER_UID));
     let monitoring =
         serde_json::json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]);
     let same_namespace = serde_json::json!({"podSelector": {}});
@@ -586,5 +586,20 @@ fn names_whose_children_kubernetes_would_refuse_are_refused() {
             Err(SpecError::InvalidName(message)) => assert!(message.contains("metadata.name"), "{message}"),
             other => panic!("{bad}: {other:?}"),
         }
+    }
+}
+
+#[test]
+fn a_grown_topics_partition_history_goes_to_the_producer_and_the_consumers() {
+    let mut observed = Observed::new(3, PEER_UID);
+    observed.partition_history = vec![3];
+    let c = children(&valid(&minimal()), &operator_defaults(), &observed);
+    for d in [&c.producer_deployment, &c.consumer_deployment] {
+        assert!(!env_map(container(d)).contains_key("HERALD_PARTITION_HISTORY"), "one count: nothing to merge");
+    }
+    observed.partition_history = vec![3, 6, 12];
+    let c = children(&valid(&minimal()), &operator_defaults(), &observed);
+    for d in [&c.producer_deployment, &c.consumer_deployment] {
+        assert_eq!(env_map(container(d))["HERALD_PARTITION_HISTORY"], "3,6,12");
     }
 }

@@ -111,7 +111,7 @@ async fn create_path_applies_every_child_with_the_field_manager_and_scales_on_th
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(s.condition("Ready")["status"], "True");
     assert_eq!(s.condition("ScalingActive")["reason"], "LagBased");
-    assert_eq!(status["topic"], serde_json::json!({"name": "social", "partitions": 6}));
+    assert_eq!(status["topic"], serde_json::json!({"name": "social", "partitions": 6, "partitionHistory": [6]}));
     assert_eq!(status["consumer"]["desiredReplicas"], 6);
     assert_eq!(status["consumer"]["lag"], 6000);
     let scaled: Vec<_> = s.events().into_iter().filter(|e| e["reason"] == "Scaled").collect();
@@ -128,6 +128,50 @@ async fn create_path_applies_every_child_with_the_field_manager_and_scales_on_th
     assert!(text.contains(r#"herald_operator_reconciliations_total{outcome="ok"} 4"#), "{text}");
     assert!(text.contains(r#"herald_operator_topic_partitions{namespace="apps",pipeline="social"} 6"#), "{text}");
     assert!(text.contains("herald_operator_status_writes_total 3"), "{text}");
+}
+
+/// `name -> value` of a child Deployment's container env.
+fn env_of(s: &Setup, deployment: &str) -> std::collections::BTreeMap<String, String> {
+    let d = s.get("deployments", "apps", deployment).unwrap();
+    d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_topic_that_grew_is_remembered_and_its_history_reaches_the_producer_and_consumers() {
+    let topics = FakeTopics::existing(3);
+    let s = setup(topics.clone(), FakeLag::fixed(0));
+    s.create(&external());
+    s.reconcile().await.unwrap();
+    assert_eq!(s.status()["topic"]["partitionHistory"], serde_json::json!([3]));
+    // A topic that never grew: no history for the pods (nothing to restart on an upgrade).
+    for d in ["social-producer", "social-consumer"] {
+        assert!(!env_of(&s, d).contains_key("HERALD_PARTITION_HISTORY"), "{d}");
+    }
+    // Someone adds partitions (kafka-topics.sh, a KafkaTopic edit): the next reconcile records
+    // it and both sides learn every count.
+    *topics.partitions.lock().unwrap() = Some(6);
+    s.reconcile().await.unwrap();
+    assert_eq!(s.status()["topic"]["partitions"], 6);
+    assert_eq!(s.status()["topic"]["partitionHistory"], serde_json::json!([3, 6]));
+    for d in ["social-producer", "social-consumer"] {
+        assert_eq!(env_of(&s, d)["HERALD_PARTITION_HISTORY"], "3,6", "{d}");
+    }
+    // Steady: nothing more is written.
+    let writes = s.server.count("patch", "notificationpipelines/status");
+    s.reconcile().await.unwrap();
+    s.reconcile().await.unwrap();
+    assert_eq!(s.status()["topic"]["partitionHistory"], serde_json::json!([3, 6]));
+    assert!(s.server.count("patch", "notificationpipelines/status") <= writes + 1);
+    // Grown again.
+    *topics.partitions.lock().unwrap() = Some(12);
+    s.reconcile().await.unwrap();
+    assert_eq!(s.status()["topic"]["partitionHistory"], serde_json::json!([3, 6, 12]));
+    assert_eq!(env_of(&s, "social-consumer")["HERALD_PARTITION_HISTORY"], "3,6,12");
 }
 
 #[tokio::test]

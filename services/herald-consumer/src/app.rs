@@ -20,7 +20,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use herald_kit::auth::{AuthError, Authenticator, Identity, PeerToken};
 use herald_kit::http::{EdgeArgs, HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
-use herald_kit::partition::partition_for_user;
+use herald_kit::partition::PartitionHistory;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -109,6 +109,8 @@ pub struct AppState {
     pub peer_token: Option<PeerToken>,
     /// The open streams, bounded by `--max-streams`.
     pub streams: Arc<crate::stream::Streams>,
+    /// Every partition count the topic has had (`--partition-history`).
+    pub partition_history: PartitionHistory,
 }
 
 /// The whole consumer API (its metrics are served on their own listener).
@@ -175,11 +177,32 @@ async fn notifications(
         Ok(q) => q,
         Err(message) => return JsonError::new(StatusCode::BAD_REQUEST, message).into_response(),
     };
+    if let Some(partition) = query.partition {
+        // A peer's request for its part of a merged read.
+        if !forwarded {
+            return JsonError::new(StatusCode::BAD_REQUEST, "partition is only for requests between consumers")
+                .into_response();
+        }
+        return match part(&state, user, partition).await {
+            Ok(entries) => answer(render(entries.iter(), None, &page::Query::default())),
+            Err(response) => response,
+        };
+    }
     let view = state.membership.view();
     if view.partitions <= 0 {
         return unavailable("the topic's partition count is not known yet");
     }
-    let partition = partition_for_user(user, view.partitions);
+    let partitions = state.partition_history.partitions_for_user(user, view.partitions);
+    if partitions.len() > 1 {
+        return match gather(&state, user, &partitions, &headers).await {
+            Ok(lists) => {
+                let merged = page::merge(lists, state.store.max_per_user());
+                answer(render(merged.iter(), since_ms(&state), &query))
+            }
+            Err(response) => response,
+        };
+    }
+    let partition = partitions[partitions.len() - 1];
     if let Some(claim) = state.claims.get(partition) {
         return match read_local(&state, &claim, user, &query).await {
             Ok(body) => answer(body),
@@ -187,23 +210,95 @@ async fn notifications(
         };
     }
     if forwarded {
-        // One hop only: the sender's view of the group is stale, or ours is. Only an
-        // authenticated peer makes this member look again.
-        if state.peer_token.is_some() {
-            state.membership.refresh_soon();
-        }
-        tracing::debug!(partition, "forwarded read for a partition this member does not hold");
-        return unavailable(format!("partition {partition} is not assigned to this consumer (rebalancing)"));
+        return not_held(&state, partition);
     }
     match view.owners.get(&partition) {
         Some(owner) if owner.trim_end_matches('/') != state.self_url.trim_end_matches('/') => {
             forward(&state, owner, partition, user, &query, &headers).await
         }
-        _ => {
-            state.membership.refresh_soon();
-            unavailable(format!("partition {partition} has no owner right now (rebalancing)"))
-        }
+        _ => no_owner(&state, partition),
     }
+}
+
+/// A forwarded request for a partition this member does not hold: one hop only — the sender's
+/// view of the group is stale, or ours is. Only an authenticated peer makes this member look
+/// again.
+pub(crate) fn not_held(state: &AppState, partition: i32) -> Response {
+    if state.peer_token.is_some() {
+        state.membership.refresh_soon();
+    }
+    tracing::debug!(partition, "forwarded request for a partition this member does not hold");
+    unavailable(format!("partition {partition} is not assigned to this consumer (rebalancing)"))
+}
+
+pub(crate) fn no_owner(state: &AppState, partition: i32) -> Response {
+    state.membership.refresh_soon();
+    unavailable(format!("partition {partition} has no owner right now (rebalancing)"))
+}
+
+/// Reads leave out notifications sent before this (`--history`).
+fn since_ms(state: &AppState) -> Option<i64> {
+    state.history.map(|h| Utc::now().timestamp_millis() - h.as_millis() as i64)
+}
+
+/// What `partition` holds of `user`'s notifications, oldest first, from this member: after the
+/// read barrier, when it holds the partition.
+async fn part(state: &AppState, user: u64, partition: i32) -> Result<Vec<Stored>, Response> {
+    let Some(claim) = state.claims.get(partition) else { return Err(not_held(state, partition)) };
+    wait_complete(state, &claim).await.map_err(unavailable)?;
+    let entries = state.store.with_user(user, |all| all.iter().filter(|e| e.partition == partition).cloned().collect());
+    if !state.claims.is_current(&claim) {
+        return Err(unavailable(format!("partition {partition} moved to another consumer (rebalancing)")));
+    }
+    Ok(entries)
+}
+
+/// Each of `partitions`' part of `user`'s notifications (a user of a grown topic), from this
+/// member or from each partition's owner, asked at once; every part passed its read barrier.
+/// The error is the first part's that could not be had.
+pub(crate) async fn gather(
+    state: &AppState,
+    user: u64,
+    partitions: &[i32],
+    headers: &HeaderMap,
+) -> Result<Vec<Vec<Stored>>, Response> {
+    let view = state.membership.view();
+    let parts = partitions.iter().map(|p| {
+        let owner = view.owners.get(p).cloned();
+        async move {
+            if state.claims.get(*p).is_some() {
+                return part(state, user, *p).await;
+            }
+            let owner = match owner {
+                Some(o) if o.trim_end_matches('/') != state.self_url.trim_end_matches('/') => o,
+                _ => return Err(no_owner(state, *p)),
+            };
+            let uri = format!("{}/notifications/{user}?partition={p}", owner.trim_end_matches('/'));
+            let (parts, bytes) = fetch(state, &owner, *p, &uri, headers).await?;
+            if !parts.status.is_success() {
+                return Err(relayed(&parts, Body::from(bytes), &[header::CONTENT_TYPE, header::RETRY_AFTER]));
+            }
+            parse_part(user, &bytes).map_err(|why| {
+                state.forwarder.count(ForwardOutcome::Failed);
+                tracing::warn!(partition = p, owner, %why, "a peer's part of a merged read is not understood");
+                unavailable(format!("the owner of partition {p} answered what this consumer cannot read: {why}"))
+            })
+        }
+    });
+    futures::future::join_all(parts).await.into_iter().collect()
+}
+
+/// A peer's answer to a `?partition=` request, back in stored form.
+fn parse_part(user: u64, bytes: &[u8]) -> Result<Vec<Stored>, String> {
+    #[derive(serde::Deserialize)]
+    struct Part {
+        notifications: Vec<serde_json::Value>,
+    }
+    let part: Part = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    part.notifications
+        .iter()
+        .map(|item| Stored::from_served(user, &serde_json::to_vec(item).map_err(|e| e.to_string())?))
+        .collect()
 }
 
 /// The partitions this member holds, for its peers (who must show the peer token when one is
@@ -220,42 +315,44 @@ pub(crate) fn unavailable(message: impl Into<String>) -> Response {
 }
 
 /// A user's notifications as the query asks for them — `{"notifications":[…],"unread":N}`, with
-/// `"next"` when a limit was given — written from the stored values, leaving out those sent
-/// before `since_ms`. `unread` counts every shown notification not marked read, not only the
-/// page's.
-fn render(store: &Store, user: u64, since_ms: Option<i64>, query: &page::Query) -> Vec<u8> {
-    store.with_user(user, |entries| {
-        let shown = |e: &Stored| since_ms.is_none_or(|since| e.sent_at_ms >= since);
-        let (items, next) = page::select(entries.iter(), query, shown);
-        let unread = entries.iter().filter(|e| !e.read && shown(e)).count();
-        let mut body = Vec::with_capacity(96 + items.iter().map(|e| e.value().len() + 40).sum::<usize>());
-        if items.is_empty() {
-            body.extend_from_slice(br#"{"message":"No notifications found for user","notifications":["#);
-        } else {
-            body.extend_from_slice(br#"{"notifications":["#);
+/// `"next"` when a limit was given — written from the stored values (`entries`, oldest first),
+/// leaving out those sent before `since_ms`. `unread` counts every shown notification not marked
+/// read, not only the page's.
+fn render<'a>(
+    entries: impl DoubleEndedIterator<Item = &'a Stored> + Clone,
+    since_ms: Option<i64>,
+    query: &page::Query,
+) -> Vec<u8> {
+    let shown = |e: &Stored| since_ms.is_none_or(|since| e.sent_at_ms >= since);
+    let unread = entries.clone().filter(|e| !e.read && shown(e)).count();
+    let (items, next) = page::select(entries, query, shown);
+    let mut body = Vec::with_capacity(96 + items.iter().map(|e| e.value().len() + 40).sum::<usize>());
+    if items.is_empty() {
+        body.extend_from_slice(br#"{"message":"No notifications found for user","notifications":["#);
+    } else {
+        body.extend_from_slice(br#"{"notifications":["#);
+    }
+    for (i, entry) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
         }
-        for (i, entry) in items.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
+        entry.write_served(&mut body);
+    }
+    body.push(b']');
+    body.extend_from_slice(format!(",\"unread\":{unread}").as_bytes());
+    if query.limit.is_some() {
+        body.extend_from_slice(br#","next":"#);
+        match next {
+            Some(cursor) => {
+                body.push(b'"');
+                body.extend_from_slice(cursor.encode().as_bytes());
+                body.push(b'"');
             }
-            entry.write_served(&mut body);
+            None => body.extend_from_slice(b"null"),
         }
-        body.push(b']');
-        body.extend_from_slice(format!(",\"unread\":{unread}").as_bytes());
-        if query.limit.is_some() {
-            body.extend_from_slice(br#","next":"#);
-            match next {
-                Some(cursor) => {
-                    body.push(b'"');
-                    body.extend_from_slice(cursor.encode().as_bytes());
-                    body.push(b'"');
-                }
-                None => body.extend_from_slice(b"null"),
-            }
-        }
-        body.push(b'}');
-        body
-    })
+    }
+    body.push(b'}');
+    body
 }
 
 fn answer(body: Vec<u8>) -> Response {
@@ -281,8 +378,8 @@ async fn wait_until(claims: &Claims, deadline: Instant, mut done: impl FnMut() -
 /// A read of a partition this member holds: complete up to the log end seen now.
 async fn read_local(state: &AppState, claim: &Arc<Claim>, user: u64, query: &page::Query) -> Result<Vec<u8>, String> {
     wait_complete(state, claim).await?;
-    let since_ms = state.history.map(|h| Utc::now().timestamp_millis() - h.as_millis() as i64);
-    let found = render(&state.store, user, since_ms, query);
+    let since_ms = since_ms(state);
+    let found = state.store.with_user(user, |entries| render(entries.iter(), since_ms, query));
     // Revoked meanwhile: its users may have been dropped from the store.
     if !state.claims.is_current(claim) {
         return Err(format!("partition {} moved to another consumer (rebalancing)", claim.partition));
@@ -324,12 +421,6 @@ async fn forward(
     query: &page::Query,
     headers: &HeaderMap,
 ) -> Response {
-    let failed = |why: String| {
-        state.forwarder.count(ForwardOutcome::Failed);
-        state.membership.refresh_soon();
-        tracing::debug!(partition, owner, %why, "forwarding a read failed");
-        unavailable(format!("the owner of partition {partition} could not be reached: {why}"))
-    };
     // The query as this member understood it, written anew (never the caller's raw string).
     let mut uri = format!("{}/notifications/{user}", owner.trim_end_matches('/'));
     if let Some(limit) = query.limit {
@@ -338,9 +429,30 @@ async fn forward(
             uri.push_str(&format!("&before={}", before.encode()));
         }
     }
-    let request = match owner_request(state, &uri, headers).body(Empty::<Bytes>::new()) {
+    match fetch(state, owner, partition, &uri, headers).await {
+        Ok((parts, bytes)) => relayed(&parts, Body::from(bytes), &[header::CONTENT_TYPE, header::RETRY_AFTER]),
+        Err(response) => response,
+    }
+}
+
+/// `uri` from `owner` (the holder of `partition`) on behalf of the caller, counted by outcome;
+/// the owner's answer whatever its status, or this member's 503 when there is none.
+async fn fetch(
+    state: &AppState,
+    owner: &str,
+    partition: i32,
+    uri: &str,
+    headers: &HeaderMap,
+) -> Result<(axum::http::response::Parts, Bytes), Response> {
+    let failed = |why: String| {
+        state.forwarder.count(ForwardOutcome::Failed);
+        state.membership.refresh_soon();
+        tracing::debug!(partition, owner, %why, "forwarding a read failed");
+        unavailable(format!("the owner of partition {partition} could not be reached: {why}"))
+    };
+    let request = match owner_request(state, uri, headers).body(Empty::<Bytes>::new()) {
         Ok(r) => r,
-        Err(e) => return failed(format!("bad owner URL {uri}: {e}")),
+        Err(e) => return Err(failed(format!("bad owner URL {uri}: {e}"))),
     };
     let fetched = tokio::time::timeout(state.forwarder.timeout, async {
         let response = state.forwarder.client.request(request).await.map_err(|e| e.to_string())?;
@@ -351,8 +463,8 @@ async fn forward(
     .await;
     let (parts, bytes) = match fetched {
         Ok(Ok(answer)) => answer,
-        Ok(Err(why)) => return failed(why),
-        Err(_) => return failed(format!("no answer within {:?}", state.forwarder.timeout)),
+        Ok(Err(why)) => return Err(failed(why)),
+        Err(_) => return Err(failed(format!("no answer within {:?}", state.forwarder.timeout))),
     };
     if parts.status.is_success() {
         state.forwarder.count(ForwardOutcome::Ok);
@@ -362,7 +474,7 @@ async fn forward(
             state.membership.refresh_soon();
         }
     }
-    relayed(&parts, Body::from(bytes), &[header::CONTENT_TYPE, header::RETRY_AFTER])
+    Ok((parts, bytes))
 }
 
 /// A request to a partition's owner on behalf of a caller: marked as forwarded by this member,
@@ -395,6 +507,7 @@ mod tests {
     use super::*;
     use crate::membership::View;
     use axum::http::Request;
+    use herald_kit::partition::partition_for_user;
     use rdkafka::ClientConfig;
     use tower::ServiceExt;
 
@@ -417,6 +530,7 @@ mod tests {
             auth: Arc::new(Authenticator::open()),
             peer_token: None,
             streams: crate::stream::Streams::new(10, prometheus::IntGauge::new("streams", "streams").unwrap()),
+            partition_history: PartitionHistory::default(),
         };
         let http = HttpMetrics::register(&registry).unwrap();
         (router(state.clone(), http, &EdgeArgs::default()), state)
@@ -469,6 +583,38 @@ mod tests {
         state.membership.set(view(6, &[(p, "http://127.0.0.1:8081/")]));
         let (status, _, _) = get_json(&app, "/notifications/2", &[]).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn a_part_of_a_merged_read_is_asked_for_by_consumers_only() {
+        let (app, state) = mk_app();
+        let (status, _, body) = get_json(&app, "/notifications/2?partition=1", &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["message"], "partition is only for requests between consumers");
+        // From a peer, for a partition this member does not hold: 503, never an empty part.
+        state.membership.set(view(6, &[]));
+        let (status, _, body) =
+            get_json(&app, "/notifications/2?partition=1", &[(FORWARDED_HEADER, "http://127.0.0.1:8082")]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["message"], "partition 1 is not assigned to this consumer (rebalancing)");
+    }
+
+    #[tokio::test]
+    async fn a_grown_users_read_needs_every_partition_they_mapped_to() {
+        let (app, mut state) = mk_app();
+        // A user whose partition moved when the topic grew from 3 to 6: the owner of the current
+        // partition is reachable, the old one has none → 503 naming the old partition.
+        let user = (1..100u64).find(|u| partition_for_user(*u, 3) != partition_for_user(*u, 6)).unwrap();
+        let (old, new) = (partition_for_user(user, 3), partition_for_user(user, 6));
+        state.partition_history = PartitionHistory::parse("3,6").unwrap();
+        let app2 =
+            router(state.clone(), HttpMetrics::register(&prometheus::Registry::new()).unwrap(), &EdgeArgs::default());
+        drop(app);
+        state.membership.set(view(6, &[(new, "http://127.0.0.1:9")]));
+        let (status, headers, body) = get_json(&app2, &format!("/notifications/{user}"), &[]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(body["message"], format!("partition {old} has no owner right now (rebalancing)"));
     }
 
     #[tokio::test]

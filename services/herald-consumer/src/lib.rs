@@ -22,6 +22,7 @@ use herald_kit::auth::{AuthArgs, AuthSetupError, Authenticator, PeerToken};
 use herald_kit::config::parse_duration;
 use herald_kit::http::{BindError, EdgeArgs, HttpMetrics, Listeners, bind};
 use herald_kit::kafka::KafkaArgs;
+use herald_kit::partition::PartitionHistory;
 use herald_kit::telemetry::LogArgs;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
@@ -99,6 +100,13 @@ pub struct Args {
     /// of the retained log, and reads leave older notifications out. Default: everything retained.
     #[arg(long, env = "HERALD_HISTORY", value_parser = parse_history)]
     pub history: Option<Duration>,
+
+    /// Every partition count the topic has had, oldest first (e.g. `3,6`): a topic that grew
+    /// maps some users to a new partition while their older notifications stay in the old one,
+    /// so reads, pages and streams of those users merge every partition they mapped to. The
+    /// operator sets it from `status.topic.partitionHistory`.
+    #[arg(long, env = "HERALD_PARTITION_HISTORY", value_parser = PartitionHistory::parse)]
+    pub partition_history: Option<PartitionHistory>,
 
     /// Most streams (`GET /notifications/{userID}/stream`, served or proxied) open at once; 503
     /// beyond.
@@ -239,6 +247,7 @@ impl ConsumerService {
             self_url,
             read_timeout: args.read_timeout,
             history: args.history,
+            partition_history: args.partition_history.clone().unwrap_or_default(),
             forwarder: Forwarder::new(args.forward_timeout, forwarded_body_limit(args.max_per_user), &metrics),
             auth: Arc::new(auth),
             peer_token,

@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use herald_kit::model::{ReadMarker, Record};
+use herald_kit::model::{ReadMarker, Record, decode_record};
 use uuid::Uuid;
 
 const SHARDS: usize = 32;
@@ -43,6 +43,24 @@ impl Stored {
         // The value is a JSON object written by `Record::canonical`: it ends with `}`.
         out.extend_from_slice(self.value.strip_suffix(b"}").unwrap_or(&self.value));
         let _ = write!(out, ",\"partition\":{},\"offset\":{},\"read\":{}}}", self.partition, self.offset, self.read);
+    }
+
+    /// A notification of `user` as a peer's `GET` served it (see [`Stored::write_served`]), back
+    /// in stored form: what a merged read gathers from the owners of a grown topic's partitions.
+    pub fn from_served(user: u64, item: &[u8]) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        struct Position {
+            partition: i32,
+            offset: i64,
+            #[serde(default)]
+            read: bool,
+        }
+        let at: Position = serde_json::from_slice(item).map_err(|e| format!("not a served notification: {e}"))?;
+        let key = user.to_string();
+        let record = decode_record(Some(key.as_bytes()), Some(item)).map_err(|e| e.to_string())?;
+        let mut stored = Self::new(&record, at.partition, at.offset);
+        stored.read = at.read;
+        Ok(stored)
     }
 
     /// The notification's value in the record contract's form.
@@ -144,6 +162,11 @@ impl Store {
 
     fn shard(&self, user: u64) -> &Shard {
         &self.shards[(user % SHARDS as u64) as usize]
+    }
+
+    /// Most notifications kept per user.
+    pub fn max_per_user(&self) -> usize {
+        self.max_per_user
     }
 
     /// The estimated size of everything stored (see [`Stored::approx_bytes`]).
@@ -280,17 +303,32 @@ impl Store {
         count
     }
 
-    /// Forgets the users whose notifications come from `partition` (it moved to another member);
-    /// returns how many users were dropped.
+    /// Forgets the notifications that come from `partition` (it moved to another member), and
+    /// the users left with none; returns how many users were dropped.
     pub fn drop_partition(&self, partition: i32) -> usize {
         let mut dropped = 0;
         for shard in &self.shards {
             let mut map = write(shard);
             let mut freed = 0;
             map.retain(|_, log| {
-                let keep = log.newest.is_none_or(|(p, _)| p != partition);
+                if log.entries.iter().any(|e| e.partition == partition) {
+                    // A user of a grown topic may have notifications in more than one partition.
+                    let (mut entries, mut fingerprints) = (VecDeque::new(), VecDeque::new());
+                    for (e, f) in log.entries.drain(..).zip(log.fingerprints.drain(..)) {
+                        if e.partition == partition {
+                            freed += e.approx_bytes();
+                        } else {
+                            entries.push_back(e);
+                            fingerprints.push_back(f);
+                        }
+                    }
+                    (log.entries, log.fingerprints) = (entries, fingerprints);
+                }
+                if log.newest.is_some_and(|(p, _)| p == partition) {
+                    log.newest = log.entries.back().map(|e| (e.partition, e.offset));
+                }
+                let keep = log.newest.is_some();
                 if !keep {
-                    freed += log.entries.iter().map(|e| e.approx_bytes()).sum::<usize>();
                     dropped += 1;
                 }
                 keep
@@ -424,6 +462,40 @@ mod tests {
         assert!(s.bytes() < before && s.bytes() > 0);
         assert_eq!(s.drop_partition(1), 1);
         assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn dropping_a_partition_keeps_a_grown_users_notifications_of_other_partitions() {
+        let s = Store::new(100, usize::MAX);
+        put(&s, &mk(2, "old"), 1, 0);
+        put(&s, &mk(2, "new"), 4, 0);
+        put(&s, &mk(5, "other"), 4, 1);
+        let one = s.bytes() / 3;
+        assert_eq!(s.drop_partition(4), 1);
+        assert_eq!(messages(&s, 2), ["old"]);
+        assert!(s.get(5).is_empty());
+        assert_eq!(s.bytes(), one);
+        // What is left still deduplicates by id, and new records of the dropped partition come in.
+        put(&s, &mk(2, "again"), 4, 0);
+        assert_eq!(messages(&s, 2), ["old", "again"]);
+        assert_eq!(s.drop_partition(1), 0);
+        assert_eq!(messages(&s, 2), ["again"]);
+    }
+
+    #[test]
+    fn a_served_notification_comes_back_as_it_was_stored() {
+        let s = Store::new(100, usize::MAX);
+        let n = mk(2, "hé \"x\" / ok");
+        put(&s, &n, 3, 41);
+        let marker = ReadMarker { user: 2, ids: vec![n.id], all: false, at: chrono::Utc::now() };
+        s.mark_read(&marker, 3, 42);
+        let stored = s.get(2).remove(0);
+        let mut served = Vec::new();
+        stored.write_served(&mut served);
+        assert_eq!(Stored::from_served(2, &served).unwrap(), stored);
+        // Another user's notification, or something else, is refused.
+        assert!(Stored::from_served(3, &served).is_err());
+        assert!(Stored::from_served(2, br#"{"partition":1,"offset":2}"#).is_err());
     }
 
     #[test]

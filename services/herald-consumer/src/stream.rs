@@ -26,15 +26,14 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use herald_kit::http::JsonError;
-use herald_kit::partition::partition_for_user;
 use http_body_util::Empty;
 use prometheus::IntGauge;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::app::{AppState, authorize, owner_request, relayed, unavailable, wait_complete};
+use crate::app::{AppState, authorize, gather, no_owner, not_held, owner_request, relayed, unavailable, wait_complete};
 use crate::claims::Claim;
 use crate::metrics::ForwardOutcome;
-use crate::page::Cursor;
+use crate::page::{self, Cursor};
 use crate::store::{Change, Stored};
 
 /// How often a live stream checks that this member still holds the user's partition.
@@ -131,47 +130,51 @@ pub async fn stream(
     if view.partitions <= 0 {
         return unavailable("the topic's partition count is not known yet");
     }
-    let partition = partition_for_user(user, view.partitions);
+    // A user of a grown topic: the holder of their current partition serves the stream, its
+    // replay merged from every partition they mapped to.
+    let partitions = state.partition_history.partitions_for_user(user, view.partitions);
+    let partition = partitions[partitions.len() - 1];
     if let Some(claim) = state.claims.get(partition) {
-        return match serve(&state, claim, user, after, slot).await {
+        return match serve(&state, claim, user, &partitions, after, &headers, slot).await {
             Ok(response) => response,
-            Err(message) => unavailable(message),
+            Err(response) => response,
         };
     }
     if forwarded {
-        if state.peer_token.is_some() {
-            state.membership.refresh_soon();
-        }
-        return unavailable(format!("partition {partition} is not assigned to this consumer (rebalancing)"));
+        return not_held(&state, partition);
     }
     match view.owners.get(&partition) {
         Some(owner) if owner.trim_end_matches('/') != state.self_url.trim_end_matches('/') => {
             proxy(&state, owner, partition, user, after, &headers, slot).await
         }
-        _ => {
-            state.membership.refresh_soon();
-            unavailable(format!("partition {partition} has no owner right now (rebalancing)"))
-        }
+        _ => no_owner(&state, partition),
     }
 }
 
-/// The stream of a user whose partition this member holds.
+/// The stream of a user whose (current) partition this member holds; `partitions` are all the
+/// user's, the current one last.
 async fn serve(
     state: &AppState,
     claim: Arc<Claim>,
     user: u64,
+    partitions: &[i32],
     after: Option<Cursor>,
+    headers: &HeaderMap,
     slot: Slot,
-) -> Result<Response, String> {
-    wait_complete(state, &claim).await?;
+) -> Result<Response, Response> {
+    wait_complete(state, &claim).await.map_err(unavailable)?;
     // Subscribed before the snapshot: whatever is stored after the snapshot is published to this
     // receiver; what both carry is skipped by position below.
     let mut live = state.store.subscribe(user);
-    let replay: Vec<Stored> = state
-        .store
-        .with_user(user, |entries| entries.iter().filter(|e| after.is_none_or(|c| c.is_before(e))).cloned().collect());
+    let wanted = |e: &Stored| after.is_none_or(|c| c.is_before(e));
+    let replay: Vec<Stored> = if partitions.len() > 1 {
+        let lists = gather(state, user, partitions, headers).await?;
+        page::merge(lists, state.store.max_per_user()).into_iter().filter(wanted).collect()
+    } else {
+        state.store.with_user(user, |entries| entries.iter().filter(|e| wanted(e)).cloned().collect())
+    };
     if !state.claims.is_current(&claim) {
-        return Err(format!("partition {} moved to another consumer (rebalancing)", claim.partition));
+        return Err(unavailable(format!("partition {} moved to another consumer (rebalancing)", claim.partition)));
     }
     let mut seen = after;
     if let Some(last) = replay.last() {

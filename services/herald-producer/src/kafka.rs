@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use herald_kit::kafka::{KafkaArgs, Required, ReservedProperty, client_config};
 use herald_kit::model::{KIND_HEADER, KIND_READ, Notification, ReadMarker};
+use herald_kit::partition::PartitionHistory;
 use prometheus::IntCounter;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -168,6 +169,9 @@ pub struct Sender {
     send_timeout: Duration,
     ready: AtomicBool,
     not_ready_reason: Mutex<String>,
+    /// Every partition count the topic has had (`--partition-history`): a read marker goes to
+    /// each partition its user mapped to, so that every partition's holder applies it.
+    partition_history: PartitionHistory,
 }
 
 impl Sender {
@@ -206,7 +210,14 @@ impl Sender {
             send_timeout,
             ready: AtomicBool::new(false),
             not_ready_reason: Mutex::new("no broker contact yet".into()),
+            partition_history: PartitionHistory::default(),
         })
+    }
+
+    /// Read markers also go to the partitions `history`'s earlier counts map their user to.
+    pub fn with_partition_history(mut self, history: PartitionHistory) -> Self {
+        self.partition_history = history;
+        self
     }
 
     fn current(&self) -> Arc<Client> {
@@ -251,14 +262,29 @@ impl Sender {
 
     /// Sends a notification and waits for the broker's acknowledgement, at most `send_timeout`.
     pub async fn send(&self, notification: &Notification) -> Result<Delivered, SendError> {
-        self.send_record(&notification.key(), &notification.encode(), None).await
+        self.send_record(&notification.key(), &notification.encode(), None, None).await
     }
 
     /// Sends a read marker (keyed by its user, so it lands in the user's partition, after their
-    /// notifications) and waits for the acknowledgement, as [`Sender::send`] does.
+    /// notifications) and waits for the acknowledgement, as [`Sender::send`] does. In a topic
+    /// that grew (`--partition-history`), the same marker also goes to each partition the user
+    /// mapped to before, where their older notifications are; the answer waits for every one.
     pub async fn send_marker(&self, marker: &ReadMarker) -> Result<Delivered, SendError> {
-        let headers = OwnedHeaders::new().insert(Header { key: KIND_HEADER, value: Some(KIND_READ) });
-        self.send_record(&marker.user.to_string(), &marker.encode(), Some(headers)).await
+        let headers = || Some(OwnedHeaders::new().insert(Header { key: KIND_HEADER, value: Some(KIND_READ) }));
+        let (key, value) = (marker.user.to_string(), marker.encode());
+        let older: Vec<i32> = match self.partition_history.counts().last() {
+            Some(current) => {
+                let mut all = self.partition_history.partitions_for_user(marker.user, *current);
+                all.pop();
+                all
+            }
+            None => Vec::new(),
+        };
+        let current = self.send_record(&key, &value, headers(), None);
+        let earlier =
+            futures::future::try_join_all(older.iter().map(|p| self.send_record(&key, &value, headers(), Some(*p))));
+        let (delivered, _) = futures::future::try_join(current, earlier).await?;
+        Ok(delivered)
     }
 
     async fn send_record(
@@ -266,10 +292,14 @@ impl Sender {
         key: &str,
         payload: &[u8],
         headers: Option<OwnedHeaders>,
+        partition: Option<i32>,
     ) -> Result<Delivered, SendError> {
         let mut record = FutureRecord::to(&self.topic).key(key).payload(payload);
         if let Some(headers) = headers {
             record = record.headers(headers);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
         }
         let client = self.current();
         if let Some(reason) = client.fatal() {

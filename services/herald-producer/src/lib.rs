@@ -17,6 +17,7 @@ use herald_kit::config::parse_duration;
 use herald_kit::http::{BindError, EdgeArgs, HttpMetrics, Listeners, bind};
 use herald_kit::kafka::KafkaArgs;
 use herald_kit::model::seed_users;
+use herald_kit::partition::PartitionHistory;
 use herald_kit::telemetry::LogArgs;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +53,13 @@ pub struct Args {
 
     #[command(flatten)]
     pub edge: EdgeArgs,
+
+    /// Every partition count the topic has had, oldest first (e.g. `3,6`): a read marker also goes
+    /// to the partitions its user mapped to before the topic grew, where the consumers holding
+    /// those partitions apply it to the older notifications. The operator sets it from
+    /// `status.topic.partitionHistory`.
+    #[arg(long, env = "HERALD_PARTITION_HISTORY", value_parser = PartitionHistory::parse)]
+    pub partition_history: Option<PartitionHistory>,
 
     /// How long a send may wait for Kafka to take and acknowledge a record before answering 503.
     #[arg(long, env = "HERALD_SEND_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -122,7 +130,8 @@ impl Producer {
         let registry = Registry::new();
         let http = HttpMetrics::register(&registry)?;
         let metrics = ProducerMetrics::register(&registry)?;
-        let sender = Sender::new(&args.kafka, args.send_timeout, metrics.client_replacements.clone())?;
+        let sender = Sender::new(&args.kafka, args.send_timeout, metrics.client_replacements.clone())?
+            .with_partition_history(args.partition_history.clone().unwrap_or_default());
         tracing::info!(
             users = directory.len(),
             auth = %auth.describe(),

@@ -261,7 +261,8 @@ async fn reconcile_pipeline<T: Topics>(p: &NotificationPipeline, ctx: &Context<T
             return Ok(Action::requeue(PEER_TOKEN_PENDING));
         }
     };
-    let mut observed = Observed { consumers, peer_token_uid: peer_token.clone().unwrap_or_default() };
+    let mut observed = Observed::new(consumers, peer_token.clone().unwrap_or_default());
+    observed.partition_history = status::partition_history(p.status.as_ref(), &topic);
     let mut children = desired::children(&valid, &ctx.settings.defaults, &observed);
     match apply::check_all(&valid, ctx, &children, topic.ready).await? {
         apply::Check::Clear => {}
