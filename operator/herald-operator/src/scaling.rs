@@ -7,7 +7,7 @@
 //!   then to the highest count wanted within it (no flapping on a noisy lag).
 //! - Lag unknown: keep the current count; never scale down on missing data.
 //! - Wanted above the partitions for longer than [`SATURATION_AFTER`]: saturated, with a
-//!   recommended partition count (Herald never adds partitions: keys would move).
+//!   recommended partition count (Herald never adds partitions on its own).
 
 use std::collections::VecDeque;
 use std::time::Duration;

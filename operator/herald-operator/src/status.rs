@@ -251,7 +251,7 @@ pub fn compute(
                 true,
                 "DemandAbovePartitions",
                 format!(
-                    "lag {lag} needs {} consumers but the topic has {} partitions; consider {} partitions (Herald does not add partitions: keys would move)",
+                    "lag {lag} needs {} consumers but the topic has {} partitions; consider {} partitions (raise spec.topic.partitions; reads follow users to their new partitions)",
                     s.decision.demand,
                     topic.partitions,
                     recommended_partitions(lag, s.lag_threshold)
