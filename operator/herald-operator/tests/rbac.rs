@@ -213,10 +213,12 @@ async fn exercise(r: &Rendering) -> BTreeSet<Call> {
     {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for plain's NetworkPolicies to be deleted in {}; operator running: {}; plain: {}",
+            "timed out waiting for plain's NetworkPolicies to be deleted in {}; operator running: {}; plain: {}; \
+             requests so far: {:?}",
             r.file,
             !operator.is_finished(),
-            server.get("notificationpipelines", "apps", "plain").map(|p| p["status"].clone()).unwrap_or_default()
+            server.get("notificationpipelines", "apps", "plain").map(|p| p["status"].clone()).unwrap_or_default(),
+            server.counts()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -231,13 +233,14 @@ async fn exercise(r: &Rendering) -> BTreeSet<Call> {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "timed out waiting for strimzi and local deleted with their KafkaTopics in {}; operator running: {}; \
-             strimzi: {}; local: {}; topics: {:?} {:?}",
+             strimzi: {}; local: {}; topics: {:?} {:?}; requests so far: {:?}",
             r.file,
             !operator.is_finished(),
             server.get("notificationpipelines", "apps", "strimzi").unwrap_or_default(),
             server.get("notificationpipelines", "apps", "local").unwrap_or_default(),
             server.get("kafkatopics", cluster_namespace, "apps.strimzi").map(|t| t["metadata"].clone()),
             server.get("kafkatopics", "apps", "apps.local").map(|t| t["metadata"].clone()),
+            server.counts(),
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

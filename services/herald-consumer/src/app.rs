@@ -5,7 +5,9 @@
 //! loop has handled everything up to the log end seen at the request, so that an acknowledged
 //! notification is never missing. Otherwise the read goes to the owner named by the group's
 //! membership, once (a forwarded read is never forwarded again). While ownership is moving the
-//! answer is 503 with `Retry-After`, never a wrong empty list.
+//! answer is 503 with `Retry-After`, never a wrong empty list. A user of a grown topic
+//! (`--partition-history`) is read from every partition they mapped to, each part from its
+//! holder after that partition's barrier, merged in send order.
 
 use std::sync::Arc;
 use std::time::Duration;

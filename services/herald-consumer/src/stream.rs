@@ -10,6 +10,9 @@
 //!   `GET` (restored and caught up with the log end), so nothing acknowledged before the connect is
 //!   missing; any other consumer proxies the owner's stream; when the partition moves away the
 //!   stream ends, and the client's reconnect lands on the new owner and replays from its last id;
+//! - a user of a grown topic (`--partition-history`) is served by the holder of their current
+//!   partition: the replay merges every partition they mapped to (as a read does), live events
+//!   come from the current one;
 //! - at most `--max-streams` per consumer (proxied ones included), 503 beyond;
 //!   `herald_consumer_streams` counts them.
 

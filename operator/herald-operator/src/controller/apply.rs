@@ -127,8 +127,14 @@ async fn remove<K, T>(pipeline: &ValidPipeline, ctx: &Context<T>, kind: &'static
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    if ctx.children.as_ref().is_some_and(|index| index.controller(kind, &pipeline.namespace, name).is_none()) {
-        // The watch has seen no such object.
+    // The watch has seen no such object: nothing to ask the API server in a steady state. A new
+    // spec (the first reconcile of its generation) is checked against the API server all the
+    // same, so that an object the watch has not reported (yet) is not left behind.
+    let new_spec =
+        pipeline.pipeline.status.as_ref().and_then(|s| s.observed_generation) != pipeline.pipeline.metadata.generation;
+    if !new_spec
+        && ctx.children.as_ref().is_some_and(|index| index.controller(kind, &pipeline.namespace, name).is_none())
+    {
         return Ok(());
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &pipeline.namespace);
