@@ -104,7 +104,19 @@ async fn claims_spread_over_three_consumers_and_every_notification_is_stored_onc
         stored_total += metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "stored")]);
         assert_eq!(metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "invalid")]), 0.0);
     }
-    assert_eq!(stored_total, SENDS as f64);
+    if stored_total != SENDS as f64 {
+        // What each consumer counted by outcome, for a failure that cannot be reproduced at will.
+        let mut counted = Vec::new();
+        for c in &consumers {
+            let text = scrape(&http, c).await;
+            counted.extend(
+                text.lines()
+                    .filter(|l| l.starts_with("herald_consumer_records_total"))
+                    .map(|l| format!("{}: {l}", c.url)),
+            );
+        }
+        panic!("stored {stored_total} of {SENDS} acknowledged sends\n{}", counted.join("\n"));
+    }
 
     // Every acknowledged notification is stored once: asking one consumer per user (any of them
     // answers for any user) finds each exactly once.
