@@ -74,7 +74,9 @@ async fn claims_spread_over_three_consumers_and_every_notification_is_stored_onc
     let s = Setup::new(Storage::Memory, 6, USERS).await;
     let http = Http::new();
     let producer = s.producer(&[]);
-    let consumers: Vec<_> = (0..3).map(|_| s.consumer(&[])).collect();
+    // Each record handled is logged, so that a count that is off can name the record.
+    let consumers: Vec<_> =
+        (0..3).map(|_| s.consumer(&[("RUST_LOG", "info,herald_consumer::group=debug".into())])).collect();
     wait_ready(&http, &producer, READY).await;
     for c in &consumers {
         wait_ready(&http, c, READY).await;
@@ -104,6 +106,11 @@ async fn claims_spread_over_three_consumers_and_every_notification_is_stored_onc
         stored_total += metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "stored")]);
         assert_eq!(metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "invalid")]), 0.0);
     }
+    let mut gaps = 0.0;
+    for c in &consumers {
+        gaps += metrics::sum(&scrape(&http, c).await, "herald_consumer_offset_gaps_total", &[]);
+    }
+    eprintln!("offset gaps the consumers read again or went past: {gaps}");
     if stored_total != SENDS as f64 {
         // What each consumer counted by outcome, for a failure that cannot be reproduced at will.
         let mut counted = Vec::new();
@@ -111,11 +118,45 @@ async fn claims_spread_over_three_consumers_and_every_notification_is_stored_onc
             let text = scrape(&http, c).await;
             counted.extend(
                 text.lines()
-                    .filter(|l| l.starts_with("herald_consumer_records_total"))
+                    .filter(|l| {
+                        l.starts_with("herald_consumer_records_total")
+                            || l.starts_with("herald_consumer_offset_gaps_total")
+                    })
                     .map(|l| format!("{}: {l}", c.url)),
             );
         }
-        panic!("stored {stored_total} of {SENDS} acknowledged sends\n{}", counted.join("\n"));
+        // The acknowledged records no consumer logged as handled, and what the consumers logged
+        // about assignments, skips and errors.
+        let mut handled = std::collections::HashSet::new();
+        let mut notes = Vec::new();
+        for c in &consumers {
+            for line in c.log().lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                if v["message"] == "record handled" {
+                    handled.insert((v["partition"].as_i64().unwrap_or(-1), v["offset"].as_i64().unwrap_or(-1)));
+                } else if v["level"] != "DEBUG" || v["message"] != "read marker applied" {
+                    notes.push(format!("{}: {line}", c.url));
+                }
+            }
+        }
+        let unhandled: Vec<&herald_tests::Acked> =
+            sent.iter().filter(|a| !handled.contains(&(a.partition, a.offset))).collect();
+        // Whether the log holds them (a fresh reader from the start of every partition).
+        let log = herald_tests::kafka::read_all(&s.broker.bootstrap(), &s.topic, 6, Duration::from_secs(60));
+        for a in &unhandled {
+            let at = log.get(&(a.partition as i32, a.offset)).and_then(|r| r.value.clone());
+            notes.push(format!(
+                "in the log at {}/{}: {}",
+                a.partition,
+                a.offset,
+                at.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_else(|| "nothing".into())
+            ));
+        }
+        panic!(
+            "stored {stored_total} of {SENDS} acknowledged sends\n{}\nnever logged as handled: {unhandled:?}\n{}",
+            counted.join("\n"),
+            notes.join("\n")
+        );
     }
 
     // Every acknowledged notification is stored once: asking one consumer per user (any of them

@@ -52,6 +52,11 @@ const CLOCK_EVERY: u32 = 16;
 /// How long finding where the history window starts may take for one assignment (it blocks the
 /// poll loop too); beyond it the rest restore from the log start.
 const WINDOW_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a partition is read again from the first offset missing before a record (see the
+/// gap check in [`consume`]) before the gap is taken as real.
+const GAP_RETRIES: u32 = 2;
+/// How long asking librdkafka to read a partition again may take.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why the consumer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -486,6 +491,9 @@ pub fn consume(
     // Per partition being restored: how far the loop had got when the broker last reported the
     // end of the partition.
     let mut ends_reported: HashMap<i32, i64> = HashMap::new();
+    // Per partition: the first missing offset of the last gap seen, and how often it was read
+    // again.
+    let mut gaps: HashMap<i32, (i64, u32)> = HashMap::new();
     let mut evicted_seen = 0;
     let mut epoch = ctx.status.epoch.load(Ordering::Acquire);
     // The wall clock for the end-to-end latency, read again every few records (reading it for
@@ -503,14 +511,29 @@ pub fn consume(
             partitions.clear();
             last = None;
             ends_reported.clear();
+            gaps.clear();
             epoch = now_epoch;
         }
         let message = match polled {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(partition))) => {
-                if let Some(claim) = ctx.claims.get(partition)
-                    && !claim.restored()
+                let Some(claim) = ctx.claims.get(partition) else { continue };
+                // The log may end with records no consumer receives (a transactional producer's
+                // commit markers): the position librdkafka reports at the end is past them, and
+                // everything before it is handled — a read waiting for the log end completes.
+                let position = consumer.position().ok().and_then(|list| {
+                    list.find_partition(&topic, partition).and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                });
+                if let Some(position) = position
+                    && position > claim.handled().max(0)
+                    && ctx.claims.handled(&claim, position - 1)
                 {
+                    restore_completed(&ctx, &claim, "reached the committed offset");
+                }
+                if !claim.restored() {
                     // The end reported before the committed offset is reached: a broker whose
                     // fetch answers lag behind its log (nisshi's memory engine does) — the
                     // restore goes on to the committed offset. Reported again with no progress
@@ -561,6 +584,34 @@ pub fn consume(
                 (claim, gauge)
             }
         };
+        // Offsets of a partition are consecutive unless the log lacks some (compaction, transaction
+        // markers, retention); a fetch that skipped records must not lose them. On a gap the
+        // partition is read again from the first missing offset (the records after it are not
+        // handled now: they come again); still missing after `GAP_RETRIES` reads, the gap is real.
+        let expected = claim.handled();
+        if expected >= 0 && offset > expected {
+            let tries = gaps.entry(partition).or_insert((expected, 0));
+            if tries.0 != expected {
+                *tries = (expected, 0);
+            }
+            if tries.1 < GAP_RETRIES {
+                tries.1 += 1;
+                ctx.metrics.offset_gaps.with_label_values(&["refetched"]).inc();
+                tracing::warn!(
+                    partition,
+                    expected,
+                    offset,
+                    "records missing before this one; reading the partition again from the first"
+                );
+                match consumer.seek(&topic, partition, Offset::Offset(expected), SEEK_TIMEOUT) {
+                    Ok(()) => continue,
+                    Err(error) => tracing::warn!(partition, %error, "reading the partition again failed; going on"),
+                }
+            } else {
+                ctx.metrics.offset_gaps.with_label_values(&["absent"]).inc();
+                tracing::info!(partition, from = expected, to = offset, "offsets not in the log; going on");
+            }
+        }
         // Handled by the group before this assignment: rebuilding the store, not new.
         let restoring = claim.restore_until.is_some_and(|until| offset < until);
         let is_marker = message

@@ -42,6 +42,9 @@ pub struct ConsumerMetrics {
     pub assigned_partitions: IntGaugeVec,
     pub rebalances: IntCounter,
     pub assignments_lost: IntCounter,
+    /// Offsets missing between two records of a partition: `refetched` (read again from the
+    /// first missing one), `absent` (still missing when read again: not in the log).
+    pub offset_gaps: IntCounterVec,
     pub streams: IntGauge,
     pub end_to_end_latency: Histogram,
     pub restore_records: IntCounterVec,
@@ -129,6 +132,13 @@ impl ConsumerMetrics {
                 "herald_consumer_assignments_lost_total",
                 "Times this member lost its partitions without a revocation (it missed the session or poll deadline); what it stored since the last commit is redelivered to the new owner.",
             )?,
+            offset_gaps: IntCounterVec::new(
+                Opts::new(
+                    "herald_consumer_offset_gaps_total",
+                    "Records of a partition that came after a gap in its offsets: refetched (the partition is read again from the first missing offset), absent (read again and still missing: compacted, a transaction marker, or removed).",
+                ),
+                &["outcome"],
+            )?,
             streams: IntGauge::new(
                 "herald_consumer_streams",
                 "Streams (GET /notifications/{userID}/stream) open on this consumer, served or proxied.",
@@ -193,6 +203,7 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.assigned_partitions.clone()))?;
         registry.register(Box::new(m.rebalances.clone()))?;
         registry.register(Box::new(m.assignments_lost.clone()))?;
+        registry.register(Box::new(m.offset_gaps.clone()))?;
         registry.register(Box::new(m.streams.clone()))?;
         registry.register(Box::new(m.end_to_end_latency.clone()))?;
         Ok(m)
