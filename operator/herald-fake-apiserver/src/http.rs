@@ -486,10 +486,12 @@ impl FakeApiServer {
             m.remove("status");
         }
         self.admit_owner_references(target, None, &object);
-        let result = lock(&self.inner.store).create(&target.info, object);
+        let mut store = lock(&self.inner.store);
+        let result = store.create(&target.info, object);
         match result {
             Ok((written, changes)) => {
-                self.publish(changes);
+                self.publish(&store, changes);
+                drop(store);
                 self.after_write(&target.info, &written);
                 json(StatusCode::CREATED, &written)
             }
@@ -516,12 +518,13 @@ impl FakeApiServer {
         if Self::part(target) == Part::Main {
             self.admit_owner_references(target, old, &candidate);
         }
-        let result =
-            lock(&self.inner.store).update(&target.info, candidate, Self::part(target), precondition.as_deref());
+        let mut store = lock(&self.inner.store);
+        let result = store.update(&target.info, candidate, Self::part(target), precondition.as_deref());
         match result {
             Ok((written, changes)) => {
                 let changed = !changes.is_empty();
-                self.publish(changes);
+                self.publish(&store, changes);
+                drop(store);
                 if changed {
                     self.after_write(&target.info, &written);
                 }
@@ -589,8 +592,10 @@ impl FakeApiServer {
         let namespace = Self::namespace_of(target);
         let old = lock(&self.inner.store).get(target.info.plural, &namespace, &name);
         let Some(old) = old else { return refuse(&Refusal::not_found(target.info.plural, &name)) };
-        let changes = lock(&self.inner.store).delete(&target.info, &namespace, &name);
-        self.publish(changes);
+        let mut store = lock(&self.inner.store);
+        let changes = store.delete(&target.info, &namespace, &name);
+        self.publish(&store, changes);
+        drop(store);
         let now = lock(&self.inner.store).get(target.info.plural, &namespace, &name);
         json(StatusCode::OK, &now.unwrap_or(old))
     }

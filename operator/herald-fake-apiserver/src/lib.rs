@@ -271,8 +271,9 @@ impl FakeApiServer {
     /// Deletes an object as another actor would (finalizers honoured, dependents collected).
     pub fn delete(&self, plural: &str, namespace: &str, name: &str) {
         let info = self.info(plural);
-        let changes = lock(&self.inner.store).delete(&info, namespace, name);
-        self.publish(changes);
+        let mut store = lock(&self.inner.store);
+        let changes = store.delete(&info, namespace, name);
+        self.publish(&store, changes);
     }
 
     /// The current resource version.
@@ -280,15 +281,19 @@ impl FakeApiServer {
         lock(&self.inner.store).resource_version()
     }
 
-    pub(crate) fn publish(&self, changes: Vec<Arc<Change>>) {
+    /// Sends `changes` to the watches. Called with the store still locked (`_store`), so that
+    /// concurrent writers publish in resourceVersion order: a watch skips a change at or below the
+    /// last version it sent, and a change published after a later one would be lost to it.
+    pub(crate) fn publish(&self, _store: &std::sync::MutexGuard<'_, store::Store>, changes: Vec<Arc<Change>>) {
         for change in changes {
             let _ = self.inner.changes.send(change);
         }
     }
 
     fn write_direct(&self, info: &ResourceInfo, object: Value) -> Value {
-        let (written, changes) = lock(&self.inner.store).upsert(info, object, store::Part::Whole);
-        self.publish(changes);
+        let mut store = lock(&self.inner.store);
+        let (written, changes) = store.upsert(info, object, store::Part::Whole);
+        self.publish(&store, changes);
         written
     }
 
@@ -339,8 +344,9 @@ impl FakeApiServer {
     fn set_status(&self, info: &ResourceInfo, object: &Value, status: Value) {
         let mut with_status = object.clone();
         with_status["status"] = status;
-        let (_, changes) = lock(&self.inner.store).upsert(info, with_status, store::Part::Status);
-        self.publish(changes);
+        let mut store = lock(&self.inner.store);
+        let (_, changes) = store.upsert(info, with_status, store::Part::Status);
+        self.publish(&store, changes);
     }
 }
 
