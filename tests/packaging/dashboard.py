@@ -52,6 +52,8 @@ PANELS = [
         (f'sum(increase(herald_consumer_rebalances_total{{{SEL}}}[$__rate_interval]))', "rebalance callbacks"),
         (f'sum(increase(herald_consumer_assignments_lost_total{{{SEL}}}[$__rate_interval]))', "assignments lost"),
     ], "short", "Assignments lost: a member missed its session or poll deadline (a CPU-throttled pod); what it stored since its last commit is redelivered."),
+    ("Offset gaps", [(f'sum by (outcome) (increase(herald_consumer_offset_gaps_total{{{SEL}}}[$__rate_interval]))', "{{outcome}}")], "short",
+     "Records that came after a gap in their partition's offsets: refetched (read again from the first missing offset), absent (still missing after two re-reads: compaction, transaction markers, retention). Refetched without absent: a fetch skipped records and the re-read found them."),
     ("Reads forwarded to the partition's holder", [(f'sum by (outcome) (rate(herald_consumer_forwarded_requests_total{{{SEL}}}[$__rate_interval]))', "{{outcome}}")], "reqps", ""),
     ("Restore and store", [
         (f'sum(rate(herald_consumer_restore_records_total{{{SEL}}}[$__rate_interval]))', "restored records/s"),

@@ -204,6 +204,10 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.rebalances.clone()))?;
         registry.register(Box::new(m.assignments_lost.clone()))?;
         registry.register(Box::new(m.offset_gaps.clone()))?;
+        // Both series from the start, at 0: a dashboard or an alert sees them before any gap.
+        for outcome in ["refetched", "absent"] {
+            m.offset_gaps.with_label_values(&[outcome]);
+        }
         registry.register(Box::new(m.streams.clone()))?;
         registry.register(Box::new(m.end_to_end_latency.clone()))?;
         Ok(m)
