@@ -22,6 +22,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use herald_kit::auth::{AuthError, Authenticator, Identity, PeerToken};
 use herald_kit::http::{EdgeArgs, HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
+use herald_kit::model::parse_user_id;
 use herald_kit::partition::PartitionHistory;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
@@ -150,13 +151,10 @@ pub(crate) fn authorize(state: &AppState, raw: &str, headers: &HeaderMap) -> Res
         return Err(Box::new(e.into_response()));
     }
     let identity = state.auth.authenticate(headers).map_err(|e| Box::new(e.into_response()))?;
-    let user = match raw.parse::<u64>() {
-        Ok(id) if id > 0 && raw.bytes().all(|b| b.is_ascii_digit()) => id,
-        _ => {
-            return Err(Box::new(
-                JsonError::new(StatusCode::BAD_REQUEST, "userID must be a positive integer").into_response(),
-            ));
-        }
+    let Some(user) = parse_user_id(raw) else {
+        return Err(Box::new(
+            JsonError::new(StatusCode::BAD_REQUEST, "userID must be a positive integer").into_response(),
+        ));
     };
     if !identity.may_read(user) {
         let message = format!("this token may not read user {user}'s notifications");
@@ -190,11 +188,10 @@ async fn notifications(
             Err(response) => response,
         };
     }
-    let view = state.membership.view();
-    if view.partitions <= 0 {
-        return unavailable("the topic's partition count is not known yet");
-    }
-    let partitions = state.partition_history.partitions_for_user(user, view.partitions);
+    let partitions = match user_partitions(&state, user) {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
     if partitions.len() > 1 {
         return match gather(&state, user, &partitions, &headers).await {
             Ok(lists) => {
@@ -204,28 +201,57 @@ async fn notifications(
             Err(response) => response,
         };
     }
-    let partition = partitions[partitions.len() - 1];
-    if let Some(claim) = state.claims.get(partition) {
-        return match read_local(&state, &claim, user, &query).await {
+    let partition = partitions[0];
+    match holder(&state, partition, forwarded) {
+        Ok(Holder::Here(claim)) => match read_local(&state, &claim, user, &query).await {
             Ok(body) => answer(body),
             Err(message) => unavailable(message),
-        };
+        },
+        Ok(Holder::Peer(owner)) => forward(&state, &owner, partition, user, &query, &headers).await,
+        Err(response) => *response,
+    }
+}
+
+/// The partitions holding `user`'s notifications in the topic as the group sees it now, the
+/// current one last (more than one only for a grown topic); 503 while the partition count is
+/// not known.
+pub(crate) fn user_partitions(state: &AppState, user: u64) -> Result<Vec<i32>, Box<Response>> {
+    let partitions = state.membership.view().partitions;
+    if partitions <= 0 {
+        return Err(Box::new(unavailable("the topic's partition count is not known yet")));
+    }
+    Ok(state.partition_history.partitions_for_user(user, partitions))
+}
+
+/// Who answers for a partition.
+pub(crate) enum Holder {
+    /// This member holds it.
+    Here(Arc<Claim>),
+    /// Another member (its URL) holds it.
+    Peer(String),
+}
+
+/// Who holds `partition`; the 503 when nobody is known to, or when the request was already
+/// forwarded here by a peer and this member does not hold it (one hop only).
+pub(crate) fn holder(state: &AppState, partition: i32, forwarded: bool) -> Result<Holder, Box<Response>> {
+    if let Some(claim) = state.claims.get(partition) {
+        return Ok(Holder::Here(claim));
     }
     if forwarded {
-        return not_held(&state, partition);
+        return Err(Box::new(not_held(state, partition)));
     }
-    match view.owners.get(&partition) {
+    match state.membership.view().owners.get(&partition) {
         Some(owner) if owner.trim_end_matches('/') != state.self_url.trim_end_matches('/') => {
-            forward(&state, owner, partition, user, &query, &headers).await
+            Ok(Holder::Peer(owner.clone()))
         }
-        _ => no_owner(&state, partition),
+        _ => Err(Box::new(no_owner(state, partition))),
     }
 }
 
 /// A forwarded request for a partition this member does not hold: one hop only — the sender's
 /// view of the group is stale, or ours is. Only an authenticated peer makes this member look
 /// again.
-pub(crate) fn not_held(state: &AppState, partition: i32) -> Response {
+fn not_held(state: &AppState, partition: i32) -> Response {
     if state.peer_token.is_some() {
         state.membership.refresh_soon();
     }
@@ -233,7 +259,7 @@ pub(crate) fn not_held(state: &AppState, partition: i32) -> Response {
     unavailable(format!("partition {partition} is not assigned to this consumer (rebalancing)"))
 }
 
-pub(crate) fn no_owner(state: &AppState, partition: i32) -> Response {
+fn no_owner(state: &AppState, partition: i32) -> Response {
     state.membership.refresh_soon();
     unavailable(format!("partition {partition} has no owner right now (rebalancing)"))
 }
@@ -264,28 +290,21 @@ pub(crate) async fn gather(
     partitions: &[i32],
     headers: &HeaderMap,
 ) -> Result<Vec<Vec<Stored>>, Response> {
-    let view = state.membership.view();
-    let parts = partitions.iter().map(|p| {
-        let owner = view.owners.get(p).cloned();
-        async move {
-            if state.claims.get(*p).is_some() {
-                return part(state, user, *p).await;
-            }
-            let owner = match owner {
-                Some(o) if o.trim_end_matches('/') != state.self_url.trim_end_matches('/') => o,
-                _ => return Err(no_owner(state, *p)),
-            };
-            let uri = format!("{}/notifications/{user}?partition={p}", owner.trim_end_matches('/'));
-            let (parts, bytes) = fetch(state, &owner, *p, &uri, headers).await?;
-            if !parts.status.is_success() {
-                return Err(relayed(&parts, Body::from(bytes), &[header::CONTENT_TYPE, header::RETRY_AFTER]));
-            }
-            parse_part(user, &bytes).map_err(|why| {
-                state.forwarder.count(ForwardOutcome::Failed);
-                tracing::warn!(partition = p, owner, %why, "a peer's part of a merged read is not understood");
-                unavailable(format!("the owner of partition {p} answered what this consumer cannot read: {why}"))
-            })
+    let parts = partitions.iter().map(|p| async move {
+        let owner = match holder(state, *p, false).map_err(|r| *r)? {
+            Holder::Here(_) => return part(state, user, *p).await,
+            Holder::Peer(owner) => owner,
+        };
+        let uri = format!("{}/notifications/{user}?partition={p}", owner.trim_end_matches('/'));
+        let (parts, bytes) = fetch(state, &owner, *p, &uri, headers).await?;
+        if !parts.status.is_success() {
+            return Err(relayed(&parts, Body::from(bytes), &[header::CONTENT_TYPE, header::RETRY_AFTER]));
         }
+        parse_part(user, &bytes).map_err(|why| {
+            state.forwarder.count(ForwardOutcome::Failed);
+            tracing::warn!(partition = p, owner, %why, "a peer's part of a merged read is not understood");
+            unavailable(format!("the owner of partition {p} answered what this consumer cannot read: {why}"))
+        })
     });
     futures::future::join_all(parts).await.into_iter().collect()
 }

@@ -33,7 +33,9 @@ use http_body_util::Empty;
 use prometheus::IntGauge;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::app::{AppState, authorize, gather, no_owner, not_held, owner_request, relayed, unavailable, wait_complete};
+use crate::app::{
+    AppState, Holder, authorize, gather, holder, owner_request, relayed, unavailable, user_partitions, wait_complete,
+};
 use crate::claims::Claim;
 use crate::metrics::ForwardOutcome;
 use crate::page::{self, Cursor};
@@ -129,28 +131,19 @@ pub async fn stream(
     let Some(slot) = state.streams.open() else {
         return unavailable(format!("this consumer serves its maximum of {} streams", state.streams.max));
     };
-    let view = state.membership.view();
-    if view.partitions <= 0 {
-        return unavailable("the topic's partition count is not known yet");
-    }
     // A user of a grown topic: the holder of their current partition serves the stream, its
     // replay merged from every partition they mapped to.
-    let partitions = state.partition_history.partitions_for_user(user, view.partitions);
+    let partitions = match user_partitions(&state, user) {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
     let partition = partitions[partitions.len() - 1];
-    if let Some(claim) = state.claims.get(partition) {
-        return match serve(&state, claim, user, &partitions, after, &headers, slot).await {
-            Ok(response) => response,
-            Err(response) => response,
-        };
-    }
-    if forwarded {
-        return not_held(&state, partition);
-    }
-    match view.owners.get(&partition) {
-        Some(owner) if owner.trim_end_matches('/') != state.self_url.trim_end_matches('/') => {
-            proxy(&state, owner, partition, user, after, &headers, slot).await
+    match holder(&state, partition, forwarded) {
+        Ok(Holder::Here(claim)) => {
+            serve(&state, claim, user, &partitions, after, &headers, slot).await.unwrap_or_else(|response| response)
         }
-        _ => no_owner(&state, partition),
+        Ok(Holder::Peer(owner)) => proxy(&state, &owner, partition, user, after, &headers, slot).await,
+        Err(response) => *response,
     }
 }
 

@@ -431,12 +431,9 @@ impl Jwt {
             _ => AuthError::NotAJwt,
         })?;
         let id = match &data.claims.sub {
-            Some(serde_json::Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-                s.parse().ok()
-            }
+            Some(serde_json::Value::String(s)) => crate::model::parse_user_id(s),
             _ => None,
         }
-        .filter(|id| *id > 0)
         .ok_or(AuthError::BadSubject)?;
         let scopes = data.claims.scope.clone().unwrap_or_default();
         let has = |scope: &str| scopes.split_ascii_whitespace().any(|s| s == scope);

@@ -128,6 +128,15 @@ fn parse_time(raw: &str) -> Result<DateTime<Utc>, DecodeError> {
         .map_err(|e| DecodeError::InvalidJson(format!("sentAt: {e}")))
 }
 
+/// A user id as the API takes it in a path, a form field or a token: decimal digits only (no
+/// sign, no spaces), above zero.
+pub fn parse_user_id(raw: &str) -> Option<u64> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok().filter(|id| *id > 0)
+}
+
 fn check_key(key: Option<&[u8]>, recipient: u64) -> Result<(), DecodeError> {
     let key_ok = key
         .and_then(|k| std::str::from_utf8(k).ok())

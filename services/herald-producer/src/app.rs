@@ -169,10 +169,7 @@ async fn handle_mark_read(
     body: Body,
 ) -> Result<crate::kafka::Delivered, AppError> {
     let identity = state.auth.authenticate(headers)?;
-    let user = raw
-        .parse::<u64>()
-        .ok()
-        .filter(|id| *id > 0 && raw.bytes().all(|b| b.is_ascii_digit()))
+    let user = herald_kit::model::parse_user_id(raw)
         .ok_or_else(|| AppError::BadMarker("userID must be a positive integer".into()))?;
     if !identity.may_read(user) {
         return Err(AppError::MayNotMark(user));

@@ -1,6 +1,6 @@
 //! Parsing and validating a `POST /send` body, form-encoded or JSON.
 
-use herald_kit::model::MAX_MESSAGE_BYTES;
+use herald_kit::model::{MAX_MESSAGE_BYTES, parse_user_id};
 use percent_encoding::percent_decode;
 use serde::Deserialize;
 
@@ -124,23 +124,13 @@ fn parse_json(body: &[u8]) -> Result<RawFields, BadRequest> {
 
 fn user_id(field: &str, input: Option<IdInput>) -> Result<u64, BadRequest> {
     let invalid = || bad(format!("{field} must be a positive integer"));
-    let id = match input.ok_or_else(|| bad(format!("{field} is required")))? {
-        IdInput::Text(s) => parse_decimal(s.trim()).ok_or_else(invalid)?,
-        IdInput::Json(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(invalid)?,
-        IdInput::Json(serde_json::Value::String(s)) => parse_decimal(s.trim()).ok_or_else(invalid)?,
-        IdInput::Json(_) => return Err(invalid()),
-    };
-    if id == 0 {
-        return Err(invalid());
+    match input.ok_or_else(|| bad(format!("{field} is required")))? {
+        IdInput::Text(s) => parse_user_id(s.trim()),
+        IdInput::Json(serde_json::Value::Number(n)) => n.as_u64().filter(|id| *id > 0),
+        IdInput::Json(serde_json::Value::String(s)) => parse_user_id(s.trim()),
+        IdInput::Json(_) => None,
     }
-    Ok(id)
-}
-
-fn parse_decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
+    .ok_or_else(invalid)
 }
 
 fn validate(raw: RawFields) -> Result<SendRequest, BadRequest> {
