@@ -347,7 +347,7 @@ fn render<'a>(
     let shown = |e: &Stored| since_ms.is_none_or(|since| e.sent_at_ms >= since);
     let unread = entries.clone().filter(|e| !e.read && shown(e)).count();
     let (items, next) = page::select(entries, query, shown);
-    let mut body = Vec::with_capacity(96 + items.iter().map(|e| e.value().len() + 40).sum::<usize>());
+    let mut body = Vec::with_capacity(96 + items.iter().map(|e| e.served_len_hint()).sum::<usize>());
     if items.is_empty() {
         body.extend_from_slice(br#"{"message":"No notifications found for user","notifications":["#);
     } else {

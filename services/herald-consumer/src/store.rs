@@ -6,17 +6,16 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use herald_kit::model::{ReadMarker, Record, decode_record};
+use herald_kit::model::{Packed, ReadMarker, Record, decode_record};
 use uuid::Uuid;
 
 const SHARDS: usize = 32;
 
-/// A stored notification: its value in the record contract's form (the producer's bytes as they
-/// were sent), kept as one allocation, with what reads, deduplication and eviction need.
+/// A stored notification: packed ([`Packed`]: binary ids, unescaped strings — one allocation of
+/// about half the record's size), with what reads, deduplication and eviction need beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    value: Box<[u8]>,
-    pub id: Uuid,
+    packed: Box<[u8]>,
     pub sent_at_ms: i64,
     pub partition: i32,
     /// A read marker named it (or covered it with `all`).
@@ -26,22 +25,23 @@ pub struct Stored {
 
 impl Stored {
     pub fn new(record: &Record<'_>, partition: i32, offset: i64) -> Self {
-        Self {
-            value: record.canonical(),
-            id: record.id,
-            sent_at_ms: record.sent_at.timestamp_millis(),
-            partition,
-            read: false,
-            offset,
-        }
+        Self { packed: record.pack(), sent_at_ms: record.sent_at.timestamp_millis(), partition, read: false, offset }
     }
 
-    /// The notification as `GET` serves it: its value with `partition`, `offset` and `read`
-    /// added.
+    pub fn id(&self) -> Uuid {
+        Packed::new(&self.packed).id()
+    }
+
+    /// The notification as `GET` serves it: the record contract's form (the producer's bytes as
+    /// they were sent) with `partition`, `offset` and `read` added.
     pub fn write_served(&self, out: &mut Vec<u8>) {
         use std::io::Write as _;
-        // The value is a JSON object written by `Record::canonical`: it ends with `}`.
-        out.extend_from_slice(self.value.strip_suffix(b"}").unwrap_or(&self.value));
+        let start = out.len();
+        Packed::new(&self.packed).write_json(self.sent_at_ms, out);
+        // The contract's form is a JSON object: it ends with `}`.
+        if out.len() > start && out.last() == Some(&b'}') {
+            out.pop();
+        }
         let _ = write!(out, ",\"partition\":{},\"offset\":{},\"read\":{}}}", self.partition, self.offset, self.read);
     }
 
@@ -63,16 +63,17 @@ impl Stored {
         Ok(stored)
     }
 
-    /// The notification's value in the record contract's form.
-    pub fn value(&self) -> &[u8] {
-        &self.value
+    /// About how many bytes [`Stored::write_served`] writes (field names, quotes and the time
+    /// come back), for sizing an answer.
+    pub fn served_len_hint(&self) -> usize {
+        self.packed.len() + 160
     }
 
-    /// An estimate of the memory one stored notification takes: the value and its allocation's
-    /// rounding, plus the entry and the id's fingerprint in its user's queues.
+    /// An estimate of the memory one stored notification takes: the packed form and its
+    /// allocation's rounding, plus the entry and the id's fingerprint in its user's queues.
     pub fn approx_bytes(&self) -> usize {
         const FIXED: usize = std::mem::size_of::<Stored>() + 16 + 8;
-        FIXED + self.value.len()
+        FIXED + self.packed.len()
     }
 }
 
@@ -189,7 +190,7 @@ impl Store {
         }
         let fingerprint = fingerprint(&record.id);
         let entries = &log.entries;
-        if log.fingerprints.iter().enumerate().any(|(i, f)| *f == fingerprint && entries[i].id == record.id) {
+        if log.fingerprints.iter().enumerate().any(|(i, f)| *f == fingerprint && entries[i].id() == record.id) {
             return Insert::Duplicate;
         }
         // Built under the lock only once it is known to be new: a redelivery costs no copy.
@@ -288,11 +289,11 @@ impl Store {
             let covered = if marker.all {
                 if e.partition == partition { e.offset < offset } else { e.sent_at_ms <= at_ms }
             } else {
-                marker.ids.contains(&e.id)
+                marker.ids.contains(&e.id())
             };
             if covered {
                 e.read = true;
-                marked.push(e.id);
+                marked.push(e.id());
             }
         }
         drop(shard);
@@ -370,6 +371,12 @@ mod tests {
         Notification::new(User { id: 1, name: "Emma".into() }, User { id: to, name: "Bruno".into() }, message.into())
     }
 
+    fn served(stored: &Stored) -> Vec<u8> {
+        let mut out = Vec::new();
+        stored.write_served(&mut out);
+        out
+    }
+
     /// Stores `n` as the consumer does: decoded from its record.
     fn put(store: &Store, n: &Notification, partition: i32, offset: i64) -> Insert {
         let value = n.encode();
@@ -379,7 +386,7 @@ mod tests {
     }
 
     fn messages(store: &Store, user: u64) -> Vec<String> {
-        store.get(user).iter().map(|s| serde_json::from_slice::<Notification>(s.value()).unwrap().message).collect()
+        store.get(user).iter().map(|s| serde_json::from_slice::<Notification>(&served(s)).unwrap().message).collect()
     }
 
     #[test]
@@ -528,10 +535,15 @@ mod tests {
         let n = mk(2, "a");
         put(&s, &n, 4, 9);
         let stored = &s.get(2)[0];
-        assert_eq!(stored.value(), &n.encode()[..]);
-        assert_eq!((stored.id, stored.sent_at_ms), (n.id, n.sent_at.timestamp_millis()));
-        let mut served = Vec::new();
-        stored.write_served(&mut served);
+        assert_eq!((stored.id(), stored.sent_at_ms), (n.id, n.sent_at.timestamp_millis()));
+        let served = served(stored);
+        // The producer's bytes, byte for byte, then the position.
+        let encoded = n.encode();
+        assert_eq!(
+            String::from_utf8_lossy(&served[..encoded.len() - 1]),
+            String::from_utf8_lossy(&encoded[..encoded.len() - 1])
+        );
+        assert!(served.len() < encoded.len() + stored.served_len_hint());
         let v: serde_json::Value = serde_json::from_slice(&served).unwrap();
         let mut expected = serde_json::to_value(&n).unwrap();
         expected["partition"] = 4.into();

@@ -109,7 +109,7 @@ fn resume_point(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Curso
 }
 
 fn notification_event(entry: &Stored) -> Event {
-    let mut data = Vec::with_capacity(entry.value().len() + 64);
+    let mut data = Vec::with_capacity(entry.served_len_hint());
     entry.write_served(&mut data);
     Event::default().event("notification").id(Cursor::of(entry).encode()).data(String::from_utf8_lossy(&data))
 }

@@ -353,10 +353,30 @@ async fn bench_consume(args: &Args) {
         total - at_first
     );
     println!("  ratio herald : raw   {:.2}", rate / raw_rate);
-    let rss = consumer.rss_bytes().unwrap_or(0);
+    let mib = |bytes: Option<u64>| bytes.unwrap_or(0) as f64 / 1048576.0;
+    let at_end = consumer.rss_bytes();
+    // What a pod holds once caught up: freed fetch buffers go back to the OS within the
+    // allocator's decay time (100 ms), so RSS is sampled until it stops falling (500 ms without a
+    // new low, at most 5 s).
+    let (mut settled, mut since_low) = (at_end.unwrap_or(0), 0);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match consumer.rss_bytes() {
+            Some(now) if now < settled => (settled, since_low) = (now, 0),
+            _ => since_low += 1,
+        }
+        if since_low >= 5 {
+            break;
+        }
+    }
     println!(
-        "  consumer RSS         {:.1} MiB holding {stored} notifications for {} users",
-        rss as f64 / 1048576.0,
+        "  consumer RSS at the last record {:.1} MiB, peak {:.1} MiB (VmHWM, during the catch-up)",
+        mib(at_end),
+        mib(consumer.peak_rss_bytes())
+    );
+    println!(
+        "  consumer RSS         {:.1} MiB holding {stored} notifications for {} users (settled)",
+        mib(Some(settled)),
         args.users
     );
     wait_ready(&http, &consumer, Duration::from_secs(5)).await;
