@@ -220,12 +220,17 @@ impl<'a> Packed<'a> {
         let to_len = u32::from_le_bytes(self.array(36)) as usize;
         let names = Self::HEADER + from_len;
         let sent_at = DateTime::<Utc>::from_timestamp_millis(sent_at_ms).unwrap_or_default();
+        let mut text = [0; 24];
+        let sent_at = match time_text(&sent_at, &mut text) {
+            Some(text) => std::borrow::Cow::Borrowed(text),
+            None => format_time(&sent_at).into(),
+        };
         let fields = Borrowed {
             id: self.id(),
             from: BorrowedUser { id: u64::from_le_bytes(self.array(16)), name: self.text(Self::HEADER, names).into() },
             to: BorrowedUser { id: u64::from_le_bytes(self.array(24)), name: self.text(names, names + to_len).into() },
             message: self.text(names + to_len, self.0.len()).into(),
-            sent_at: format_time(&sent_at).into(),
+            sent_at,
         };
         // Serializing strings, integers and a uuid into a vector cannot fail.
         let _ = serde_json::to_writer(out, &fields);
@@ -294,6 +299,33 @@ mod rfc3339_utc {
 /// Formats a time the way the record contract does (RFC 3339, UTC, milliseconds).
 pub fn format_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// [`format_time`]'s text written into `buf` without an allocation (a read writes one per
+/// notification), for years 1000–9999; `None` for any other.
+fn time_text<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; 24]) -> Option<&'b str> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(t.year()).ok().filter(|y| (1000..=9999).contains(y))?;
+    let millis = t.timestamp_subsec_millis();
+    if millis >= 1000 {
+        return None; // a leap second: chrono's own formatting knows how to write it
+    }
+    let mut put = |at: usize, value: u32, digits: u32| {
+        for i in 0..digits {
+            buf[at + i as usize] = b'0' + ((value / 10u32.pow(digits - 1 - i)) % 10) as u8;
+        }
+    };
+    put(0, year, 4);
+    put(5, t.month(), 2);
+    put(8, t.day(), 2);
+    put(11, t.hour(), 2);
+    put(14, t.minute(), 2);
+    put(17, t.second(), 2);
+    put(20, millis, 3);
+    for (at, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')] {
+        buf[at] = c;
+    }
+    std::str::from_utf8(buf).ok()
 }
 
 /// The seed's user directory, used when no users file is given.
@@ -382,6 +414,20 @@ mod tests {
         let mut out = Vec::new();
         Packed::new(&r.pack()).write_json(r.sent_at.timestamp_millis(), &mut out);
         out
+    }
+
+    #[test]
+    fn times_are_written_as_format_time_writes_them() {
+        let mut buf = [0; 24];
+        for ms in [0, 1, 999, 1_000, 59_999, 1_780_000_000_123, 4_102_444_799_999, -1, -62_135_596_800_000] {
+            let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
+            match time_text(&t, &mut buf) {
+                Some(text) => assert_eq!(text, format_time(&t), "{ms}"),
+                None => assert!(!(1000..=9999).contains(&chrono::Datelike::year(&t)), "{ms}"),
+            }
+        }
+        let t = DateTime::<Utc>::from_timestamp_millis(1_780_000_000_123).unwrap();
+        assert_eq!(time_text(&t, &mut buf), Some("2026-05-28T20:26:40.123Z"));
     }
 
     #[test]
