@@ -266,6 +266,40 @@ async fn prefill(bootstrap: &str, topic: &str, records: usize, users: u64) {
     }
 }
 
+/// Samples a counter of `service` every 10 ms until it reaches `total`; returns how much it grew
+/// between the first and the last sample taken while it was moving (above 0, below `total`) and
+/// the time between those two. Both ends are samples, so the rate carries no bias from how late
+/// the end was noticed (the raw consumer is timed inside this process, from its first record to
+/// its last).
+async fn catch_up(
+    http: &Http,
+    service: &process::Service,
+    what: &str,
+    total: f64,
+    count: impl Fn(&str) -> f64,
+) -> (f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut first, mut last) = (None::<(Instant, f64)>, None::<(Instant, f64)>);
+    loop {
+        let now = count(&scrape(http, service).await);
+        let at = Instant::now();
+        if now >= total {
+            break;
+        }
+        if now > 0.0 {
+            first.get_or_insert((at, now));
+            last = Some((at, now));
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    match (first, last) {
+        (Some((t0, c0)), Some((t1, c1))) if t1 > t0 => (c1 - c0, (t1 - t0).as_secs_f64()),
+        // Caught up between two samples: no rate can be told apart from the sampling.
+        _ => (f64::NAN, f64::NAN),
+    }
+}
+
 async fn bench_consume(args: &Args) {
     let broker = Broker::start(Storage::Memory);
     let bootstrap = broker.bootstrap();
@@ -333,24 +367,13 @@ async fn bench_consume(args: &Args) {
     let mut consumer = start_member(ports[0]);
     let http = Http::new();
     let total = args.records as f64;
-    // The rate is the records handled between two samples over the time between them.
-    let (first, at_first) = wait_for("the first stored record", Duration::from_secs(120), || async {
-        let t = metrics::sum(&scrape(&http, &consumer).await, "herald_consumer_records_total", &[]);
-        (t > 0.0).then(|| (Instant::now(), t))
-    })
-    .await;
-    wait_for("every record handled", Duration::from_secs(600), || async {
-        let t = metrics::sum(&scrape(&http, &consumer).await, "herald_consumer_records_total", &[]);
-        (t >= total).then_some(())
-    })
-    .await;
-    let secs = first.elapsed().as_secs_f64();
-    let rate = (total - at_first) / secs;
+    let handled = |text: &str| metrics::sum(text, "herald_consumer_records_total", &[]);
+    let (counted, secs) = catch_up(&http, &consumer, "every record handled", total, handled).await;
+    let rate = counted / secs;
     let text = scrape(&http, &consumer).await;
     let stored = metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "stored")]);
     println!(
-        "  herald-consumer      {stored} stored; {:.0} handled in the {secs:.2} s between the first sample and the last: {rate:.0} records/s",
-        total - at_first
+        "  herald-consumer      {stored} stored; {counted:.0} handled in the {secs:.2} s between the first sample and the last: {rate:.0} records/s"
     );
     println!("  ratio herald : raw   {:.2}", rate / raw_rate);
     let mib = |bytes: Option<u64>| bytes.unwrap_or(0) as f64 / 1048576.0;
@@ -391,20 +414,10 @@ async fn bench_consume(args: &Args) {
     assert!(consumer.terminate(Duration::from_secs(30)).success());
     let restorer = start_member(ports[0]);
     let restored = |text: &str| metrics::sum(text, "herald_consumer_restore_records_total", &[]);
-    let (first, at_first) = wait_for("the first restored record", Duration::from_secs(120), || async {
-        let r = restored(&scrape(&http, &restorer).await);
-        (r > 0.0).then(|| (Instant::now(), r))
-    })
-    .await;
-    wait_for("every record restored", Duration::from_secs(600), || async {
-        (restored(&scrape(&http, &restorer).await) >= total).then_some(())
-    })
-    .await;
-    let secs = first.elapsed().as_secs_f64();
-    let restore_rate = (total - at_first) / secs;
+    let (counted, secs) = catch_up(&http, &restorer, "every record restored", total, restored).await;
+    let restore_rate = counted / secs;
     println!(
-        "  restore              {total} records; {:.0} in the {secs:.2} s between the first sample and the last: {restore_rate:.0} records/s",
-        total - at_first
+        "  restore              {total} records; {counted:.0} in the {secs:.2} s between the first sample and the last: {restore_rate:.0} records/s"
     );
     println!("  ratio restore : raw  {:.2}", restore_rate / raw_rate);
 
