@@ -312,14 +312,12 @@ pub(crate) async fn gather(
 /// A peer's answer to a `?partition=` request, back in stored form.
 fn parse_part(user: u64, bytes: &[u8]) -> Result<Vec<Stored>, String> {
     #[derive(serde::Deserialize)]
-    struct Part {
-        notifications: Vec<serde_json::Value>,
+    struct Part<'a> {
+        #[serde(borrow)]
+        notifications: Vec<&'a serde_json::value::RawValue>,
     }
-    let part: Part = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    part.notifications
-        .iter()
-        .map(|item| Stored::from_served(user, &serde_json::to_vec(item).map_err(|e| e.to_string())?))
-        .collect()
+    let part: Part<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    part.notifications.iter().map(|item| Stored::from_served(user, item.get().as_bytes())).collect()
 }
 
 /// The partitions this member holds, for its peers (who must show the peer token when one is
