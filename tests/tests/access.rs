@@ -300,7 +300,7 @@ async fn a_peer_that_claims_a_foreign_host_never_gets_reads_sent_there() {
         (held.len() == 1).then_some(held[0] as i32)
     })
     .await;
-    let user = (1..=20u64).find(|u| partition_for_user(*u, 2) != held).unwrap();
+    let user = (1..=20u64).find(|u| partition_for_user(&(*u).into(), 2) != held).unwrap();
     wait_for("the fake peer asked for its claims", Duration::from_secs(10), || async {
         (claims_served.load(Ordering::SeqCst) > 0).then_some(())
     })

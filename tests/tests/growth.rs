@@ -36,12 +36,12 @@ async fn send_before_growth(
     futures::stream::iter(users)
         .map(|to| async move {
             let n = Notification::new(
-                User { id: 1, name: "user1".into() },
-                User { id: to, name: format!("user{to}") },
+                User { id: 1.into(), name: "user1".into() },
+                User { id: to.into(), name: format!("user{to}") },
                 format!("{tag} {to}"),
             );
             let (key, value) = (n.key(), n.encode());
-            let record = FutureRecord::to(topic).key(&key).payload(&value).partition(partition_for_user(to, 3));
+            let record = FutureRecord::to(topic).key(&key).payload(&value).partition(partition_for_user(&to.into(), 3));
             let d = raw.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("produce");
             Acked { id: n.id.to_string(), to, partition: i64::from(d.partition), offset: d.offset }
         })
@@ -53,6 +53,39 @@ async fn send_before_growth(
 /// What each consumer answers for `user`, once it answers 200.
 async fn whole(http: &Http, consumer: &str, user: u64) -> Vec<String> {
     wait_for("a complete read", SETTLE, || read(http, consumer, user)).await
+}
+
+/// A served notification's id, partition and `sentAt`.
+type Item = (String, i64, chrono::DateTime<chrono::FixedOffset>);
+
+/// Each notification a consumer returns for `user`, in the answer's order.
+async fn items(http: &Http, consumer: &str, user: u64) -> Vec<Item> {
+    let a = http.get(&format!("{consumer}/notifications/{user}")).await.unwrap();
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.json["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let sent_at = chrono::DateTime::parse_from_rfc3339(n["sentAt"].as_str().unwrap()).unwrap();
+            (n["id"].as_str().unwrap().to_string(), n["partition"].as_i64().unwrap(), sent_at)
+        })
+        .collect()
+}
+
+/// The partitions' lists in `items` (each kept in its order) merged as a read promises: the next
+/// is always the earliest sent of the lists' heads, on a tie the lower partition.
+fn merged_in_send_order(items: &[Item]) -> Vec<String> {
+    let mut lists: BTreeMap<i64, std::collections::VecDeque<&Item>> = BTreeMap::new();
+    for item in items {
+        lists.entry(item.1).or_default().push_back(item);
+    }
+    let mut merged = Vec::with_capacity(items.len());
+    while let Some(p) = lists.iter().filter_map(|(p, l)| l.front().map(|i| ((i.2, *p), *p))).min().map(|(_, p)| p) {
+        let next = lists.get_mut(&p).and_then(|l| l.pop_front()).unwrap();
+        merged.push(next.0.clone());
+    }
+    merged
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -86,7 +119,7 @@ async fn a_topic_grown_from_3_to_6_partitions_keeps_every_notification_readable_
         }
     }
     let apart = |u: u64| {
-        let (old, new) = (i64::from(partition_for_user(u, 3)), i64::from(partition_for_user(u, 6)));
+        let (old, new) = (i64::from(partition_for_user(&u.into(), 3)), i64::from(partition_for_user(&u.into(), 6)));
         old != new && holder[&old] != holder[&new]
     };
     let user = (1..=USERS).find(|u| apart(*u)).expect("a user whose partitions two consumers hold");
@@ -100,7 +133,7 @@ async fn a_topic_grown_from_3_to_6_partitions_keeps_every_notification_readable_
     );
     let after = send_many(&http, &producer.url, 2 * USERS as usize, 16, |i| (i as u64 % USERS) + 1).await;
     for a in during.iter().chain(&after) {
-        assert_eq!(a.partition, i64::from(partition_for_user(a.to, 6)), "{a:?}");
+        assert_eq!(a.partition, i64::from(partition_for_user(&a.to.into(), 6)), "{a:?}");
     }
 
     let all: Vec<&Acked> = before.iter().chain(&stale).chain(&during).chain(&after).collect();
@@ -109,7 +142,8 @@ async fn a_topic_grown_from_3_to_6_partitions_keeps_every_notification_readable_
     for a in &all {
         by_user.entry(a.to).or_default().push(a);
     }
-    let spanning = by_user.keys().filter(|u| partition_for_user(**u, 3) != partition_for_user(**u, 6)).count();
+    let spanning =
+        by_user.keys().filter(|u| partition_for_user(&(**u).into(), 3) != partition_for_user(&(**u).into(), 6)).count();
     assert!(spanning > USERS as usize / 3, "only {spanning} users span two partitions");
 
     // Every consumer, every user: every acknowledged notification once; each partition's in log
@@ -137,6 +171,12 @@ async fn a_topic_grown_from_3_to_6_partitions_keeps_every_notification_readable_
                 let last_before = before.iter().filter(|a| a.to == user).map(|a| rank(&a.id)).max().unwrap();
                 let first_after = after.iter().filter(|a| a.to == user).map(|a| rank(&a.id)).min().unwrap();
                 assert!(last_before < first_after, "user {user} from {url}: not in send order: {got:?}");
+                // A merge, not a concatenation of the partitions: the answer is the partitions'
+                // lists merged by send time (each partition's log order is checked above).
+                let answered = items(http, &url, user).await;
+                let ids: Vec<String> = answered.iter().map(|i| i.0.clone()).collect();
+                assert_eq!(ids, got, "user {user} from {url}: the answer changed");
+                assert_eq!(merged_in_send_order(&answered), ids, "user {user} from {url}: not merged in send order");
             }
         })
         .await;

@@ -239,9 +239,12 @@ async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
     wait_ready(&http, &producer, READY).await;
 
     let raw = kafka::raw_producer(&s.broker.bootstrap());
-    let valid_for_2 =
-        Notification::new(User { id: 1, name: "Emma".into() }, User { id: 2, name: "Bruno".into() }, "x".into())
-            .encode();
+    let valid_for_2 = Notification::new(
+        User { id: 1.into(), name: "Emma".into() },
+        User { id: 2.into(), name: "Bruno".into() },
+        "x".into(),
+    )
+    .encode();
     let huge = vec![b'{'; 512 * 1024];
     let poison: Vec<RawRecord> = vec![
         (Some(b"2"), Some(b"\x00\xff not json at all")),

@@ -34,7 +34,7 @@ async fn every_consumer_answers_every_user_completely_and_identically() {
     let sent = send_many(&http, &producer.url, 3 * USERS as usize, 32, |i| (i as u64 % USERS) + 1).await;
     // The consumers' mapping of a user to a partition is where the producer's records landed.
     for a in &sent {
-        assert_eq!(a.partition, i64::from(partition_for_user(a.to, 6)), "{a:?}");
+        assert_eq!(a.partition, i64::from(partition_for_user(&a.to.into(), 6)), "{a:?}");
     }
     let expected = expected_lists(&sent);
     assert_eq!(expected.len(), USERS as usize);

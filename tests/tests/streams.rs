@@ -51,7 +51,7 @@ async fn streams_are_live_replay_exactly_what_was_missed_and_follow_the_partitio
     let limit = [("HERALD_MAX_STREAMS", "3".to_string())];
     let mut consumers = vec![s.consumer(&limit), s.consumer(&limit)];
     wait_assigned(&http, &[&consumers[0], &consumers[1]], &[3.0, 3.0]).await;
-    let partition = i64::from(partition_for_user(USER, 6));
+    let partition = i64::from(partition_for_user(&USER.into(), 6));
     let owner = if holds(&http, &consumers[0], partition).await { 0 } else { 1 };
     let other = 1 - owner;
     let stream_url = |c: &Service| format!("{}/notifications/{USER}/stream", c.url);

@@ -9,6 +9,18 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
+/// The path a member publishes its claims on, for the other members.
+pub const CLAIMS_PATH: &str = "/internal/claims";
+
+/// What a member publishes about itself at [`CLAIMS_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerClaims {
+    /// The member's advertised URL.
+    pub url: String,
+    /// Partitions of the topic assigned to it.
+    pub partitions: Vec<i32>,
+}
+
 /// One assigned partition.
 #[derive(Debug)]
 pub struct Claim {
@@ -194,5 +206,12 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(reader.await.unwrap(), 5);
+    }
+
+    #[test]
+    fn claims_travel_as_json() {
+        let c = PeerClaims { url: "http://10.0.0.7:8081".into(), partitions: vec![0, 4] };
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json, serde_json::json!({"url": "http://10.0.0.7:8081", "partitions": [0, 4]}));
     }
 }

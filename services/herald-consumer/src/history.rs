@@ -55,7 +55,7 @@ pub fn window_start(
 }
 
 /// The seeker for `kafka`'s topic: a client of its own (no group, no commits), fetching little.
-pub fn seeker(kafka: &herald_kit::kafka::KafkaArgs) -> Result<Seeker, crate::group::GroupError> {
+pub fn seeker(kafka: &herald_kit::kafka::KafkaArgs) -> Result<Seeker, crate::group::error::GroupError> {
     let defaults = [
         ("client.id", "herald-consumer-history"),
         // librdkafka refuses assign() without a group id; this client never joins or commits.
@@ -67,7 +67,7 @@ pub fn seeker(kafka: &herald_kit::kafka::KafkaArgs) -> Result<Seeker, crate::gro
         ("queued.max.messages.kbytes", "1024"),
     ];
     let config = herald_kit::kafka::client_config(&kafka.bootstrap_servers, &defaults, &kafka.properties, &[])?;
-    let consumer = config.create().map_err(crate::group::GroupError::Create)?;
+    let consumer = config.create().map_err(crate::group::error::GroupError::Create)?;
     Ok(Seeker::new(consumer, &kafka.topic))
 }
 

@@ -3,16 +3,18 @@
 //! user's partition). Offsets move only after a record is stored; a newly assigned partition is
 //! rebuilt from the log before its reads are served.
 
-pub mod app;
+pub mod api;
 pub mod claims;
 pub mod dead_letter;
+#[cfg(test)]
+mod fixtures;
 pub mod group;
 pub mod history;
 pub mod membership;
 pub mod metrics;
 pub mod page;
+pub mod peer;
 pub mod store;
-pub mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,11 +29,14 @@ use herald_kit::telemetry::LogArgs;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{AppState, Forwarder, router};
+use crate::api::slots::Streams;
+use crate::api::{AppState, router};
 use crate::claims::Claims;
+use crate::group::apply::Applier;
 use crate::group::{GroupConfig, GroupError, GroupStatus, Shared};
 use crate::membership::{Discovery, Membership};
 use crate::metrics::ConsumerMetrics;
+use crate::peer::PeerClient;
 use crate::store::Store;
 
 /// Command-line flags; each one also reads an environment variable.
@@ -230,28 +235,33 @@ impl ConsumerService {
             );
         }
         tracing::info!(auth = %auth.describe(), "consumer authentication");
+        let claims = Arc::new(Claims::default());
         let shared = Shared {
             metrics: metrics.clone(),
             status: Arc::new(GroupStatus::default()),
-            claims: Arc::new(Claims::default()),
-            store: store.clone(),
+            applier: Arc::new(Applier::new(store.clone(), claims.clone(), metrics.clone())),
             membership: Arc::new(Membership::new(metrics.refresh_requests.clone())),
         };
+        let peer = PeerClient::new(
+            args.forward_timeout,
+            forwarded_body_limit(args.max_per_user),
+            peer_token,
+            &self_url,
+            &metrics,
+        );
         let state = AppState {
             store,
             status: shared.status.clone(),
-            claims: shared.claims.clone(),
+            claims,
             membership: shared.membership.clone(),
             probe: Arc::new(probe(&args.kafka)?),
             topic: args.kafka.topic.clone(),
-            self_url,
             read_timeout: args.read_timeout,
             history: args.history,
             partition_history: args.partition_history.clone().unwrap_or_default(),
-            forwarder: Forwarder::new(args.forward_timeout, forwarded_body_limit(args.max_per_user), &metrics),
+            peer,
             auth: Arc::new(auth),
-            peer_token,
-            streams: stream::Streams::new(args.max_streams as usize, metrics.streams.clone()),
+            streams: Streams::new(args.max_streams as usize, metrics.streams.clone()),
         };
         let config = GroupConfig { kafka: args.kafka.clone(), group_id: args.group_id.clone(), history: args.history };
         let consumer = group::subscribe(&config, shared)?;
@@ -299,18 +309,17 @@ impl ConsumerService {
         }
         let discovery = Discovery {
             peers: self.peers.clone(),
-            self_url: self.state.self_url.clone(),
-            client: self.state.forwarder.client(),
+            self_url: self.state.self_url().to_string(),
+            client: self.state.peer.clone(),
             probe: self.state.probe.clone(),
             topic: self.state.topic.clone(),
             every: MEMBERSHIP_REFRESH,
             timeout: Duration::from_secs(1),
-            peer_token: self.state.peer_token.clone(),
         };
         let refresher = self
             .discover
             .then(|| tokio::spawn(membership::refresh(self.state.membership.clone(), discovery, shutdown.clone())));
-        tracing::info!(advertise_url = %self.state.self_url, "other consumers forward reads to this URL");
+        tracing::info!(advertise_url = %self.state.self_url(), "other consumers forward reads to this URL");
         let app = router(self.state.clone(), self.http, &self.edge);
         if let Ok(addr) = listeners.api.local_addr() {
             tracing::info!(%addr, "consumer listening");

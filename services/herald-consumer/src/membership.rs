@@ -15,25 +15,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The path a member publishes its claims on.
-pub const CLAIMS_PATH: &str = "/internal/claims";
-
-/// What a member publishes about itself.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PeerClaims {
-    /// The member's advertised URL.
-    pub url: String,
-    /// Partitions of the topic assigned to it.
-    pub partitions: Vec<i32>,
-}
+use crate::peer::PeerClient;
 
 /// Parses `--peers`: comma-separated `host:port` entries (a host may resolve to many members).
 pub fn parse_peers(value: &str) -> Result<Vec<String>, String> {
@@ -106,14 +92,14 @@ impl Membership {
 pub struct Discovery {
     pub peers: Vec<String>,
     pub self_url: String,
-    pub client: Client<HttpConnector, Empty<Bytes>>,
+    /// Asks the peers for their claims (with the peer token, which their `/internal/claims`
+    /// requires when configured).
+    pub client: PeerClient,
     /// Topic metadata (the partition count).
     pub probe: Arc<BaseConsumer>,
     pub topic: String,
     pub every: Duration,
     pub timeout: Duration,
-    /// Sent to the peers (their `/internal/claims` requires it when configured).
-    pub peer_token: Option<herald_kit::auth::PeerToken>,
 }
 
 impl Discovery {
@@ -144,25 +130,6 @@ impl Discovery {
         all
     }
 
-    async fn claims_of(&self, addr: SocketAddr) -> Result<PeerClaims, String> {
-        let uri = format!("http://{addr}{CLAIMS_PATH}");
-        let mut request = axum::http::Request::get(&uri);
-        if let Some(token) = &self.peer_token {
-            request = request.header(axum::http::header::AUTHORIZATION, token.header());
-        }
-        let request = request.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
-        let fetched = tokio::time::timeout(self.timeout, async {
-            let response = self.client.request(request).await.map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("answered {}", response.status()));
-            }
-            let body = Limited::new(response.into_body(), 1024 * 1024).collect().await.map_err(|e| e.to_string())?;
-            serde_json::from_slice::<PeerClaims>(&body.to_bytes()).map_err(|e| e.to_string())
-        })
-        .await;
-        fetched.map_err(|_| "no answer in time".to_string())?
-    }
-
     /// Asks every peer for its claims; the members that answer make the view.
     pub async fn look(&self, previous: &View) -> View {
         let partitions = match self.partitions().await {
@@ -173,7 +140,7 @@ impl Discovery {
             }
         };
         let addrs = self.addresses().await;
-        let answers = futures::future::join_all(addrs.iter().map(|a| self.claims_of(*a))).await;
+        let answers = futures::future::join_all(addrs.iter().map(|a| self.client.claims(*a, self.timeout))).await;
         let mut view = View { partitions, refreshed: Some(Instant::now()), ..View::default() };
         for (addr, answer) in addrs.iter().zip(answers) {
             match answer {
@@ -245,12 +212,5 @@ mod tests {
         assert_eq!(owner_address(reached, "http://169.254.169.254"), "http://10.0.0.7:8081");
         let v6: SocketAddr = "[fd00::7]:8081".parse().unwrap();
         assert_eq!(owner_address(v6, "http://x:8081"), "http://[fd00::7]:8081");
-    }
-
-    #[test]
-    fn claims_travel_as_json() {
-        let c = PeerClaims { url: "http://10.0.0.7:8081".into(), partitions: vec![0, 4] };
-        let json = serde_json::to_value(&c).unwrap();
-        assert_eq!(json, serde_json::json!({"url": "http://10.0.0.7:8081", "partitions": [0, 4]}));
     }
 }

@@ -168,20 +168,10 @@ pub fn merge(lists: Vec<Vec<Stored>>, max: usize) -> Vec<Stored> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_kit::model::{Notification, User, decode_record};
+    use crate::fixtures::{decoded, notification};
 
     fn entries(n: i64) -> Vec<Stored> {
-        (0..n)
-            .map(|i| {
-                let note = Notification::new(
-                    User { id: 1, name: "E".into() },
-                    User { id: 2, name: "B".into() },
-                    format!("m{i}"),
-                );
-                let value = note.encode();
-                Stored::new(&decode_record(Some(b"2"), Some(&value)).unwrap(), 3, 100 + i)
-            })
-            .collect()
+        (0..n).map(|i| decoded(&notification(2, &format!("m{i}")), |r| Stored::new(r, 3, 100 + i))).collect()
     }
 
     fn offsets(page: &[&Stored]) -> Vec<i64> {
@@ -243,10 +233,24 @@ mod tests {
     fn cursors_round_trip_and_order_across_partitions() {
         let c = Cursor { partition: 4, offset: 17, sent_at_ms: 1_700_000_000_123 };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
-        let all = entries(3);
-        assert!(c.is_after(&all[0]) || all[0].sent_at_ms >= c.sent_at_ms);
+        // Partition 3, offsets 100–102, sent at 100, 200 and 300.
+        let mut all = entries(3);
+        for (e, t) in all.iter_mut().zip([100, 200, 300]) {
+            e.sent_at_ms = t;
+        }
+        let order = |f: &dyn Fn(&Stored) -> bool| all.iter().map(f).collect::<Vec<_>>();
+        // In another partition a cursor compares by time, then by partition: sent earlier, or at
+        // the same time in a lower partition, comes before it; the rest after.
+        let other = Cursor { partition: 4, offset: 17, sent_at_ms: 200 };
+        assert_eq!(order(&|e| other.is_after(e)), [true, true, false]);
+        assert_eq!(order(&|e| other.is_before(e)), [false, false, true]);
+        let lower = Cursor { partition: 2, offset: 17, sent_at_ms: 200 };
+        assert_eq!(order(&|e| lower.is_after(e)), [true, false, false]);
+        assert_eq!(order(&|e| lower.is_before(e)), [false, true, true]);
+        // In its own partition by offset, whatever the times; its own notification is neither.
         let same = Cursor { partition: 3, offset: 101, sent_at_ms: 0 };
-        assert_eq!(all.iter().filter(|e| same.is_after(e)).count(), 1);
+        assert_eq!(order(&|e| same.is_after(e)), [true, false, false]);
+        assert_eq!(order(&|e| same.is_before(e)), [false, false, true]);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use herald_kit::model::{Packed, ReadMarker, Record, decode_record};
+use herald_kit::model::{Packed, ReadMarker, Record, UserId};
 use uuid::Uuid;
 
 const SHARDS: usize = 32;
@@ -29,44 +29,17 @@ impl Stored {
     }
 
     pub fn id(&self) -> Uuid {
-        Packed::new(&self.packed).id()
+        self.packed().id()
     }
 
-    /// The notification as `GET` serves it: the record contract's form (the producer's bytes as
-    /// they were sent) with `partition`, `offset` and `read` added.
-    pub fn write_served(&self, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        let start = out.len();
-        Packed::new(&self.packed).write_json(self.sent_at_ms, out);
-        // The contract's form is a JSON object: it ends with `}`.
-        if out.len() > start && out.last() == Some(&b'}') {
-            out.pop();
-        }
-        let _ = write!(out, ",\"partition\":{},\"offset\":{},\"read\":{}}}", self.partition, self.offset, self.read);
+    /// The notification as the record contract has it, without its time (see [`Packed`]).
+    pub fn packed(&self) -> Packed<'_> {
+        Packed::new(&self.packed)
     }
 
-    /// A notification of `user` as a peer's `GET` served it (see [`Stored::write_served`]), back
-    /// in stored form: what a merged read gathers from the owners of a grown topic's partitions.
-    pub fn from_served(user: u64, item: &[u8]) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        struct Position {
-            partition: i32,
-            offset: i64,
-            #[serde(default)]
-            read: bool,
-        }
-        let at: Position = serde_json::from_slice(item).map_err(|e| format!("not a served notification: {e}"))?;
-        let key = user.to_string();
-        let record = decode_record(Some(key.as_bytes()), Some(item)).map_err(|e| e.to_string())?;
-        let mut stored = Self::new(&record, at.partition, at.offset);
-        stored.read = at.read;
-        Ok(stored)
-    }
-
-    /// About how many bytes [`Stored::write_served`] writes (field names, quotes and the time
-    /// come back), for sizing an answer.
-    pub fn served_len_hint(&self) -> usize {
-        self.packed.len() + 160
+    /// The packed form's size in bytes.
+    pub fn packed_len(&self) -> usize {
+        self.packed.len()
     }
 
     /// An estimate of the memory one stored notification takes: the packed form and its
@@ -122,7 +95,7 @@ fn fingerprint(id: &Uuid) -> u64 {
     u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
-type Shard = RwLock<HashMap<u64, UserLog>>;
+type Shard = RwLock<HashMap<UserId, UserLog>>;
 
 /// Notifications by recipient, sharded so readers rarely wait for the writer.
 #[derive(Debug)]
@@ -133,16 +106,16 @@ pub struct Store {
     evicted_for_budget: AtomicU64,
     shards: Vec<Shard>,
     /// The users someone streams, and their channels.
-    watched: Mutex<HashMap<u64, tokio::sync::broadcast::Sender<Arc<Change>>>>,
+    watched: Mutex<HashMap<UserId, tokio::sync::broadcast::Sender<Arc<Change>>>>,
     /// Whether `watched` is empty, read without its lock on every insert.
     watching: AtomicUsize,
 }
 
-fn write(shard: &Shard) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, UserLog>> {
+fn write(shard: &Shard) -> std::sync::RwLockWriteGuard<'_, HashMap<UserId, UserLog>> {
     shard.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn read(shard: &Shard) -> std::sync::RwLockReadGuard<'_, HashMap<u64, UserLog>> {
+fn read(shard: &Shard) -> std::sync::RwLockReadGuard<'_, HashMap<UserId, UserLog>> {
     shard.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -161,8 +134,8 @@ impl Store {
         }
     }
 
-    fn shard(&self, user: u64) -> &Shard {
-        &self.shards[(user % SHARDS as u64) as usize]
+    fn shard(&self, user: &UserId) -> &Shard {
+        &self.shards[user.bucket(SHARDS)]
     }
 
     /// Most notifications kept per user.
@@ -182,9 +155,9 @@ impl Store {
 
     /// Stores a record read at `partition`/`offset` for its recipient.
     pub fn insert(&self, record: &Record<'_>, partition: i32, offset: i64) -> Insert {
-        let user = record.to;
+        let user = &record.to;
         let mut shard = write(self.shard(user));
-        let log = shard.entry(user).or_default();
+        let log = shard.entry(user.clone()).or_default();
         if log.newest.is_some_and(|(p, o)| p == partition && offset <= o) {
             return Insert::Duplicate;
         }
@@ -215,23 +188,25 @@ impl Store {
     }
 
     /// The changes of `user`'s inbox from now on.
-    pub fn subscribe(&self, user: u64) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
+    pub fn subscribe(&self, user: &UserId) -> tokio::sync::broadcast::Receiver<Arc<Change>> {
         let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
-        let receiver =
-            watched.entry(user).or_insert_with(|| tokio::sync::broadcast::channel(STREAM_BACKLOG).0).subscribe();
+        let receiver = watched
+            .entry(user.clone())
+            .or_insert_with(|| tokio::sync::broadcast::channel(STREAM_BACKLOG).0)
+            .subscribe();
         self.watching.store(watched.len(), Ordering::Release);
         receiver
     }
 
     /// Tells `user`'s streams, if any, about a change; forgets the user once nobody listens.
-    fn publish(&self, user: u64, change: impl FnOnce() -> Change) {
+    fn publish(&self, user: &UserId, change: impl FnOnce() -> Change) {
         if self.watching.load(Ordering::Acquire) == 0 {
             return;
         }
         let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(sender) = watched.get(&user) else { return };
+        let Some(sender) = watched.get(user) else { return };
         if sender.send(Arc::new(change())).is_err() {
-            watched.remove(&user);
+            watched.remove(user);
             self.watching.store(watched.len(), Ordering::Release);
         }
     }
@@ -249,16 +224,18 @@ impl Store {
     /// insert).
     fn evict_to_budget(&self) {
         let target = self.budget_bytes - self.budget_bytes / 100;
-        let mut largest: BinaryHeap<(usize, u64)> = self
+        let mut largest: BinaryHeap<(usize, UserId)> = self
             .shards
             .iter()
-            .flat_map(|shard| read(shard).iter().map(|(user, log)| (log.entries.len(), *user)).collect::<Vec<_>>())
+            .flat_map(|shard| {
+                read(shard).iter().map(|(user, log)| (log.entries.len(), user.clone())).collect::<Vec<_>>()
+            })
             .filter(|(len, _)| *len > 0)
             .collect();
         let mut evicted = 0;
         while self.bytes() > target {
             let Some((len, user)) = largest.pop() else { break };
-            let mut shard = write(self.shard(user));
+            let mut shard = write(self.shard(&user));
             let Some(log) = shard.get_mut(&user) else { continue };
             let freed = log.evict_oldest();
             drop(shard);
@@ -281,7 +258,7 @@ impl Store {
     /// `all` every one before it in the log (in another partition: sent before it was written).
     /// Returns how many became read; unknown ids are ignored.
     pub fn mark_read(&self, marker: &ReadMarker, partition: i32, offset: i64) -> usize {
-        let mut shard = write(self.shard(marker.user));
+        let mut shard = write(self.shard(&marker.user));
         let Some(log) = shard.get_mut(&marker.user) else { return 0 };
         let at_ms = marker.at.timestamp_millis();
         let mut marked = Vec::new();
@@ -299,7 +276,7 @@ impl Store {
         drop(shard);
         let count = marked.len();
         if count > 0 {
-            self.publish(marker.user, || Change::Read(marked));
+            self.publish(&marker.user, || Change::Read(marked));
         }
         count
     }
@@ -342,13 +319,13 @@ impl Store {
 
     /// Runs `f` over a user's notifications, oldest first, under the shard's read lock (keep it
     /// short: the consumer waits for it to store a record of this shard).
-    pub fn with_user<R>(&self, user: u64, f: impl FnOnce(&VecDeque<Stored>) -> R) -> R {
+    pub fn with_user<R>(&self, user: &UserId, f: impl FnOnce(&VecDeque<Stored>) -> R) -> R {
         const NONE: &VecDeque<Stored> = &VecDeque::new();
-        f(read(self.shard(user)).get(&user).map_or(NONE, |log| &log.entries))
+        f(read(self.shard(user)).get(user).map_or(NONE, |log| &log.entries))
     }
 
     /// A copy of a user's notifications, oldest first.
-    pub fn get(&self, user: u64) -> Vec<Stored> {
+    pub fn get(&self, user: &UserId) -> Vec<Stored> {
         self.with_user(user, |entries| entries.iter().cloned().collect())
     }
 
@@ -365,28 +342,24 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_kit::model::{Notification, User, decode_record};
+    use crate::fixtures::{decoded, notification as mk};
+    use herald_kit::model::Notification;
 
-    fn mk(to: u64, message: &str) -> Notification {
-        Notification::new(User { id: 1, name: "Emma".into() }, User { id: to, name: "Bruno".into() }, message.into())
-    }
-
-    fn served(stored: &Stored) -> Vec<u8> {
+    /// The stored notification in the record contract's form.
+    fn contract(stored: &Stored) -> Vec<u8> {
         let mut out = Vec::new();
-        stored.write_served(&mut out);
+        stored.packed().write_json(stored.sent_at_ms, &mut out);
         out
     }
 
     /// Stores `n` as the consumer does: decoded from its record.
     fn put(store: &Store, n: &Notification, partition: i32, offset: i64) -> Insert {
-        let value = n.encode();
-        let key = n.key();
-        let record = decode_record(Some(key.as_bytes()), Some(&value)).unwrap();
-        store.insert(&record, partition, offset)
+        decoded(n, |record| store.insert(record, partition, offset))
     }
 
     fn messages(store: &Store, user: u64) -> Vec<String> {
-        store.get(user).iter().map(|s| serde_json::from_slice::<Notification>(&served(s)).unwrap().message).collect()
+        let user = UserId::from(user);
+        store.get(&user).iter().map(|s| serde_json::from_slice::<Notification>(&contract(s)).unwrap().message).collect()
     }
 
     #[test]
@@ -397,9 +370,9 @@ mod tests {
         assert_eq!(put(&s, &mk(2, "b"), 0, 11), Insert::Stored);
         assert_eq!(messages(&s, 2), ["a", "b"]);
         assert_eq!(messages(&s, 3), ["x"]);
-        assert!(s.get(4).is_empty());
+        assert!(s.get(&UserId::from(4)).is_empty());
         assert_eq!(s.len(), 3);
-        let first = &s.get(2)[0];
+        let first = &s.get(&UserId::from(2))[0];
         assert_eq!((first.partition, first.offset), (0, 10));
     }
 
@@ -432,11 +405,7 @@ mod tests {
 
     #[test]
     fn the_budget_evicts_the_oldest_of_the_largest_users_first() {
-        let one = {
-            let n = mk(2, "m");
-            let value = n.encode();
-            Stored::new(&decode_record(Some(b"2"), Some(&value)).unwrap(), 0, 0).approx_bytes()
-        };
+        let one = { decoded(&mk(2, "m"), |record| Stored::new(record, 0, 0).approx_bytes()) };
         // Room for ten notifications.
         let s = Store::new(100, 10 * one);
         for i in 0..8 {
@@ -450,8 +419,8 @@ mod tests {
         // Over budget: evicted down to 99 % of it, all from user 2 (the largest), oldest first;
         // the others keep theirs.
         assert!(s.bytes() <= 10 * one - 10 * one / 100, "{} bytes", s.bytes());
-        assert_eq!(s.get(2).len(), 6);
-        assert_eq!(s.get(2)[0].offset, 2);
+        assert_eq!(s.get(&UserId::from(2)).len(), 6);
+        assert_eq!(s.get(&UserId::from(2))[0].offset, 2);
         assert_eq!(messages(&s, 3), ["a", "b"]);
         assert_eq!(messages(&s, 4), ["x"]);
         assert_eq!(s.evicted_for_budget(), 2);
@@ -464,7 +433,7 @@ mod tests {
         put(&s, &mk(3, "b"), 1, 0);
         let before = s.bytes();
         assert_eq!(s.drop_partition(0), 1);
-        assert!(s.get(2).is_empty());
+        assert!(s.get(&UserId::from(2)).is_empty());
         assert_eq!(messages(&s, 3), ["b"]);
         assert!(s.bytes() < before && s.bytes() > 0);
         assert_eq!(s.drop_partition(1), 1);
@@ -480,7 +449,7 @@ mod tests {
         let one = s.bytes() / 3;
         assert_eq!(s.drop_partition(4), 1);
         assert_eq!(messages(&s, 2), ["old"]);
-        assert!(s.get(5).is_empty());
+        assert!(s.get(&UserId::from(5)).is_empty());
         assert_eq!(s.bytes(), one);
         // What is left still deduplicates by id, and new records of the dropped partition come in.
         put(&s, &mk(2, "again"), 4, 0);
@@ -490,30 +459,15 @@ mod tests {
     }
 
     #[test]
-    fn a_served_notification_comes_back_as_it_was_stored() {
-        let s = Store::new(100, usize::MAX);
-        let n = mk(2, "hé \"x\" / ok");
-        put(&s, &n, 3, 41);
-        let marker = ReadMarker { user: 2, ids: vec![n.id], all: false, at: chrono::Utc::now() };
-        s.mark_read(&marker, 3, 42);
-        let stored = s.get(2).remove(0);
-        let mut served = Vec::new();
-        stored.write_served(&mut served);
-        assert_eq!(Stored::from_served(2, &served).unwrap(), stored);
-        // Another user's notification, or something else, is refused.
-        assert!(Stored::from_served(3, &served).is_err());
-        assert!(Stored::from_served(2, br#"{"partition":1,"offset":2}"#).is_err());
-    }
-
-    #[test]
     fn read_markers_mark_named_ids_or_everything_before_them() {
         let s = Store::new(100, usize::MAX);
         let notes: Vec<Notification> = (0..5).map(|i| mk(2, &format!("m{i}"))).collect();
         for (i, n) in notes.iter().enumerate() {
             put(&s, n, 0, 10 + i as i64);
         }
-        let read = |s: &Store| s.get(2).iter().map(|e| e.read).collect::<Vec<_>>();
-        let marker = |ids: Vec<uuid::Uuid>, all: bool| ReadMarker { user: 2, ids, all, at: chrono::Utc::now() };
+        let read = |s: &Store| s.get(&UserId::from(2)).iter().map(|e| e.read).collect::<Vec<_>>();
+        let marker =
+            |ids: Vec<uuid::Uuid>, all: bool| ReadMarker { user: UserId::from(2), ids, all, at: chrono::Utc::now() };
         // Two by id, one unknown id ignored.
         assert_eq!(s.mark_read(&marker(vec![notes[1].id, notes[3].id, uuid::Uuid::new_v4()], false), 0, 15), 2);
         assert_eq!(read(&s), [false, true, false, true, false]);
@@ -523,32 +477,6 @@ mod tests {
         assert_eq!(s.mark_read(&marker(vec![], true), 0, 13), 2);
         assert_eq!(read(&s), [true, true, true, true, false]);
         // A marker for a user with nothing stored changes nothing.
-        assert_eq!(s.mark_read(&ReadMarker { user: 9, ..marker(vec![], true) }, 0, 99), 0);
-        let mut served = Vec::new();
-        s.get(2)[0].write_served(&mut served);
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&served).unwrap()["read"], true);
-    }
-
-    #[test]
-    fn serves_the_value_with_partition_and_offset() {
-        let s = Store::new(3, usize::MAX);
-        let n = mk(2, "a");
-        put(&s, &n, 4, 9);
-        let stored = &s.get(2)[0];
-        assert_eq!((stored.id(), stored.sent_at_ms), (n.id, n.sent_at.timestamp_millis()));
-        let served = served(stored);
-        // The producer's bytes, byte for byte, then the position.
-        let encoded = n.encode();
-        assert_eq!(
-            String::from_utf8_lossy(&served[..encoded.len() - 1]),
-            String::from_utf8_lossy(&encoded[..encoded.len() - 1])
-        );
-        assert!(served.len() < encoded.len() + stored.served_len_hint());
-        let v: serde_json::Value = serde_json::from_slice(&served).unwrap();
-        let mut expected = serde_json::to_value(&n).unwrap();
-        expected["partition"] = 4.into();
-        expected["offset"] = 9.into();
-        expected["read"] = false.into();
-        assert_eq!(v, expected);
+        assert_eq!(s.mark_read(&ReadMarker { user: UserId::from(9), ..marker(vec![], true) }, 0, 99), 0);
     }
 }

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::http::JsonError;
+use crate::user_id::UserId;
 
 /// The scope that lets a token send as any user.
 pub const SEND_ANY: &str = "notifications:send:any";
@@ -63,23 +64,23 @@ pub enum Identity {
     /// Another consumer of the same pipeline (the peer token).
     Peer,
     /// A user, by a JWT.
-    User { id: u64, send_any: bool, read_any: bool },
+    User { id: UserId, send_any: bool, read_any: bool },
 }
 
 impl Identity {
     /// Whether this caller may read `user`'s notifications.
-    pub fn may_read(&self, user: u64) -> bool {
+    pub fn may_read(&self, user: &UserId) -> bool {
         match self {
             Identity::Anyone | Identity::Service | Identity::Peer => true,
-            Identity::User { id, read_any, .. } => *read_any || *id == user,
+            Identity::User { id, read_any, .. } => *read_any || id == user,
         }
     }
 
     /// The sender a send is made as: `from` as given, or (for a user who gave none) the user;
     /// `Err` when this caller may not send as `from` (or gave none and is not a user).
-    pub fn sender(&self, from: Option<u64>) -> Result<u64, SendAs> {
+    pub fn sender(&self, from: Option<UserId>) -> Result<UserId, SendAs> {
         match (self, from) {
-            (Identity::User { id, .. }, None) => Ok(*id),
+            (Identity::User { id, .. }, None) => Ok(id.clone()),
             (Identity::User { id, send_any, .. }, Some(from)) if *send_any || from == *id => Ok(from),
             (Identity::User { .. }, Some(_)) => Err(SendAs::Forbidden),
             (Identity::Peer, _) => Err(SendAs::Forbidden),
@@ -431,7 +432,7 @@ impl Jwt {
             _ => AuthError::NotAJwt,
         })?;
         let id = match &data.claims.sub {
-            Some(serde_json::Value::String(s)) => crate::model::parse_user_id(s),
+            Some(serde_json::Value::String(s)) => UserId::parse(s),
             _ => None,
         }
         .ok_or(AuthError::BadSubject)?;
@@ -576,13 +577,13 @@ mod tests {
         assert_eq!(auth.authenticate(&headers("s3rvice-t0ken")), Ok(Identity::Service));
         assert_eq!(
             auth.authenticate(&headers(&hs256(claims("7")))),
-            Ok(Identity::User { id: 7, send_any: false, read_any: false })
+            Ok(Identity::User { id: UserId::from(7), send_any: false, read_any: false })
         );
         let mut scoped = claims("7");
         scoped["scope"] = format!("openid {SEND_ANY} {READ_ANY}").into();
         assert_eq!(
             auth.authenticate(&headers(&hs256(scoped))),
-            Ok(Identity::User { id: 7, send_any: true, read_any: true })
+            Ok(Identity::User { id: UserId::from(7), send_any: true, read_any: true })
         );
         let mut expired = claims("7");
         expired["exp"] = (now() - 120).into();
@@ -625,18 +626,18 @@ mod tests {
 
     #[test]
     fn what_each_identity_may_do() {
-        let user = Identity::User { id: 7, send_any: false, read_any: false };
-        assert!(user.may_read(7) && !user.may_read(8));
-        assert_eq!(user.sender(None), Ok(7));
-        assert_eq!(user.sender(Some(7)), Ok(7));
-        assert_eq!(user.sender(Some(8)), Err(SendAs::Forbidden));
-        let any = Identity::User { id: 7, send_any: true, read_any: true };
-        assert!(any.may_read(8));
-        assert_eq!(any.sender(Some(8)), Ok(8));
-        assert_eq!(Identity::Service.sender(Some(8)), Ok(8));
+        let user = Identity::User { id: UserId::from(7), send_any: false, read_any: false };
+        assert!(user.may_read(&UserId::from(7)) && !user.may_read(&UserId::from(8)));
+        assert_eq!(user.sender(None), Ok(UserId::from(7)));
+        assert_eq!(user.sender(Some(UserId::from(7))), Ok(UserId::from(7)));
+        assert_eq!(user.sender(Some(UserId::from(8))), Err(SendAs::Forbidden));
+        let any = Identity::User { id: UserId::from(7), send_any: true, read_any: true };
+        assert!(any.may_read(&UserId::from(8)));
+        assert_eq!(any.sender(Some(UserId::from(8))), Ok(UserId::from(8)));
+        assert_eq!(Identity::Service.sender(Some(UserId::from(8))), Ok(UserId::from(8)));
         assert_eq!(Identity::Service.sender(None), Err(SendAs::Missing));
-        assert_eq!(Identity::Peer.sender(Some(8)), Err(SendAs::Forbidden), "peers read, never send");
-        assert!(Identity::Anyone.may_read(1) && Identity::Peer.may_read(1));
+        assert_eq!(Identity::Peer.sender(Some(UserId::from(8))), Err(SendAs::Forbidden), "peers read, never send");
+        assert!(Identity::Anyone.may_read(&UserId::from(1)) && Identity::Peer.may_read(&UserId::from(1)));
     }
 
     #[test]
@@ -672,7 +673,7 @@ mod tests {
     #[test]
     fn a_remembered_token_still_expires_and_the_table_stays_bounded() {
         let cache = VerifiedTokens::default();
-        let user = Identity::User { id: 7, send_any: false, read_any: false };
+        let user = Identity::User { id: UserId::from(7), send_any: false, read_any: false };
         let now = 1_000_000;
         cache.insert([1; 32], VerifiedToken { identity: user.clone(), exp: now + 60, nbf: now - 5 }, now);
         assert_eq!(cache.get(&[1; 32], now), Some(user.clone()));
@@ -705,7 +706,7 @@ mod tests {
         let claims = serde_json::json!({"sub": "7", "exp": now() + 600});
         let token =
             jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET).unwrap()).unwrap();
-        let user = Identity::User { id: 7, send_any: false, read_any: false };
+        let user = Identity::User { id: UserId::from(7), send_any: false, read_any: false };
         assert_eq!(auth.authenticate(&headers(&token)), Ok(user.clone()));
         assert_eq!(auth.jwt.as_ref().unwrap().verified.len(), 1);
         assert_eq!(auth.authenticate(&headers(&token)), Ok(user));

@@ -9,3 +9,4 @@ pub mod model;
 pub mod partition;
 pub mod shutdown;
 pub mod telemetry;
+pub mod user_id;

@@ -7,13 +7,15 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::user_id::UserId;
+
 /// Upper bound of a notification's message, in bytes (UTF-8).
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// A user of the directory: who sends and who receives notifications.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
-    pub id: u64,
+    pub id: UserId,
     pub name: String,
 }
 
@@ -37,7 +39,7 @@ impl Notification {
 
     /// The record key: the recipient's id in decimal.
     pub fn key(&self) -> String {
-        self.to.id.to_string()
+        self.to.id.key()
     }
 
     /// The record value: the notification as JSON.
@@ -55,7 +57,7 @@ pub enum DecodeError {
     #[error("record value is not a notification: {0}")]
     InvalidJson(String),
     #[error("record key {key:?} is not the recipient id {recipient}")]
-    KeyMismatch { key: String, recipient: u64 },
+    KeyMismatch { key: String, recipient: UserId },
     #[error("notification has an empty message")]
     EmptyMessage,
 }
@@ -71,7 +73,7 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Notification, 
 
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
 struct BorrowedUser<'a> {
-    id: u64,
+    id: UserId,
     #[serde(borrow)]
     name: std::borrow::Cow<'a, str>,
 }
@@ -97,7 +99,7 @@ struct Borrowed<'a> {
 #[derive(Debug)]
 pub struct Record<'a> {
     pub id: Uuid,
-    pub to: u64,
+    pub to: UserId,
     pub sent_at: DateTime<Utc>,
     fields: Borrowed<'a>,
 }
@@ -109,13 +111,13 @@ pub fn decode_record<'a>(key: Option<&[u8]>, value: Option<&'a [u8]>) -> Result<
         Some(fields) => fields,
         None => serde_json::from_slice(value).map_err(|e| DecodeError::InvalidJson(e.to_string()))?,
     };
-    check_key(key, fields.to.id)?;
+    check_key(key, &fields.to.id)?;
     if fields.message.is_empty() {
         return Err(DecodeError::EmptyMessage);
     }
     // Kept as an instant: whatever form the record wrote it in, it is served in the contract's.
     let sent_at = parse_time(&fields.sent_at)?;
-    Ok(Record { id: fields.id, to: fields.to.id, sent_at, fields })
+    Ok(Record { id: fields.id, to: fields.to.id.clone(), sent_at, fields })
 }
 
 /// The producer's exact form — `{"id":"…","from":{"id":N,"name":"…"},"to":{"id":N,"name":"…"},
@@ -142,8 +144,8 @@ fn parse_exact(value: &[u8]) -> Option<Borrowed<'_>> {
     r.literal(b"}")?;
     r.0.is_empty().then_some(Borrowed {
         id,
-        from: BorrowedUser { id: from_id, name: from_name.into() },
-        to: BorrowedUser { id: to_id, name: to_name.into() },
+        from: BorrowedUser { id: from_id.into(), name: from_name.into() },
+        to: BorrowedUser { id: to_id.into(), name: to_name.into() },
         message: message.into(),
         sent_at: sent_at.into(),
     })
@@ -221,27 +223,13 @@ fn parse_contract_time(raw: &str) -> Option<DateTime<Utc>> {
     Some(date.and_hms_milli_opt(hour, minute, second, millis)?.and_utc())
 }
 
-/// A user id as the API takes it in a path, a form field or a token: decimal digits only (no
-/// sign, no spaces), above zero.
-pub fn parse_user_id(raw: &str) -> Option<u64> {
-    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    raw.parse().ok().filter(|id| *id > 0)
-}
-
-fn check_key(key: Option<&[u8]>, recipient: u64) -> Result<(), DecodeError> {
-    let key_ok = key
-        .and_then(|k| std::str::from_utf8(k).ok())
-        .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|k| k.parse::<u64>().ok())
-        .is_some_and(|k| k == recipient);
-    if key_ok {
+fn check_key(key: Option<&[u8]>, recipient: &UserId) -> Result<(), DecodeError> {
+    if key.is_some_and(|k| recipient.is_key(k)) {
         Ok(())
     } else {
         Err(DecodeError::KeyMismatch {
             key: key.map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
-            recipient,
+            recipient: recipient.clone(),
         })
     }
 }
@@ -253,7 +241,7 @@ impl Record<'_> {
     fn canonical(&self) -> Vec<u8> {
         let f = &self.fields;
         fn user<'b>(u: &'b BorrowedUser<'_>) -> BorrowedUser<'b> {
-            BorrowedUser { id: u.id, name: u.name.as_ref().into() }
+            BorrowedUser { id: u.id.clone(), name: u.name.as_ref().into() }
         }
         let fields = Borrowed {
             id: f.id,
@@ -270,8 +258,8 @@ impl Record<'_> {
         let (from, to, message) = (&self.fields.from.name, &self.fields.to.name, &self.fields.message);
         let mut out = Vec::with_capacity(Packed::HEADER + from.len() + to.len() + message.len());
         out.extend_from_slice(self.id.as_bytes());
-        out.extend_from_slice(&self.fields.from.id.to_le_bytes());
-        out.extend_from_slice(&self.to.to_le_bytes());
+        out.extend_from_slice(&self.fields.from.id.to_packed());
+        out.extend_from_slice(&self.to.to_packed());
         // A Kafka record is smaller than 2 GiB, and so is each of its strings.
         out.extend_from_slice(&u32::try_from(from.len()).unwrap_or(u32::MAX).to_le_bytes());
         out.extend_from_slice(&u32::try_from(to.len()).unwrap_or(u32::MAX).to_le_bytes());
@@ -332,8 +320,8 @@ impl<'a> Packed<'a> {
         };
         let fields = Borrowed {
             id: self.id(),
-            from: BorrowedUser { id: u64::from_le_bytes(self.array(16)), name: self.text(Self::HEADER, names).into() },
-            to: BorrowedUser { id: u64::from_le_bytes(self.array(24)), name: self.text(names, names + to_len).into() },
+            from: BorrowedUser { id: UserId::from_packed(self.array(16)), name: self.text(Self::HEADER, names).into() },
+            to: BorrowedUser { id: UserId::from_packed(self.array(24)), name: self.text(names, names + to_len).into() },
             message: self.text(names + to_len, self.0.len()).into(),
             sent_at,
         };
@@ -355,7 +343,7 @@ pub const MAX_MARKER_IDS: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReadMarker {
-    pub user: u64,
+    pub user: UserId,
     /// These notifications (unknown ids are ignored).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ids: Vec<Uuid>,
@@ -378,7 +366,7 @@ pub fn decode_marker(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<ReadMar
     let value = value.ok_or(DecodeError::MissingValue)?;
     let marker: ReadMarker =
         serde_json::from_slice(value).map_err(|e| DecodeError::InvalidJson(format!("read marker: {e}")))?;
-    check_key(key, marker.user)?;
+    check_key(key, &marker.user)?;
     if marker.all != marker.ids.is_empty() || marker.ids.len() > MAX_MARKER_IDS {
         return Err(DecodeError::InvalidJson(format!(
             "read marker: it must name 1 to {MAX_MARKER_IDS} ids or all, not both"
@@ -437,7 +425,7 @@ fn time_text<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; 24]) -> Option<&'b str> {
 pub fn seed_users() -> Vec<User> {
     [(1, "Emma"), (2, "Bruno"), (3, "Rick"), (4, "Lena")]
         .into_iter()
-        .map(|(id, name)| User { id, name: name.to_string() })
+        .map(|(id, name)| User { id: UserId::from(id), name: name.to_string() })
         .collect()
 }
 
@@ -499,7 +487,7 @@ mod tests {
         let n = mk_notification();
         let value = n.encode();
         let r = decode_record(Some(b"2"), Some(&value)).unwrap();
-        assert_eq!((r.id, r.to), (n.id, 2));
+        assert_eq!((r.id, &r.to), (n.id, &UserId::from(2)));
         assert_eq!(r.sent_at.timestamp_millis(), n.sent_at.timestamp_millis());
         assert_eq!(String::from_utf8(r.canonical()).unwrap(), String::from_utf8(value.clone()).unwrap());
         assert_eq!(String::from_utf8(served(&r)).unwrap(), String::from_utf8(value.clone()).unwrap());
@@ -523,7 +511,7 @@ mod tests {
     }
 
     fn encoded(id: u128, (from, to): (u64, u64), (sender, recipient): (&str, &str), message: &str, ms: i64) -> Vec<u8> {
-        let user = |id, name: &str| User { id, name: name.to_string() };
+        let user = |id: u64, name: &str| User { id: id.into(), name: name.to_string() };
         let sent_at = DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
         let (from, to) = (user(from, sender), user(to, recipient));
         Notification { id: Uuid::from_u128(id), from, to, message: message.into(), sent_at }.encode()
@@ -634,11 +622,12 @@ mod tests {
 
     #[test]
     fn read_markers_round_trip_and_are_checked() {
-        let ids = ReadMarker { user: 2, ids: vec![Uuid::new_v4(), Uuid::new_v4()], all: false, at: Utc::now() };
-        let all = ReadMarker { user: 2, ids: vec![], all: true, at: Utc::now() };
+        let ids =
+            ReadMarker { user: UserId::from(2), ids: vec![Uuid::new_v4(), Uuid::new_v4()], all: false, at: Utc::now() };
+        let all = ReadMarker { user: UserId::from(2), ids: vec![], all: true, at: Utc::now() };
         for m in [&ids, &all] {
             let back = decode_marker(Some(b"2"), Some(&m.encode())).unwrap();
-            assert_eq!((back.user, &back.ids, back.all), (m.user, &m.ids, m.all));
+            assert_eq!((&back.user, &back.ids, back.all), (&m.user, &m.ids, m.all));
         }
         assert!(matches!(decode_marker(Some(b"3"), Some(&ids.encode())), Err(DecodeError::KeyMismatch { .. })));
         let neither = ReadMarker { ids: vec![], all: false, ..all.clone() };

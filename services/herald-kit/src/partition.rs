@@ -2,6 +2,8 @@
 //! `murmur2(key) & 0x7fffffff % partitions`, which librdkafka's `murmur2_random` matches for
 //! non-empty keys.
 
+use crate::user_id::UserId;
+
 /// Kafka's murmur2 hash of `data`, as the Java client computes it.
 pub fn murmur2(data: &[u8]) -> i32 {
     const SEED: u32 = 0x9747_b28c;
@@ -40,9 +42,9 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
     (murmur2(key) & 0x7fff_ffff) % partitions.max(1)
 }
 
-/// The partition of a user's notifications.
-pub fn partition_for_user(user_id: u64, partitions: i32) -> i32 {
-    partition_for_key(user_id.to_string().as_bytes(), partitions)
+/// The partition of a user's notifications (their record key's).
+pub fn partition_for_user(user: &UserId, partitions: i32) -> i32 {
+    partition_for_key(user.key().as_bytes(), partitions)
 }
 
 /// Most partition counts a history may list (the CRD's `partitionHistory` holds as many).
@@ -84,7 +86,7 @@ impl PartitionHistory {
     /// The partitions holding `user`'s notifications in a topic of `current` partitions: the
     /// one of each earlier count (up to `current`), without repeats, oldest mapping first and
     /// the current one last.
-    pub fn partitions_for_user(&self, user: u64, current: i32) -> Vec<i32> {
+    pub fn partitions_for_user(&self, user: &UserId, current: i32) -> Vec<i32> {
         let now = partition_for_user(user, current);
         let mut partitions: Vec<i32> = Vec::with_capacity(self.0.len() + 1);
         for count in self.0.iter().filter(|c| **c < current) {
@@ -124,20 +126,21 @@ mod tests {
     fn a_user_maps_to_each_counts_partition_once_current_last() {
         let history = PartitionHistory::parse("3,6").unwrap();
         let mut grown = 0;
-        for user in 1..500u64 {
-            let parts = history.partitions_for_user(user, 6);
-            assert_eq!(*parts.last().unwrap(), partition_for_user(user, 6));
-            assert!(parts.contains(&partition_for_user(user, 3)));
+        for user in (1..500u64).map(UserId::from) {
+            let parts = history.partitions_for_user(&user, 6);
+            assert_eq!(*parts.last().unwrap(), partition_for_user(&user, 6));
+            assert!(parts.contains(&partition_for_user(&user, 3)));
             assert!(parts.len() <= 2);
             if parts.len() == 2 {
                 grown += 1;
             }
             // Counts above the topic's are not partitions of it (yet).
-            assert_eq!(history.partitions_for_user(user, 3), vec![partition_for_user(user, 3)]);
+            assert_eq!(history.partitions_for_user(&user, 3), vec![partition_for_user(&user, 3)]);
         }
         // Half the users of a topic grown from 3 to 6 partitions move.
         assert!((150..350).contains(&grown), "{grown}");
-        assert_eq!(PartitionHistory::default().partitions_for_user(7, 6), vec![partition_for_user(7, 6)]);
+        let seven = UserId::from(7);
+        assert_eq!(PartitionHistory::default().partitions_for_user(&seven, 6), vec![partition_for_user(&seven, 6)]);
     }
 
     #[test]
@@ -158,8 +161,8 @@ mod tests {
 
     #[test]
     fn partitions_are_in_range() {
-        for user in 1..1000 {
-            let p = partition_for_user(user, 6);
+        for user in (1..1000u64).map(UserId::from) {
+            let p = partition_for_user(&user, 6);
             assert!((0..6).contains(&p));
         }
     }

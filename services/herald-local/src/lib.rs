@@ -323,8 +323,8 @@ fn print_table(
             if shown.is_empty() { "-".into() } else { shown }
         );
     }
-    let user = 2;
-    let partition = partition_for_user(user, args.partitions);
+    let user = herald_kit::model::UserId::from(2);
+    let partition = partition_for_user(&user, args.partitions);
     let reader =
         owner.get(&partition).cloned().unwrap_or_else(|| rows.first().map(|r| r.1.clone()).unwrap_or_default());
     println!();

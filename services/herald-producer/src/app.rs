@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use herald_kit::auth::{AuthError, Authenticator, SendAs};
 use herald_kit::http::{EdgeArgs, HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
-use herald_kit::model::{MAX_MARKER_IDS, Notification, ReadMarker};
+use herald_kit::model::{MAX_MARKER_IDS, Notification, ReadMarker, UserId};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use uuid::Uuid;
@@ -41,7 +41,7 @@ pub enum AppError {
     #[error("fromID is required")]
     NoSender,
     #[error("this token may not send as user {0}")]
-    Forbidden(u64),
+    Forbidden(UserId),
     #[error("Content-Type must be application/x-www-form-urlencoded or application/json")]
     UnsupportedMediaType,
     #[error("request body is larger than {0} bytes")]
@@ -53,7 +53,7 @@ pub enum AppError {
     #[error("{0}")]
     BadMarker(String),
     #[error("this token may not mark user {0}'s notifications")]
-    MayNotMark(u64),
+    MayNotMark(UserId),
     #[error(transparent)]
     BadRequest(#[from] request::BadRequest),
     #[error("User not found")]
@@ -169,9 +169,8 @@ async fn handle_mark_read(
     body: Body,
 ) -> Result<crate::kafka::Delivered, AppError> {
     let identity = state.auth.authenticate(headers)?;
-    let user = herald_kit::model::parse_user_id(raw)
-        .ok_or_else(|| AppError::BadMarker("userID must be a positive integer".into()))?;
-    if !identity.may_read(user) {
+    let user = UserId::parse(raw).ok_or_else(|| AppError::BadMarker(UserId::RULE.into()))?;
+    if !identity.may_read(&user) {
         return Err(AppError::MayNotMark(user));
     }
     let json = headers
@@ -193,7 +192,7 @@ async fn handle_mark_read(
         }
         _ => return Err(AppError::BadMarker("give either ids or \"all\": true".into())),
     };
-    state.directory.get(user).ok_or(AppError::UserNotFound)?;
+    state.directory.get(&user).ok_or(AppError::UserNotFound)?;
     let marker = ReadMarker { user, ids, all, at: chrono::Utc::now() };
     Ok(state.sender.send_marker(&marker).await?)
 }
@@ -237,7 +236,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
 
 /// The id of a notification sent by `from` with an idempotency key: the same for every retry of
 /// that send, another for another sender (a name-based UUID, version 5).
-pub fn idempotent_id(from: u64, key: &str) -> Uuid {
+pub fn idempotent_id(from: &UserId, key: &str) -> Uuid {
     Uuid::new_v5(&IDEMPOTENT_IDS, format!("{from}\n{key}").as_bytes())
 }
 
@@ -251,16 +250,16 @@ async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
         .ok_or(AppError::UnsupportedMediaType)?;
     let bytes = read_body(headers, body, MAX_BODY_BYTES).await?;
     let req = request::parse(format, &bytes)?;
-    let from_id = identity.sender(req.from_id).map_err(|refused| match refused {
+    let from_id = identity.sender(req.from_id.clone()).map_err(|refused| match refused {
         SendAs::Missing => AppError::NoSender,
-        SendAs::Forbidden => AppError::Forbidden(req.from_id.unwrap_or_default()),
+        SendAs::Forbidden => AppError::Forbidden(req.from_id.clone().unwrap_or_else(|| UserId::from(0))),
     })?;
-    let from = state.directory.get(from_id).ok_or(AppError::UserNotFound)?;
-    let to = state.directory.get(req.to_id).ok_or(AppError::UserNotFound)?;
+    let from = state.directory.get(&from_id).ok_or(AppError::UserNotFound)?;
+    let to = state.directory.get(&req.to_id).ok_or(AppError::UserNotFound)?;
     let mut notification = Notification::new(from.clone(), to.clone(), req.message);
     if let Some(key) = key {
         // A retry writes the same id again; consumers keep the first and show it once.
-        notification.id = idempotent_id(from.id, key);
+        notification.id = idempotent_id(&from.id, key);
     }
     let delivered = state.sender.send(&notification).await?;
     tracing::debug!(id = %notification.id, partition = delivered.partition, offset = delivered.offset, "sent");
@@ -278,13 +277,13 @@ mod tests {
 
     #[test]
     fn an_idempotency_key_names_one_id_per_sender() {
-        let id = idempotent_id(1, "order-42");
-        assert_eq!(id, idempotent_id(1, "order-42"));
+        let id = idempotent_id(&UserId::from(1), "order-42");
+        assert_eq!(id, idempotent_id(&UserId::from(1), "order-42"));
         assert_eq!(id.get_version_num(), 5);
-        assert_ne!(id, idempotent_id(3, "order-42"));
-        assert_ne!(id, idempotent_id(1, "order-43"));
+        assert_ne!(id, idempotent_id(&UserId::from(3), "order-42"));
+        assert_ne!(id, idempotent_id(&UserId::from(1), "order-43"));
         // The separator keeps sender and key apart: (1, "2x") is not (12, "x").
-        assert_ne!(idempotent_id(1, "2x"), idempotent_id(12, "x"));
+        assert_ne!(idempotent_id(&UserId::from(1), "2x"), idempotent_id(&UserId::from(12), "x"));
     }
 
     #[test]

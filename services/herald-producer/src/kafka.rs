@@ -271,10 +271,10 @@ impl Sender {
     /// mapped to before, where their older notifications are; the answer waits for every one.
     pub async fn send_marker(&self, marker: &ReadMarker) -> Result<Delivered, SendError> {
         let headers = || Some(OwnedHeaders::new().insert(Header { key: KIND_HEADER, value: Some(KIND_READ) }));
-        let (key, value) = (marker.user.to_string(), marker.encode());
+        let (key, value) = (marker.user.key(), marker.encode());
         let older: Vec<i32> = match self.partition_history.counts().last() {
             Some(current) => {
-                let mut all = self.partition_history.partitions_for_user(marker.user, *current);
+                let mut all = self.partition_history.partitions_for_user(&marker.user, *current);
                 all.pop();
                 all
             }

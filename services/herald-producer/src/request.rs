@@ -1,6 +1,6 @@
 //! Parsing and validating a `POST /send` body, form-encoded or JSON.
 
-use herald_kit::model::{MAX_MESSAGE_BYTES, parse_user_id};
+use herald_kit::model::{MAX_MESSAGE_BYTES, UserId};
 use percent_encoding::percent_decode;
 use serde::Deserialize;
 
@@ -8,8 +8,8 @@ use serde::Deserialize;
 /// sender is then the token's user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendRequest {
-    pub from_id: Option<u64>,
-    pub to_id: u64,
+    pub from_id: Option<UserId>,
+    pub to_id: UserId,
     pub message: String,
 }
 
@@ -122,12 +122,12 @@ fn parse_json(body: &[u8]) -> Result<RawFields, BadRequest> {
     })
 }
 
-fn user_id(field: &str, input: Option<IdInput>) -> Result<u64, BadRequest> {
+fn user_id(field: &str, input: Option<IdInput>) -> Result<UserId, BadRequest> {
     let invalid = || bad(format!("{field} must be a positive integer"));
     match input.ok_or_else(|| bad(format!("{field} is required")))? {
-        IdInput::Text(s) => parse_user_id(s.trim()),
-        IdInput::Json(serde_json::Value::Number(n)) => n.as_u64().filter(|id| *id > 0),
-        IdInput::Json(serde_json::Value::String(s)) => parse_user_id(s.trim()),
+        IdInput::Text(s) => UserId::parse(s.trim()),
+        IdInput::Json(serde_json::Value::Number(n)) => n.as_u64().filter(|id| *id > 0).map(UserId::from),
+        IdInput::Json(serde_json::Value::String(s)) => UserId::parse(s.trim()),
         IdInput::Json(_) => None,
     }
     .ok_or_else(invalid)
@@ -173,13 +173,13 @@ mod tests {
     #[test]
     fn parses_forms_like_curl_sends_them() {
         let r = ok(BodyFormat::Form, "fromID=1&toID=2&message=Hello+there%21%20%C3%A9&extra=x");
-        assert_eq!(r, SendRequest { from_id: Some(1), to_id: 2, message: "Hello there! é".into() });
+        assert_eq!(r, SendRequest { from_id: Some(1.into()), to_id: 2.into(), message: "Hello there! é".into() });
     }
 
     #[test]
     fn parses_json_with_numbers_or_digit_strings() {
         let r = ok(BodyFormat::Json, r#"{"fromID":1,"toID":"2","message":"hey","other":[1,{"a":2}]}"#);
-        assert_eq!(r, SendRequest { from_id: Some(1), to_id: 2, message: "hey".into() });
+        assert_eq!(r, SendRequest { from_id: Some(1.into()), to_id: 2.into(), message: "hey".into() });
         let no_sender = ok(BodyFormat::Json, r#"{"toID":2,"message":"hey"}"#);
         assert_eq!(no_sender.from_id, None, "fromID may be left out (a user token's sub)");
     }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use herald_kit::model::User;
+use herald_kit::model::{User, UserId};
 
 /// Why a users file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +21,7 @@ pub enum DirectoryError {
 /// Users by id.
 #[derive(Debug, Clone)]
 pub struct Directory {
-    users: HashMap<u64, User>,
+    users: HashMap<UserId, User>,
 }
 
 impl Directory {
@@ -29,14 +29,14 @@ impl Directory {
     pub fn new(users: Vec<User>) -> Result<Self, String> {
         let mut by_id = HashMap::with_capacity(users.len());
         for user in users {
-            if user.id == 0 {
+            if user.id == UserId::from(0) {
                 return Err("user id 0 is not allowed: ids are positive integers".into());
             }
             if user.name.trim().is_empty() {
                 return Err(format!("user {} has an empty name", user.id));
             }
-            let id = user.id;
-            if by_id.insert(id, user).is_some() {
+            let id = user.id.clone();
+            if by_id.insert(id.clone(), user).is_some() {
                 return Err(format!("user id {id} appears more than once"));
             }
         }
@@ -55,8 +55,8 @@ impl Directory {
         Self::new(users).map_err(|problem| DirectoryError::Invalid { path: shown, problem })
     }
 
-    pub fn get(&self, id: u64) -> Option<&User> {
-        self.users.get(&id)
+    pub fn get(&self, id: &UserId) -> Option<&User> {
+        self.users.get(id)
     }
 
     pub fn len(&self) -> usize {
@@ -84,8 +84,8 @@ mod tests {
         let f = write(r#"[{"id":1,"name":"Emma"},{"id":42,"name":"Zoe"}]"#);
         let d = Directory::load(f.path()).unwrap();
         assert_eq!(d.len(), 2);
-        assert_eq!(d.get(42).unwrap().name, "Zoe");
-        assert!(d.get(2).is_none());
+        assert_eq!(d.get(&UserId::from(42)).unwrap().name, "Zoe");
+        assert!(d.get(&UserId::from(2)).is_none());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, header};
 use herald_kit::http::HttpMetrics;
 use herald_kit::kafka::KafkaArgs;
-use herald_kit::model::{MAX_MESSAGE_BYTES, User};
+use herald_kit::model::{MAX_MESSAGE_BYTES, User, UserId};
 use herald_producer::app::{AppState, router};
 use herald_producer::kafka::Sender;
 use herald_producer::metrics::ProducerMetrics;
@@ -59,7 +59,8 @@ fn body_like() -> impl Strategy<Value = Vec<u8>> {
 fn check_parse(format: BodyFormat, body: &[u8]) {
     match parse(format, body) {
         Ok(r) => {
-            assert!(r.from_id.is_none_or(|f| f > 0) && r.to_id > 0);
+            let zero = UserId::from(0);
+            assert!(r.from_id.as_ref().is_none_or(|f| *f > zero) && r.to_id > zero);
             assert!(!r.message.is_empty() && r.message.len() <= MAX_MESSAGE_BYTES);
         }
         Err(e) => assert!(!e.0.is_empty() && e.0.len() < 300, "{e:?}"),
@@ -85,10 +86,10 @@ proptest! {
         // Exactly what was generated comes out, in both formats.
         let json = serde_json::json!({"fromID": from, "toID": to, "message": message}).to_string();
         let r = parse(BodyFormat::Json, json.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e:?}: {json}")))?;
-        prop_assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(from), to, message.as_str()));
+        prop_assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(UserId::from(from)), UserId::from(to), message.as_str()));
         let form = format!("fromID={from}&toID={to}&message={}", form_urlencoded(&message));
         let r = parse(BodyFormat::Form, form.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e:?}: {form}")))?;
-        prop_assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(from), to, message.as_str()));
+        prop_assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(UserId::from(from)), UserId::from(to), message.as_str()));
     }
 
     #[test]
@@ -122,7 +123,7 @@ fn deep_nesting_is_skipped_or_refused_and_duplicates_are_client_errors() {
         // In an unknown field: skipped without recursion (no stack overflow), the rest is used.
         let body = format!(r#"{{"fromID": 1, "toID": 2, "message": "hi", "x": {}}}"#, nest(depth));
         let r = parse(BodyFormat::Json, body.as_bytes()).unwrap();
-        assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(1), 2, "hi"));
+        assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(UserId::from(1)), UserId::from(2), "hi"));
         // Where a value is read: a client error naming the field.
         let body = format!(r#"{{"fromID": {}, "toID": 2, "message": "hi"}}"#, nest(depth));
         let e = parse(BodyFormat::Json, body.as_bytes()).unwrap_err();
@@ -143,7 +144,7 @@ fn the_router_answers_every_body_with_200_or_a_4xx_json_message() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("notifications", 3, 1).unwrap();
-    let users: Vec<User> = (1..=100).map(|id| User { id, name: format!("user{id}") }).collect();
+    let users: Vec<User> = (1..=100).map(|id| User { id: id.into(), name: format!("user{id}") }).collect();
     let app = rt.block_on(async {
         let kafka = KafkaArgs {
             bootstrap_servers: cluster.bootstrap_servers(),

@@ -113,7 +113,7 @@ async fn sends_form_and_json_once_acknowledged() {
     assert!(a.json["id"].as_str().unwrap().len() == 36);
     let partition = a.json["partition"].as_i64().unwrap();
     // librdkafka's murmur2_random puts the key where the Java partitioner would.
-    assert_eq!(partition as i32, herald_kit::partition::partition_for_user(2, 6));
+    assert_eq!(partition as i32, herald_kit::partition::partition_for_user(&2.into(), 6));
     assert_eq!(a.json["offset"], 0);
 
     let b = post(&app, JSON, None, r#"{"fromID":3,"toID":2,"message":"Hi again"}"#).await;

@@ -49,7 +49,7 @@ pub struct MintArgs {
     pub key_file: PathBuf,
     /// The user the token speaks for (`sub`).
     #[arg(long, env = "HERALD_TOKEN_SUB", value_name = "USER_ID")]
-    pub sub: u64,
+    pub sub: herald_kit::model::UserId,
     /// Extra rights (repeatable): send-any, read-any.
     #[arg(long, env = "HERALD_TOKEN_SCOPE", value_enum, value_delimiter = ',')]
     pub scope: Vec<Scope>,

@@ -250,10 +250,10 @@ async fn prefill(bootstrap: &str, topic: &str, records: usize, users: u64) {
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let from = User { id: 1, name: "Emma".into() };
+    let from = User { id: 1.into(), name: "Emma".into() };
     let mut pending = std::collections::VecDeque::new();
     for i in 0..records {
-        let to = User { id: (i as u64 % users) + 1, name: format!("user{}", i as u64 % users + 1) };
+        let to = User { id: ((i as u64 % users) + 1).into(), name: format!("user{}", i as u64 % users + 1) };
         let note = Notification::new(from.clone(), to, format!("notification number {i} with some text"));
         let (key, payload) = (note.key(), note.encode());
         pending.push_back(producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)).expect("enqueue"));
@@ -440,7 +440,7 @@ async fn bench_consume(args: &Args) {
     .await;
     let (mut local_users, mut remote_users) = (Vec::new(), Vec::new());
     for user in 1..=args.users {
-        let p = i64::from(herald_kit::partition::partition_for_user(user, 6));
+        let p = i64::from(herald_kit::partition::partition_for_user(&user.into(), 6));
         if own.contains(&p) { &mut local_users } else { &mut remote_users }.push(user);
     }
     // Every partition restored and owned before timing.

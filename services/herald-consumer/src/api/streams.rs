@@ -18,27 +18,27 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use futures::StreamExt as _;
-use herald_kit::http::JsonError;
-use http_body_util::Empty;
-use prometheus::IntGauge;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::app::{
-    AppState, Holder, authorize, gather, holder, owner_request, relayed, unavailable, user_partitions, wait_complete,
-};
+use super::barrier::wait_complete;
+use super::caller::Caller;
+use super::error::ReadError;
+use super::owners::{Holder, holder, moved, user_partitions};
+use super::reads::gather;
+use super::served::{notification_event, read_event};
+use super::slots::Slot;
+use super::state::AppState;
 use crate::claims::Claim;
-use crate::metrics::ForwardOutcome;
 use crate::page::{self, Cursor};
+use crate::peer::relay;
 use crate::store::{Change, Stored};
 
 /// How often a live stream checks that this member still holds the user's partition.
@@ -46,46 +46,6 @@ const OWNERSHIP_CHECK: Duration = Duration::from_millis(500);
 
 /// The heartbeat comment's interval.
 const HEARTBEAT: Duration = Duration::from_secs(15);
-
-/// The open streams of a consumer, bounded.
-pub struct Streams {
-    open: AtomicUsize,
-    max: usize,
-    gauge: IntGauge,
-}
-
-/// One open stream; closes it when dropped.
-pub struct Slot(Arc<Streams>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let now = self.0.open.fetch_sub(1, Ordering::AcqRel) - 1;
-        self.0.gauge.set(now as i64);
-    }
-}
-
-impl Streams {
-    pub fn new(max: usize, gauge: IntGauge) -> Arc<Self> {
-        Arc::new(Self { open: AtomicUsize::new(0), max, gauge })
-    }
-
-    /// A slot for one more stream, unless `max` are open.
-    fn open(self: &Arc<Self>) -> Option<Slot> {
-        let mut now = self.open.load(Ordering::Acquire);
-        loop {
-            if now >= self.max {
-                return None;
-            }
-            match self.open.compare_exchange(now, now + 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    self.gauge.set(now as i64 + 1);
-                    return Some(Slot(self.clone()));
-                }
-                Err(actual) => now = actual,
-            }
-        }
-    }
-}
 
 /// Where the client's stream left off: `Last-Event-ID`, else `?after=`.
 fn resume_point(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Cursor>, String> {
@@ -108,42 +68,26 @@ fn resume_point(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Curso
     }
 }
 
-fn notification_event(entry: &Stored) -> Event {
-    let mut data = Vec::with_capacity(entry.served_len_hint());
-    entry.write_served(&mut data);
-    Event::default().event("notification").id(Cursor::of(entry).encode()).data(String::from_utf8_lossy(&data))
-}
-
 pub async fn stream(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    caller: Caller,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> Response {
-    let (user, forwarded) = match authorize(&state, &raw, &headers) {
-        Ok(ok) => ok,
-        Err(response) => return *response,
-    };
-    let after = match resume_point(&headers, query.as_deref()) {
-        Ok(c) => c,
-        Err(message) => return JsonError::new(StatusCode::BAD_REQUEST, message).into_response(),
-    };
+) -> Result<Response, ReadError> {
+    let after = resume_point(&headers, query.as_deref()).map_err(ReadError::BadRequest)?;
     let Some(slot) = state.streams.open() else {
-        return unavailable(format!("this consumer serves its maximum of {} streams", state.streams.max));
+        return Err(ReadError::unavailable(format!(
+            "this consumer serves its maximum of {} streams",
+            state.streams.max()
+        )));
     };
     // A user of a grown topic: the holder of their current partition serves the stream, its
     // replay merged from every partition they mapped to.
-    let partitions = match user_partitions(&state, user) {
-        Ok(p) => p,
-        Err(response) => return *response,
-    };
+    let partitions = user_partitions(&state, &caller.user)?;
     let partition = partitions[partitions.len() - 1];
-    match holder(&state, partition, forwarded) {
-        Ok(Holder::Here(claim)) => {
-            serve(&state, claim, user, &partitions, after, &headers, slot).await.unwrap_or_else(|response| response)
-        }
-        Ok(Holder::Peer(owner)) => proxy(&state, &owner, partition, user, after, &headers, slot).await,
-        Err(response) => *response,
+    match holder(&state, partition, caller.forwarded)? {
+        Holder::Here(claim) => serve(&state, claim, &caller, &partitions, after, slot).await,
+        Holder::Peer(owner) => proxy(&state, &owner, partition, &caller, after, slot).await,
     }
 }
 
@@ -152,25 +96,25 @@ pub async fn stream(
 async fn serve(
     state: &AppState,
     claim: Arc<Claim>,
-    user: u64,
+    caller: &Caller,
     partitions: &[i32],
     after: Option<Cursor>,
-    headers: &HeaderMap,
     slot: Slot,
-) -> Result<Response, Response> {
-    wait_complete(state, &claim).await.map_err(unavailable)?;
+) -> Result<Response, ReadError> {
+    let user = &caller.user;
+    wait_complete(state, &claim).await.map_err(ReadError::Unavailable)?;
     // Subscribed before the snapshot: whatever is stored after the snapshot is published to this
     // receiver; what both carry is skipped by position below.
     let mut live = state.store.subscribe(user);
     let wanted = |e: &Stored| after.is_none_or(|c| c.is_before(e));
     let replay: Vec<Stored> = if partitions.len() > 1 {
-        let lists = gather(state, user, partitions, headers).await?;
+        let lists = gather(state, caller, partitions).await?;
         page::merge(lists, state.store.max_per_user()).into_iter().filter(wanted).collect()
     } else {
         state.store.with_user(user, |entries| entries.iter().filter(|e| wanted(e)).cloned().collect())
     };
     if !state.claims.is_current(&claim) {
-        return Err(unavailable(format!("partition {} moved to another consumer (rebalancing)", claim.partition)));
+        return Err(moved(claim.partition));
     }
     let mut seen = after;
     if let Some(last) = replay.last() {
@@ -195,8 +139,7 @@ async fn serve(
                             }
                         }
                         Change::Read(ids) => {
-                            let data = serde_json::json!({ "ids": ids }).to_string();
-                            if tx.send(Event::default().event("read").data(data)).await.is_err() {
+                            if tx.send(read_event(ids)).await.is_err() {
                                 return;
                             }
                         }
@@ -234,72 +177,40 @@ async fn proxy(
     state: &AppState,
     owner: &str,
     partition: i32,
-    user: u64,
+    caller: &Caller,
     after: Option<Cursor>,
-    headers: &HeaderMap,
     slot: Slot,
-) -> Response {
-    let forwarder = &state.forwarder;
-    let failed = |why: String| {
-        forwarder.count(ForwardOutcome::Failed);
-        state.membership.refresh_soon();
-        unavailable(format!("the owner of partition {partition} could not be reached: {why}"))
-    };
-    let uri = format!("{}/notifications/{user}/stream", owner.trim_end_matches('/'));
-    let mut request = owner_request(state, &uri, headers);
-    if let Some(cursor) = after {
-        request = request.header("last-event-id", cursor.encode());
-    }
-    let request = match request.body(Empty::<Bytes>::new()) {
-        Ok(r) => r,
-        Err(e) => return failed(format!("bad owner URL {uri}: {e}")),
-    };
-    // Only the answer's head is bounded in time; the body is the stream.
-    let response = match tokio::time::timeout(forwarder.timeout(), forwarder.client().request(request)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return failed(e.to_string()),
-        Err(_) => return failed(format!("no answer within {:?}", forwarder.timeout())),
+) -> Result<Response, ReadError> {
+    let uri = format!("{}/notifications/{}/stream", owner.trim_end_matches('/'), caller.user);
+    let opened = state.peer.open(&uri, caller.credentials.as_ref(), after.map(|c| c.encode())).await;
+    let response = match opened {
+        Ok(Ok(response)) => response,
+        Ok(Err((parts, bytes))) => {
+            if crate::peer::is_unavailable(&parts) {
+                state.membership.refresh_soon();
+            }
+            return Ok(relay(&parts, Body::from(bytes), &[header::CONTENT_TYPE, header::RETRY_AFTER]));
+        }
+        Err(why) => {
+            state.membership.refresh_soon();
+            return Err(ReadError::unavailable(format!(
+                "the owner of partition {partition} could not be reached: {why}"
+            )));
+        }
     };
     let (parts, body) = response.into_parts();
-    if !parts.status.is_success() {
-        forwarder.count(ForwardOutcome::Rejected);
-        if parts.status == StatusCode::SERVICE_UNAVAILABLE {
-            state.membership.refresh_soon();
-        }
-        let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 64 * 1024))
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        return relayed(&parts, Body::from(bytes), &[header::CONTENT_TYPE, header::RETRY_AFTER]);
-    }
-    forwarder.count(ForwardOutcome::Ok);
     // The slot lives as long as the proxied body.
     let body = http_body_util::BodyExt::map_frame(body, move |frame| {
         let _ = &slot;
         frame
     });
-    relayed(&parts, Body::new(body), &[header::CONTENT_TYPE, header::CACHE_CONTROL])
+    Ok(relay(&parts, Body::new(body), &[header::CONTENT_TYPE, header::CACHE_CONTROL]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
-
-    #[test]
-    fn streams_are_bounded_and_counted() {
-        let gauge = IntGauge::new("g", "g").unwrap();
-        let streams = Streams::new(2, gauge.clone());
-        let a = streams.open().unwrap();
-        let b = streams.open().unwrap();
-        assert!(streams.open().is_none());
-        assert_eq!(gauge.get(), 2);
-        drop(a);
-        assert_eq!(gauge.get(), 1);
-        let _c = streams.open().unwrap();
-        drop(b);
-        assert_eq!(gauge.get(), 1);
-    }
 
     #[test]
     fn the_resume_point_comes_from_last_event_id_or_after() {
