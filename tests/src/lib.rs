@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod process;
 pub mod pss;
 pub mod reads;
+pub mod scaling;
 pub mod sse;
 
 use std::collections::BTreeMap;

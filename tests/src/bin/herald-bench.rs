@@ -10,6 +10,9 @@
 //!   stored) at a steady low rate, from the consumers' histogram.
 //! - `auth`: `/send` and `GET /notifications/{userID}` with no authentication, with HS256 JWTs
 //!   and with ES256 JWTs, in alternating rounds of the same run (what verifying a token costs).
+//! - `scaling`: reads at a steady 100 sends/s while the group scales 3 → 6 → 3 and then rolls
+//!   every consumer, and while a consumer is killed (SIGKILL) with and without standbys: how many
+//!   reads were not answered 200 or were incomplete, and the longest run of one user's failures.
 //!
 //! Run through `tests/bench.sh`, which builds the release binaries first.
 
@@ -34,7 +37,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 #[derive(Parser)]
 #[command(name = "herald-bench", about = "Herald benchmarks (figures, not pass/fail)")]
 struct Args {
-    /// Which benchmark: send, consume, latency, auth or all.
+    /// Which benchmark: send, consume, latency, auth, scaling or all.
     #[arg(default_value = "all")]
     which: String,
     /// Load duration of the send benchmark.
@@ -71,6 +74,27 @@ async fn main() {
     }
     if matches!(args.which.as_str(), "auth" | "all") {
         bench_auth(&args).await;
+    }
+    if matches!(args.which.as_str(), "scaling" | "all") {
+        bench_scaling().await;
+    }
+}
+
+/// Reads during moves (see `herald_tests::scaling`): the same scenarios the scaling tests assert
+/// on, printed.
+async fn bench_scaling() {
+    use herald_tests::scaling::Scenario;
+    println!("scaling: 6 partitions, nisshi (sqlite storage), 100 sends/s, 4 readers calling ready consumers only");
+    let mut s = Scenario::start(3, &[]).await;
+    println!("  {}", s.scale_3_6_3().await.line("scaling 3->6->3"));
+    println!("  {}", s.rolling_restart().await.line("rolling restart of 3"));
+    s.finish().await;
+    for standby in [false, true] {
+        let env: Vec<(&'static str, String)> = if standby { vec![("HERALD_STANDBY", "true".into())] } else { vec![] };
+        let mut s = Scenario::start(3, &env).await;
+        let label = format!("kill -9 of 1 of 3 ({})", if standby { "standbys" } else { "no standbys" });
+        println!("  {}", s.kill_one(Duration::from_secs(5)).await.line(&label));
+        s.finish().await;
     }
 }
 
