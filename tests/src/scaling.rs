@@ -16,6 +16,8 @@ use crate::{Acked, Setup, wait_ready};
 
 /// How long one read may take before it counts as failed.
 const READ_LIMIT: Duration = Duration::from_secs(10);
+/// Most sends in flight at once.
+const SENDS_IN_FLIGHT: u32 = 32;
 /// How often the poller asks every consumer of the pool for `/readyz`.
 const READY_POLL: Duration = Duration::from_millis(100);
 
@@ -38,6 +40,8 @@ pub struct Report {
     pub samples: Vec<String>,
     /// Notifications acknowledged meanwhile.
     pub sent: usize,
+    /// Sends that were not acknowledged.
+    pub send_errors: usize,
 }
 
 impl Report {
@@ -46,7 +50,7 @@ impl Report {
     pub fn line(&self, label: &str) -> String {
         let share = if self.reads == 0 { 0.0 } else { 100.0 * self.not_200 as f64 / self.reads as f64 };
         format!(
-            "{label} under load: {} reads, {} not 200 ({share:.1}%), {} incomplete 200s, longest failing run of one user {:.1} s (read p50 {:.1} ms, p99 {:.1} ms; {} connection errors to stopped consumers; {} sent)",
+            "{label} under load: {} reads, {} not 200 ({share:.1}%), {} incomplete 200s, longest failing run of one user {:.1} s (read p50 {:.1} ms, p99 {:.1} ms; {} connection errors to stopped consumers; {} sent, {} sends failed)",
             self.reads,
             self.not_200,
             self.incomplete,
@@ -55,6 +59,7 @@ impl Report {
             self.p99_ms,
             self.connection_errors,
             self.sent,
+            self.send_errors,
         )
     }
 }
@@ -65,6 +70,7 @@ struct Tally {
     not_200: usize,
     incomplete: usize,
     connection_errors: usize,
+    send_errors: usize,
     latencies_us: Vec<u64>,
     failing_since: HashMap<u64, Instant>,
     longest_failing: Duration,
@@ -93,8 +99,34 @@ struct Shared {
     pool: Mutex<Vec<String>>,
     ready: Mutex<HashSet<String>>,
     stop: AtomicBool,
+    stop_sending: AtomicBool,
+    /// Sends in flight.
+    sending: Arc<tokio::sync::Semaphore>,
     tally: Mutex<Tally>,
     users: u64,
+}
+
+/// The consumers a load's readers call, seen from elsewhere.
+#[derive(Clone)]
+pub struct ReadyPool(Arc<Shared>);
+
+impl ReadyPool {
+    /// The consumers readers call now (in the pool and ready), in URL order.
+    pub fn ready(&self) -> Vec<String> {
+        let mut ready: Vec<String> = self.0.ready.lock().unwrap().iter().cloned().collect();
+        ready.sort();
+        ready
+    }
+}
+
+impl Shared {
+    fn send_failed(&self, why: String) {
+        let mut tally = self.tally.lock().unwrap();
+        tally.send_errors += 1;
+        if tally.samples.len() < 20 {
+            tally.samples.push(why);
+        }
+    }
 }
 
 /// A running load: sender, readiness poller and readers.
@@ -114,6 +146,8 @@ impl Load {
             pool: Mutex::new(pool.to_vec()),
             ready: Mutex::new(HashSet::new()),
             stop: AtomicBool::new(false),
+            stop_sending: AtomicBool::new(false),
+            sending: Arc::new(tokio::sync::Semaphore::new(SENDS_IN_FLIGHT as usize)),
             tally: Mutex::new(Tally::default()),
             users,
         });
@@ -147,6 +181,11 @@ impl Load {
         self.shared.ready.lock().unwrap().remove(url);
     }
 
+    /// The consumers readers call now, as a handle of its own.
+    pub fn ready_pool(&self) -> ReadyPool {
+        ReadyPool(self.shared.clone())
+    }
+
     /// Every notification acknowledged so far.
     pub fn acked(&self) -> Vec<Acked> {
         self.shared.all.lock().unwrap().clone()
@@ -174,7 +213,18 @@ impl Load {
             p99_ms: pct(0.99),
             samples: tally.samples,
             sent,
+            send_errors: tally.send_errors,
         }
+    }
+
+    /// Stops sending, and waits until every send in flight is answered (the readers go on).
+    pub async fn stop_sending(&self) {
+        self.shared.stop_sending.store(true, Ordering::Release);
+        // Every permit back means no send in flight; closed, no new one starts.
+        if let Ok(all) = self.shared.sending.acquire_many(SENDS_IN_FLIGHT).await {
+            all.forget();
+        }
+        self.shared.sending.close();
     }
 
     /// Stops the load and waits for its tasks.
@@ -189,11 +239,10 @@ impl Load {
 async fn send(http: Http, producer: String, shared: Arc<Shared>, per_second: u32) {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(per_second.max(1))));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(32));
     let mut i = 0u64;
-    while !shared.stop.load(Ordering::Acquire) {
+    while !shared.stop.load(Ordering::Acquire) && !shared.stop_sending.load(Ordering::Acquire) {
         tick.tick().await;
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let Ok(permit) = shared.sending.clone().acquire_owned().await else { return };
         let to = i % shared.users + 1;
         i += 1;
         let (http, producer, shared) = (http.clone(), producer.clone(), shared.clone());
@@ -212,8 +261,8 @@ async fn send(http: Http, producer: String, shared: Arc<Shared>, per_second: u32
                     shared.all.lock().unwrap().push(acked);
                     shared.sent.fetch_add(1, Ordering::AcqRel);
                 }
-                Ok(a) => panic!("send to {to}: {} {}", a.status, a.text),
-                Err(e) => panic!("send to {to}: {e}"),
+                Ok(a) => shared.send_failed(format!("send to {to}: {} {}", a.status, a.text)),
+                Err(e) => shared.send_failed(format!("send to {to}: {e}")),
             }
         });
     }
@@ -419,6 +468,7 @@ impl Scenario {
     /// Stops the load; then every running consumer answers every user with every notification
     /// acknowledged, in order.
     pub async fn finish(self) {
+        self.load.stop_sending().await;
         let acked = self.load.acked();
         self.load.stop().await;
         let refs: Vec<&Service> = self.consumers.iter().collect();

@@ -1,9 +1,11 @@
 //! Herald's consumer: a consumer-group member that stores each notification for its recipient
-//! and serves `GET /notifications/{userID}` for any user (forwarding to the member holding the
+//! and serves `GET /notifications/{userID}` for any user (forwarding to a member holding the
 //! user's partition). Offsets move only after a record is stored; a newly assigned partition is
-//! rebuilt from the log before its reads are served.
+//! rebuilt from the log before its reads are served, and one moved away keeps being answered
+//! until its new owner serves it ([`moves`]).
 
 pub mod api;
+pub mod args;
 pub mod claims;
 pub mod dead_letter;
 #[cfg(test)]
@@ -12,141 +14,34 @@ pub mod group;
 pub mod history;
 pub mod membership;
 pub mod metrics;
+pub mod moves;
 pub mod page;
 pub mod peer;
+pub mod readiness;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_kit::auth::{AuthArgs, AuthSetupError, Authenticator, PeerToken};
-use herald_kit::config::parse_duration;
+use herald_kit::auth::{AuthSetupError, Authenticator, PeerToken};
 use herald_kit::http::{BindError, EdgeArgs, HttpMetrics, Listeners, bind};
-use herald_kit::kafka::KafkaArgs;
-use herald_kit::partition::PartitionHistory;
-use herald_kit::telemetry::LogArgs;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::barrier::LogEnds;
 use crate::api::slots::Streams;
 use crate::api::{AppState, router};
+pub use crate::args::{Args, Peers};
 use crate::claims::Claims;
 use crate::group::apply::Applier;
+use crate::group::tail::{Tail, TailHandle};
 use crate::group::{GroupConfig, GroupError, GroupStatus, Shared};
 use crate::membership::{Discovery, Membership};
 use crate::metrics::ConsumerMetrics;
+use crate::moves::{Moves, MovesConfig};
 use crate::peer::PeerClient;
+use crate::readiness::Readiness;
 use crate::store::Store;
-
-/// Command-line flags; each one also reads an environment variable.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(name = "herald-consumer", version, about = "Herald consumer: stores notifications per user and serves them")]
-pub struct Args {
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-
-    /// Consumer group to join; members split the topic's partitions.
-    #[arg(long, env = "HERALD_GROUP_ID", default_value = "notifications-group")]
-    pub group_id: String,
-
-    /// Address the API listens on (`GET /notifications/{userID}`, `/internal/claims`, probes).
-    #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:8081")]
-    pub listen: SocketAddr,
-
-    /// Address `/metrics` is served on, apart from the API.
-    #[arg(long, env = "HERALD_METRICS_LISTEN", default_value = "0.0.0.0:9091")]
-    pub metrics_listen: SocketAddr,
-
-    #[command(flatten)]
-    pub auth: AuthArgs,
-
-    /// File holding the token this pipeline's consumers share: forwarded reads and
-    /// `/internal/claims` carry it, and without it a request to `/internal/claims` or one marked
-    /// as forwarded is refused.
-    #[arg(long, env = "HERALD_PEER_TOKEN_FILE", value_name = "PATH")]
-    pub peer_token_file: Option<std::path::PathBuf>,
-
-    #[command(flatten)]
-    pub edge: EdgeArgs,
-
-    /// Notifications kept per user (the newest ones).
-    #[arg(long, env = "HERALD_MAX_PER_USER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_per_user: u32,
-
-    /// Memory the stored notifications may take in all (estimated); beyond it the oldest
-    /// notifications of the users holding the most are evicted first.
-    #[arg(long, env = "HERALD_STORE_BUDGET_BYTES", default_value_t = 256 * 1024 * 1024,
-          value_parser = clap::value_parser!(u64).range(1024..))]
-    pub store_budget_bytes: u64,
-
-    /// URL other consumers forward reads to (this pod's address). Default: `http://<listen>`, or
-    /// `http://$HOSTNAME:<port>` when listening on all interfaces.
-    #[arg(long, env = "HERALD_ADVERTISE_URL")]
-    pub advertise_url: Option<String>,
-
-    /// Where the other consumers are: comma-separated `host:port` entries, each resolved again at
-    /// every refresh (in Kubernetes the consumers' headless Service). Without it this consumer
-    /// answers only for the partitions it holds.
-    #[arg(long, env = "HERALD_PEERS", value_parser = parse_peers_flag)]
-    pub peers: Option<Peers>,
-
-    /// Copy records skipped as invalid to this topic (it must exist), with headers naming their
-    /// source topic, partition, offset and the reason.
-    #[arg(long, env = "HERALD_DEAD_LETTER_TOPIC")]
-    pub dead_letter_topic: Option<String>,
-
-    /// How long a read may wait for its partition to be restored or caught up before a 503.
-    #[arg(long, env = "HERALD_READ_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
-    pub read_timeout: Duration,
-
-    /// Keep and show only notifications sent within this window (e.g. `7d`, `12h`): a restore
-    /// starts at the first record of the window (Kafka's offsets-for-times) instead of the start
-    /// of the retained log, and reads leave older notifications out. Default: everything retained.
-    #[arg(long, env = "HERALD_HISTORY", value_parser = parse_history)]
-    pub history: Option<Duration>,
-
-    /// Every partition count the topic has had, oldest first (e.g. `3,6`): a topic that grew
-    /// maps some users to a new partition while their older notifications stay in the old one,
-    /// so reads, pages and streams of those users merge every partition they mapped to. The
-    /// operator sets it from `status.topic.partitionHistory`.
-    #[arg(long, env = "HERALD_PARTITION_HISTORY", value_parser = PartitionHistory::parse)]
-    pub partition_history: Option<PartitionHistory>,
-
-    /// Most streams (`GET /notifications/{userID}/stream`, served or proxied) open at once; 503
-    /// beyond.
-    #[arg(long, env = "HERALD_MAX_STREAMS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_streams: u32,
-
-    /// How long a read forwarded to the partition's owner may take before a 503.
-    #[arg(long, env = "HERALD_FORWARD_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub forward_timeout: Duration,
-
-    /// On shutdown, how long in-flight requests may take to finish.
-    #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
-
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
-fn parse_history(value: &str) -> Result<Duration, String> {
-    match parse_duration(value)? {
-        d if d.is_zero() => Err("the history window must be longer than zero".into()),
-        d if d > Duration::from_secs(1000 * 365 * 24 * 3600) => {
-            Err("the history window must be under 1000 years".into())
-        }
-        d => Ok(d),
-    }
-}
-
-/// The `--peers` entries.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Peers(pub Vec<String>);
-
-fn parse_peers_flag(value: &str) -> Result<Peers, String> {
-    membership::parse_peers(value).map(Peers)
-}
 
 /// What can stop the consumer, by step.
 #[derive(Debug, thiserror::Error)]
@@ -171,27 +66,6 @@ pub enum Error {
     Auth(#[from] AuthSetupError),
 }
 
-impl Args {
-    /// The URL this member advertises to the others.
-    pub fn advertise_url(&self) -> Result<String, Error> {
-        let url = match &self.advertise_url {
-            Some(url) => url.trim_end_matches('/').to_string(),
-            None if self.listen.ip().is_unspecified() => {
-                let host =
-                    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into());
-                format!("http://{host}:{}", self.listen.port())
-            }
-            None => format!("http://{}", self.listen),
-        };
-        let invalid = |why| Error::AdvertiseUrl { url: url.clone(), why };
-        let rest = url.strip_prefix("http://").ok_or_else(|| invalid("it must start with http://"))?;
-        if rest.is_empty() || rest.contains('/') || rest.contains(char::is_whitespace) {
-            return Err(invalid("it must be http://host:port with no path"));
-        }
-        Ok(url)
-    }
-}
-
 /// What the consumer did before it stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
@@ -203,6 +77,8 @@ pub struct Summary {
 pub struct ConsumerService {
     consumer: rdkafka::consumer::BaseConsumer<group::GroupContext>,
     dead_letter: Option<dead_letter::DeadLetter>,
+    /// The reader outside the group (handoffs and standbys), when either is on.
+    tail: Option<Tail>,
     state: AppState,
     peers: Vec<String>,
     /// Look for the other members (off when the embedder keeps the membership current).
@@ -211,6 +87,7 @@ pub struct ConsumerService {
     http: HttpMetrics,
     edge: EdgeArgs,
     shutdown_timeout: Duration,
+    handoff_timeout: Duration,
 }
 
 /// How often the peers are asked for their claims when nothing asks for it sooner.
@@ -236,11 +113,21 @@ impl ConsumerService {
         }
         tracing::info!(auth = %auth.describe(), "consumer authentication");
         let claims = Arc::new(Claims::default());
+        let status = Arc::new(GroupStatus::default());
+        let applier = Arc::new(Applier::new(store.clone(), claims.clone(), metrics.clone()));
+        let moving = !args.handoff_timeout.is_zero() || args.standby;
+        let (tail, handle) = if moving {
+            let (tail, handle) = group::tail::create(&args.kafka, applier.clone(), status.clone(), metrics.clone())?;
+            (Some(tail), handle)
+        } else {
+            (None, TailHandle::detached())
+        };
         let shared = Shared {
             metrics: metrics.clone(),
-            status: Arc::new(GroupStatus::default()),
-            applier: Arc::new(Applier::new(store.clone(), claims.clone(), metrics.clone())),
+            status: status.clone(),
+            applier,
             membership: Arc::new(Membership::new(metrics.refresh_requests.clone())),
+            tail: (!args.handoff_timeout.is_zero()).then(|| handle.clone()),
         };
         let peer = PeerClient::new(
             args.forward_timeout,
@@ -249,12 +136,27 @@ impl ConsumerService {
             &self_url,
             &metrics,
         );
+        let moves = Moves::new(
+            MovesConfig {
+                topic: args.kafka.topic.clone(),
+                self_url: self_url.clone(),
+                timeout: args.handoff_timeout,
+                standby: args.standby,
+            },
+            claims.clone(),
+            store.clone(),
+            status.clone(),
+            handle,
+            metrics.clone(),
+        );
+        let probe = Arc::new(probe(&args.kafka)?);
         let state = AppState {
             store,
-            status: shared.status.clone(),
+            status,
             claims,
             membership: shared.membership.clone(),
-            probe: Arc::new(probe(&args.kafka)?),
+            log_ends: Arc::new(LogEnds::new(probe.clone(), &args.kafka.topic)),
+            probe,
             topic: args.kafka.topic.clone(),
             read_timeout: args.read_timeout,
             history: args.history,
@@ -262,6 +164,8 @@ impl ConsumerService {
             peer,
             auth: Arc::new(auth),
             streams: Streams::new(args.max_streams as usize, metrics.streams.clone()),
+            metrics,
+            moves: Arc::new(moves),
         };
         let config = GroupConfig { kafka: args.kafka.clone(), group_id: args.group_id.clone(), history: args.history };
         let consumer = group::subscribe(&config, shared)?;
@@ -270,6 +174,7 @@ impl ConsumerService {
         Ok(Self {
             consumer,
             dead_letter,
+            tail,
             state,
             peers: args.peers.clone().unwrap_or_default().0,
             discover: true,
@@ -277,12 +182,19 @@ impl ConsumerService {
             http,
             edge: args.edge.clone(),
             shutdown_timeout: args.shutdown_timeout,
+            handoff_timeout: args.handoff_timeout,
         })
     }
 
     /// The member's assignment and progress, for embedding (local mode).
     pub fn status(&self) -> Arc<GroupStatus> {
         self.state.status.clone()
+    }
+
+    /// What the member publishes about its claims, for an embedder that keeps the view of the
+    /// group itself (local mode).
+    pub fn moves(&self) -> Arc<Moves> {
+        self.state.moves.clone()
     }
 
     /// Hands the view of the group to the embedder, which then keeps it current (local mode runs
@@ -292,21 +204,38 @@ impl ConsumerService {
         self.state.membership.clone()
     }
 
-    /// Consumes and serves until `shutdown` is cancelled; then finishes the record in hand,
-    /// commits, leaves the group and drains HTTP.
+    /// Consumes and serves until `shutdown` is cancelled, then shuts down in phases: not ready
+    /// any more, the poll loop finishes the record in hand, commits and leaves the group (its
+    /// partitions are handed off), the member keeps answering for them until their new owners
+    /// serve them (at most `--handoff-timeout`), and only then HTTP drains and stops.
     pub async fn serve(self, listeners: Listeners, shutdown: CancellationToken) -> Result<Summary, Error> {
-        let loop_shutdown = shutdown.clone();
-        let consumer = self.consumer;
-        let dead_letter = self.dead_letter;
-        let consuming = tokio::task::spawn_blocking(move || {
-            let consumed = group::consume(consumer, dead_letter.as_ref(), &loop_shutdown);
-            // Whatever ended the loop, the whole process stops with it.
-            loop_shutdown.cancel();
-            consumed
+        // Stops the poll loop (it leaves the group), and marks that it ended, for whatever reason.
+        let (loop_stop, loop_ended) = (CancellationToken::new(), CancellationToken::new());
+        // Stops what still answers for handed-off partitions: HTTP, the view, the tail.
+        let serving_stop = CancellationToken::new();
+        let consuming = {
+            let (consumer, dead_letter) = (self.consumer, self.dead_letter);
+            let (loop_stop, loop_ended) = (loop_stop.clone(), loop_ended.clone());
+            tokio::task::spawn_blocking(move || {
+                let consumed = group::consume(consumer, dead_letter.as_ref(), &loop_stop);
+                loop_ended.cancel();
+                consumed
+            })
+        };
+        let tailing = self.tail.map(|tail| {
+            let stop = serving_stop.clone();
+            tokio::task::spawn_blocking(move || tail.run(&stop))
         });
         if self.discover && self.peers.is_empty() {
             tracing::warn!("no --peers: reads for partitions other consumers hold will answer 503");
         }
+        let require_coverage = !self.discover || !self.peers.is_empty();
+        let readiness = Arc::new(Readiness::new(
+            self.state.status.clone(),
+            self.state.claims.clone(),
+            self.state.membership.clone(),
+            require_coverage,
+        ));
         let discovery = Discovery {
             peers: self.peers.clone(),
             self_url: self.state.self_url().to_string(),
@@ -315,27 +244,61 @@ impl ConsumerService {
             topic: self.state.topic.clone(),
             every: MEMBERSHIP_REFRESH,
             timeout: Duration::from_secs(1),
+            remember: self.handoff_timeout + Duration::from_secs(10),
+            answered: Default::default(),
         };
         let refresher = self
             .discover
-            .then(|| tokio::spawn(membership::refresh(self.state.membership.clone(), discovery, shutdown.clone())));
+            .then(|| tokio::spawn(membership::refresh(self.state.membership.clone(), discovery, serving_stop.clone())));
+        let mover = tokio::spawn(self.state.moves.clone().run(self.state.membership.clone(), serving_stop.clone()));
+        let phases = {
+            let (moves, membership, readiness) =
+                (self.state.moves.clone(), self.state.membership.clone(), readiness.clone());
+            let (loop_stop, loop_ended, serving_stop) = (loop_stop.clone(), loop_ended.clone(), serving_stop.clone());
+            let limit = self.handoff_timeout + Duration::from_secs(5);
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => tracing::info!("shutting down: leaving the group, handing partitions off"),
+                    _ = loop_ended.cancelled() => tracing::warn!("the consume loop ended; shutting down"),
+                }
+                readiness.drain();
+                moves.leave();
+                loop_stop.cancel();
+                loop_ended.cancelled().await;
+                membership.refresh_soon();
+                tokio::select! {
+                    _ = moves.handed_off(limit) => tracing::info!("partitions handed off; stopping HTTP"),
+                    _ = serving_stop.cancelled() => {}
+                }
+                serving_stop.cancel();
+            })
+        };
         tracing::info!(advertise_url = %self.state.self_url(), "other consumers forward reads to this URL");
-        let app = router(self.state.clone(), self.http, &self.edge);
+        let ready = readiness.clone();
+        let app = router(self.state.clone(), Arc::new(move || ready.check()), self.http, &self.edge);
         if let Ok(addr) = listeners.api.local_addr() {
             tracing::info!(%addr, "consumer listening");
         }
         let header_timeout = self.edge.header_read_timeout;
         let metrics_server =
-            herald_kit::http::spawn_metrics_server(listeners.metrics, self.registry, &shutdown, header_timeout);
+            herald_kit::http::spawn_metrics_server(listeners.metrics, self.registry, &serving_stop, header_timeout);
         let served =
-            herald_kit::http::serve(listeners.api, app, shutdown.clone(), self.shutdown_timeout, header_timeout).await;
-        shutdown.cancel();
+            herald_kit::http::serve(listeners.api, app, serving_stop.clone(), self.shutdown_timeout, header_timeout)
+                .await;
+        // HTTP failed on its own: stop the rest too.
+        loop_stop.cancel();
+        serving_stop.cancel();
         if let Some(metrics_server) = metrics_server {
             let _ = metrics_server.await;
         }
         let consumed = consuming.await.map_err(|e| Error::Loop(e.to_string()))?;
+        let _ = phases.await;
+        let _ = mover.await;
         if let Some(refresher) = refresher {
             let _ = refresher.await;
+        }
+        if let Some(tailing) = tailing {
+            let _ = tailing.await;
         }
         let summary = Summary { processed: consumed.processed, stored: consumed.stored };
         tracing::info!(processed = summary.processed, stored = summary.stored, "consumer stopped");

@@ -1,8 +1,10 @@
-//! Who owns which partition. Every member publishes the partitions it holds at
-//! `GET /internal/claims` together with its advertised URL; every member asks its peers (found by
-//! resolving `--peers`, in Kubernetes the consumers' headless Service) and builds the map of
-//! owners from their answers. The topic's partition count, which maps a user to a partition,
-//! comes from the topic's metadata.
+//! Who can answer for which partition. Every member publishes the partitions it holds at
+//! `GET /internal/claims` with its advertised URL and how it holds each (serving, handing off,
+//! standby, restoring); every member asks its peers (found by resolving `--peers`, in Kubernetes
+//! the consumers' headless Service, and by asking again every address that answered lately, so a
+//! pod that is leaving stays reachable while it hands off) and ranks, per partition, who can
+//! answer completely now. The topic's partition count, which maps a user to a partition, comes
+//! from the topic's metadata.
 //!
 //! Why not the group coordinator's own view (DescribeGroups, or offset-commit metadata)? A
 //! librdkafka member cannot put its URL in its group metadata, and the broker we test on (nisshi)
@@ -12,13 +14,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::claims::{ClaimState, PeerClaims};
 use crate::peer::PeerClient;
 
 /// Parses `--peers`: comma-separated `host:port` entries (a host may resolve to many members).
@@ -37,17 +40,82 @@ pub fn parse_peers(value: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// A member that can be asked about a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Where to forward its reads: the address the member was reached at (a resolved `--peers`
+    /// address) with the port it claims, never a host named in its claims.
+    pub address: String,
+    /// Its advertised URL (see [`Member::url`]).
+    pub member: String,
+    pub state: ClaimState,
+}
+
+/// A member that answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its advertised URL: the name every member knows it by (standbys are chosen by it).
+    pub url: String,
+    /// It left the group and will take no partition again.
+    pub leaving: bool,
+}
+
 /// The group as last seen.
 #[derive(Debug, Clone, Default)]
 pub struct View {
     /// The topic's partition count (0 while unknown).
     pub partitions: i32,
-    /// Partition → where to forward its reads: the address the owner was reached at (a resolved
-    /// `--peers` address) with the port it claims, never a host named in its claims.
-    pub owners: HashMap<i32, String>,
-    /// Members that answered at the last refresh.
-    pub members: usize,
+    /// Partition → the other members that hold it, best first: serving, handing off, standby,
+    /// restoring (this member is not among them: it knows its own claims).
+    pub holders: HashMap<i32, Vec<Candidate>>,
+    /// Every member that answered at the last refresh, this one included.
+    pub members: Vec<Member>,
     pub refreshed: Option<Instant>,
+}
+
+impl View {
+    /// The view from the members' answers (each with the address it was reached at), as seen
+    /// by the member advertising `self_url`.
+    pub fn from_answers(
+        partitions: i32,
+        answers: impl IntoIterator<Item = (SocketAddr, PeerClaims)>,
+        self_url: &str,
+    ) -> Self {
+        let mut view = View { partitions, refreshed: Some(Instant::now()), ..View::default() };
+        for (addr, claims) in answers {
+            let url = claims.url.trim_end_matches('/').to_string();
+            view.members.push(Member { url: url.clone(), leaving: claims.leaving });
+            if url == self_url.trim_end_matches('/') {
+                continue;
+            }
+            // Reads go where this member was reached, on the port it claims: a claims body naming
+            // some other host cannot send them anywhere else.
+            let address = owner_address(addr, &claims.url);
+            for (p, state) in claims.holdings() {
+                view.holders.entry(p).or_default().push(Candidate {
+                    address: address.clone(),
+                    member: url.clone(),
+                    state,
+                });
+            }
+        }
+        for candidates in view.holders.values_mut() {
+            candidates.sort_by(|a, b| (a.state, &a.address).cmp(&(b.state, &b.address)));
+        }
+        view.members.sort_by(|a, b| a.url.cmp(&b.url));
+        view.members.dedup_by(|a, b| a.url == b.url);
+        view
+    }
+
+    /// The other members that hold `partition`, best first.
+    pub fn holders(&self, partition: i32) -> &[Candidate] {
+        self.holders.get(&partition).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether another member serves `partition` (the group's owner, restored).
+    pub fn served_elsewhere(&self, partition: i32) -> bool {
+        self.holders(partition).iter().any(|c| c.state == ClaimState::Serving)
+    }
 }
 
 /// The shared, periodically refreshed view of the group.
@@ -100,8 +168,12 @@ pub struct Discovery {
     pub topic: String,
     pub every: Duration,
     pub timeout: Duration,
+    /// How long an address that answered is asked again after it left `--peers` (a pod that is
+    /// shutting down drops out of its Service while it still hands partitions off).
+    pub remember: Duration,
+    /// Addresses that answered, and when they last did.
+    pub answered: Mutex<HashMap<SocketAddr, Instant>>,
 }
-
 impl Discovery {
     async fn partitions(&self) -> Result<i32, String> {
         let (probe, topic, timeout) = (self.probe.clone(), self.topic.clone(), self.timeout);
@@ -127,6 +199,9 @@ impl Discovery {
                 Err(_) => tracing::debug!(peer = %entry, "resolving a peer timed out"),
             }
         }
+        if let Ok(answered) = self.answered.lock() {
+            all.extend(answered.iter().filter(|(_, at)| at.elapsed() < self.remember).map(|(a, _)| *a));
+        }
         all
     }
 
@@ -141,25 +216,20 @@ impl Discovery {
         };
         let addrs = self.addresses().await;
         let answers = futures::future::join_all(addrs.iter().map(|a| self.client.claims(*a, self.timeout))).await;
-        let mut view = View { partitions, refreshed: Some(Instant::now()), ..View::default() };
+        let mut ok = Vec::new();
         for (addr, answer) in addrs.iter().zip(answers) {
             match answer {
-                Ok(claims) => {
-                    view.members += 1;
-                    if claims.url.trim_end_matches('/') == self.self_url {
-                        continue;
-                    }
-                    // Reads go where this member was reached, on the port it claims: a claims
-                    // body naming some other host cannot send them anywhere else.
-                    let owner = owner_address(*addr, &claims.url);
-                    for p in claims.partitions {
-                        view.owners.insert(p, owner.clone());
-                    }
-                }
+                Ok(claims) => ok.push((*addr, claims)),
                 Err(error) => tracing::trace!(%addr, %error, "peer did not answer"),
             }
         }
-        view
+        if let Ok(mut answered) = self.answered.lock() {
+            answered.retain(|a, _| ok.iter().any(|(b, _)| a == b));
+            for (a, _) in &ok {
+                answered.insert(*a, Instant::now());
+            }
+        }
+        View::from_answers(partitions, ok, &self.self_url)
     }
 }
 
@@ -178,7 +248,12 @@ pub fn owner_address(reached: SocketAddr, advertised: &str) -> String {
 pub async fn refresh(membership: Arc<Membership>, discovery: Discovery, shutdown: CancellationToken) {
     loop {
         let view = discovery.look(&membership.view()).await;
-        tracing::trace!(members = view.members, owners = view.owners.len(), partitions = view.partitions, "group seen");
+        tracing::trace!(
+            members = view.members.len(),
+            held = view.holders.len(),
+            partitions = view.partitions,
+            "group seen"
+        );
         membership.set(view);
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -212,5 +287,42 @@ mod tests {
         assert_eq!(owner_address(reached, "http://169.254.169.254"), "http://10.0.0.7:8081");
         let v6: SocketAddr = "[fd00::7]:8081".parse().unwrap();
         assert_eq!(owner_address(v6, "http://x:8081"), "http://[fd00::7]:8081");
+    }
+
+    #[test]
+    fn holders_are_ranked_by_what_they_can_answer_and_this_member_is_left_out() {
+        use crate::claims::{PeerClaim, PeerClaims};
+        let claims = |url: &str, held: &[(i32, ClaimState)], leaving: bool| PeerClaims {
+            url: url.into(),
+            partitions: vec![],
+            claims: Some(held.iter().map(|(p, state)| PeerClaim { partition: *p, state: *state }).collect()),
+            leaving,
+        };
+        let addr = |port: u16| SocketAddr::from(([10, 0, 0, 1], port));
+        let view = View::from_answers(
+            6,
+            [
+                (addr(1), claims("http://a:1", &[(0, ClaimState::Restoring), (1, ClaimState::Serving)], false)),
+                (addr(2), claims("http://b:2", &[(0, ClaimState::HandingOff)], true)),
+                (addr(3), claims("http://c:3", &[(0, ClaimState::Standby), (2, ClaimState::Warming)], false)),
+                // An older member: its assignment, serving.
+                (addr(4), PeerClaims { url: "http://d:4".into(), partitions: vec![0], claims: None, leaving: false }),
+                (addr(5), claims("http://me:5", &[(0, ClaimState::Serving)], false)),
+            ],
+            "http://me:5/",
+        );
+        let ranked: Vec<(&str, ClaimState)> = view.holders(0).iter().map(|c| (c.address.as_str(), c.state)).collect();
+        assert_eq!(
+            ranked,
+            [
+                ("http://10.0.0.1:4", ClaimState::Serving),
+                ("http://10.0.0.1:2", ClaimState::HandingOff),
+                ("http://10.0.0.1:3", ClaimState::Standby),
+                ("http://10.0.0.1:1", ClaimState::Restoring),
+            ]
+        );
+        assert!(view.served_elsewhere(1) && !view.served_elsewhere(2));
+        assert_eq!(view.members.len(), 5, "this member counts among the members");
+        assert!(view.members.iter().any(|m| m.url == "http://b:2" && m.leaving));
     }
 }

@@ -57,6 +57,37 @@ pub struct ConsumerMetrics {
     /// Early looks at the peers' claims asked for (a forward failed, ownership moved, an
     /// authenticated peer's read landed on the wrong member).
     pub refresh_requests: IntCounter,
+    /// Handoffs ended, by outcome: served (the new owner serves the partition) or timeout.
+    pub handoffs: IntCounterVec,
+    /// Partitions being handed off now.
+    pub handoffs_in_progress: IntGauge,
+    /// Partitions this member keeps as a standby.
+    pub standby_partitions: IntGauge,
+    /// Records a standby partition is behind its log end, per standby partition.
+    pub standby_lag: IntGaugeVec,
+    /// Reads and streams that asked the next member holding the partition after one could not
+    /// answer (restoring, gone, or moved).
+    pub read_retries: IntCounter,
+    /// Streams refused because `--max-streams` were open.
+    pub streams_refused: IntCounter,
+}
+
+/// How a handoff ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffOutcome {
+    /// The partition's new owner serves it.
+    Served,
+    /// `--handoff-timeout` passed first.
+    Timeout,
+}
+
+impl HandoffOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            HandoffOutcome::Served => "served",
+            HandoffOutcome::Timeout => "timeout",
+        }
+    }
 }
 
 /// How a read forwarded to the owner of a user's partition ended.
@@ -181,6 +212,33 @@ impl ConsumerMetrics {
                 ),
                 &["outcome"],
             )?,
+            handoffs: IntCounterVec::new(
+                Opts::new(
+                    "herald_consumer_handoffs_total",
+                    "Partitions this member handed off after the group moved them, by outcome: served (kept answering until the new owner served it) or timeout (--handoff-timeout passed first).",
+                ),
+                &["outcome"],
+            )?,
+            handoffs_in_progress: IntGauge::new(
+                "herald_consumer_handoffs_in_progress",
+                "Partitions this member still answers for while their new owner restores them.",
+            )?,
+            standby_partitions: IntGauge::new(
+                "herald_consumer_standby_partitions",
+                "Partitions this member keeps as a standby (--standby).",
+            )?,
+            standby_lag: gauge_vec(
+                "herald_consumer_standby_lag",
+                "Records a standby partition is behind its log end, per standby partition.",
+            )?,
+            read_retries: IntCounter::new(
+                "herald_consumer_read_retries_total",
+                "Reads and streams that asked the next member holding the partition after one could not answer (restoring, gone or moved).",
+            )?,
+            streams_refused: IntCounter::new(
+                "herald_consumer_streams_refused_total",
+                "Streams refused because --max-streams were open.",
+            )?,
             refresh_requests: IntCounter::new(
                 "herald_consumer_membership_refresh_requests_total",
                 "Early looks at the peers' claims asked for: a forward failed, ownership moved, or an authenticated peer's forwarded read found this member no longer holds the partition.",
@@ -190,6 +248,16 @@ impl ConsumerMetrics {
             m.forwarded_requests.with_label_values(&[outcome.label()]);
         }
         registry.register(Box::new(m.refresh_requests.clone()))?;
+        registry.register(Box::new(m.handoffs.clone()))?;
+        // Both series from the start, at 0: an alert sees them before the first handoff.
+        for outcome in [HandoffOutcome::Served, HandoffOutcome::Timeout] {
+            m.handoffs.with_label_values(&[outcome.label()]);
+        }
+        registry.register(Box::new(m.handoffs_in_progress.clone()))?;
+        registry.register(Box::new(m.standby_partitions.clone()))?;
+        registry.register(Box::new(m.standby_lag.clone()))?;
+        registry.register(Box::new(m.read_retries.clone()))?;
+        registry.register(Box::new(m.streams_refused.clone()))?;
         registry.register(Box::new(m.restore_records.clone()))?;
         registry.register(Box::new(m.restore_duration.clone()))?;
         registry.register(Box::new(m.store_bytes.clone()))?;
@@ -228,5 +296,10 @@ impl ConsumerMetrics {
         for vec in [&self.processed_offset, &self.committed_offset, &self.log_end_offset, &self.lag] {
             let _ = vec.remove_label_values(&[topic, &p]);
         }
+    }
+
+    /// Drops the standby series of `partition`.
+    pub fn forget_standby(&self, topic: &str, partition: i32) {
+        let _ = self.standby_lag.remove_label_values(&[topic, &partition.to_string()]);
     }
 }

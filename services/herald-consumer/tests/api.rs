@@ -19,11 +19,14 @@ use tower::ServiceExt;
 
 use herald_consumer::api::slots::Streams;
 use herald_consumer::api::{AppState, router};
-use herald_consumer::claims::Claims;
+use herald_consumer::claims::{ClaimState, Claims};
 use herald_consumer::group::GroupStatus;
-use herald_consumer::membership::{Membership, View};
+use herald_consumer::group::tail::TailHandle;
+use herald_consumer::membership::{Candidate, Membership, View};
 use herald_consumer::metrics::ConsumerMetrics;
+use herald_consumer::moves::{Moves, MovesConfig};
 use herald_consumer::peer::{FORWARDED_HEADER, PeerClient};
+use herald_consumer::readiness::Readiness;
 use herald_consumer::store::Store;
 
 /// An app listening as `http://127.0.0.1:8081`, open to anyone, with `history`.
@@ -32,12 +35,28 @@ fn mk_app(history: PartitionHistory) -> (Router, AppState, ConsumerMetrics) {
     let metrics = ConsumerMetrics::register(&registry).unwrap();
     // Never contacted by these tests.
     let probe: BaseConsumer = ClientConfig::new().set("bootstrap.servers", "127.0.0.1:9").create().unwrap();
+    let (store, status, claims) =
+        (Arc::new(Store::new(100, usize::MAX)), Arc::new(GroupStatus::default()), Arc::new(Claims::default()));
+    let moves = Moves::new(
+        MovesConfig {
+            topic: "notifications".into(),
+            self_url: "http://127.0.0.1:8081".into(),
+            timeout: Duration::from_secs(60),
+            standby: false,
+        },
+        claims.clone(),
+        store.clone(),
+        status.clone(),
+        TailHandle::detached(),
+        metrics.clone(),
+    );
     let state = AppState {
-        store: Arc::new(Store::new(100, usize::MAX)),
-        status: Arc::new(GroupStatus::default()),
-        claims: Arc::new(Claims::default()),
+        store,
+        status,
+        claims,
         membership: Arc::new(Membership::default()),
-        probe: Arc::new(probe),
+        log_ends: Arc::new(herald_consumer::api::barrier::LogEnds::new(Arc::new(probe), "notifications")),
+        probe: Arc::new(ClientConfig::new().set("bootstrap.servers", "127.0.0.1:9").create().unwrap()),
         topic: "notifications".into(),
         read_timeout: Duration::from_millis(200),
         history: None,
@@ -45,9 +64,13 @@ fn mk_app(history: PartitionHistory) -> (Router, AppState, ConsumerMetrics) {
         auth: Arc::new(Authenticator::open()),
         streams: Streams::new(10, prometheus::IntGauge::new("streams", "streams").unwrap()),
         partition_history: history,
+        metrics: metrics.clone(),
+        moves: Arc::new(moves),
     };
+    let readiness =
+        Arc::new(Readiness::new(state.status.clone(), state.claims.clone(), state.membership.clone(), false));
     let http = HttpMetrics::register(&registry).unwrap();
-    (router(state.clone(), http, &EdgeArgs::default()), state, metrics)
+    (router(state.clone(), Arc::new(move || readiness.check()), http, &EdgeArgs::default()), state, metrics)
 }
 
 /// `GET uri` with `headers`: the status, headers and JSON body of the answer.
@@ -63,9 +86,14 @@ async fn get_json(app: &Router, uri: &str, headers: &[(&str, &str)]) -> (StatusC
     (status, headers, serde_json::from_slice(&body).unwrap())
 }
 
-/// A view of the group: `partitions` in all, each of `owners` held by the URL given.
+/// A view of the group: `partitions` in all, each of `owners` served by the URL given.
 fn view(partitions: i32, owners: &[(i32, &str)]) -> View {
-    View { partitions, owners: owners.iter().map(|(p, u)| (*p, u.to_string())).collect(), ..View::default() }
+    let mut view = View { partitions, ..View::default() };
+    for (p, url) in owners {
+        let c = Candidate { address: url.to_string(), member: url.to_string(), state: ClaimState::Serving };
+        view.holders.entry(*p).or_default().push(c);
+    }
+    view
 }
 
 use axum::http::header;
@@ -179,4 +207,54 @@ async fn not_ready_until_assigned() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body["message"].as_str().unwrap().contains("assignment"));
     assert_eq!(get_json(&app, "/healthz", &[]).await.0, StatusCode::OK);
+}
+
+/// A member that answers every read with one notification-less list (as a holder would).
+async fn fake_holder() -> String {
+    let app = Router::new().route(
+        "/notifications/{user}",
+        axum::routing::get(|| async { axum::Json(serde_json::json!({"notifications": [], "unread": 0, "from": "b"})) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn a_read_asks_the_next_holder_when_one_cannot_answer() {
+    let (app, state, metrics) = mk_app(PartitionHistory::default());
+    let p = p_of(2, 6);
+    let holder = fake_holder().await;
+    // The old owner (gone: nothing listens on port 9) ranks first, serving; the next one answers.
+    let mut v = view(6, &[(p, "http://127.0.0.1:9")]);
+    let next = Candidate { address: holder.clone(), member: holder, state: ClaimState::HandingOff };
+    v.holders.get_mut(&p).unwrap().push(next);
+    state.membership.set(v);
+    let (status, _, body) = get_json(&app, "/notifications/2", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["from"], "b");
+    assert_eq!(metrics.read_retries.get(), 1);
+    assert_eq!(metrics.forwarded_requests.with_label_values(&["failed"]).get(), 1);
+}
+
+#[tokio::test]
+async fn holders_that_answer_completely_are_asked_before_one_restoring() {
+    let (app, state, metrics) = mk_app(PartitionHistory::default());
+    let p = p_of(2, 6);
+    let holder = fake_holder().await;
+    let mut v = view(6, &[]);
+    v.holders.insert(
+        p,
+        vec![
+            Candidate { address: holder.clone(), member: holder.clone(), state: ClaimState::Standby },
+            Candidate { address: "http://127.0.0.1:9".into(), member: "x".into(), state: ClaimState::Restoring },
+        ],
+    );
+    state.membership.set(v);
+    // This member restores the partition too: the standby elsewhere answers first, no wait here.
+    state.claims.assign(p, Some(10));
+    let (status, _, body) = get_json(&app, "/notifications/2", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(metrics.read_retries.get(), 0);
 }

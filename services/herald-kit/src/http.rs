@@ -182,6 +182,20 @@ pub fn with_operational_routes(
     live: ReadyCheck,
     ready: ReadyCheck,
 ) -> Router {
+    with_operational_routes_and_streams(api, Router::new(), metrics, edge, live, ready)
+}
+
+/// [`with_operational_routes`] with `streams` beside the API, outside its request-concurrency
+/// limit and request timeout: long-lived responses (Server-Sent Events) bounded by their own
+/// limit, which must not take the permits short requests need.
+pub fn with_operational_routes_and_streams(
+    api: Router,
+    streams: Router,
+    metrics: HttpMetrics,
+    edge: &EdgeArgs,
+    live: ReadyCheck,
+    ready: ReadyCheck,
+) -> Router {
     let limits = Limits {
         permits: Arc::new(tokio::sync::Semaphore::new(edge.max_concurrent_requests as usize)),
         timeout: edge.request_timeout,
@@ -191,7 +205,8 @@ pub fn with_operational_routes(
     let ops = Router::new()
         .route("/healthz", axum::routing::get(move || probe(live.clone())))
         .route("/readyz", axum::routing::get(move || probe(ready.clone())));
-    api.merge(ops)
+    api.merge(streams)
+        .merge(ops)
         .fallback(|| async { JsonError::new(StatusCode::NOT_FOUND, "Not found") })
         .method_not_allowed_fallback(|| async { JsonError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed") })
         .layer(middleware::from_fn_with_state(metrics, track))

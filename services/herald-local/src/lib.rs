@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use herald_consumer::ConsumerService;
 use herald_consumer::group::GroupStatus;
 use herald_consumer::membership::{Membership, View};
+use herald_consumer::moves::Moves;
 use herald_kit::http::{BindError, Listeners, bind};
 use herald_kit::kafka::{KafkaArgs, KafkaProperties};
 use herald_kit::partition::partition_for_user;
@@ -158,6 +159,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut rows = Vec::new();
     let mut memberships = Vec::new();
+    let mut published = Vec::new();
     for index in 0..consumers {
         let mut addr = args.consumer_listen;
         if addr.port() != 0 {
@@ -183,6 +185,8 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             history: None,
             partition_history: None,
             max_streams: 10_000,
+            handoff_timeout: Duration::from_secs(60),
+            standby: false,
             forward_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             log: args.log.clone(),
@@ -190,6 +194,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         let mut service =
             ConsumerService::new(&consumer_args).map_err(|source| Error::Consumer { index: index + 1, source })?;
         memberships.push(service.external_membership());
+        published.push((listener.local_addr().ok(), service.moves()));
         rows.push((format!("consumer-{}", index + 1), url(&listener), service.status()));
         let token = shutdown.clone();
         tasks.spawn(async move {
@@ -210,9 +215,12 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
         (None, result.map(|s| s.sent).map_err(Error::Producer))
     });
 
-    let members: Vec<(String, Arc<GroupStatus>)> =
-        rows.iter().map(|(_, url, status)| (url.clone(), status.clone())).collect();
-    tokio::spawn(share_membership(args.partitions, members.clone(), memberships.clone(), shutdown.clone()));
+    let members: Vec<(SocketAddr, Arc<Moves>)> =
+        published.into_iter().filter_map(|(addr, moves)| addr.map(|a| (a, moves))).collect();
+    // Kept current until every consumer stopped: a consumer shutting down hands its partitions
+    // off and waits to see whether any consumer stays to take them.
+    let sharing = CancellationToken::new();
+    tokio::spawn(share_membership(args.partitions, members.clone(), memberships.clone(), sharing.clone()));
 
     let kafka_label = match &kafka {
         Kafka::Embedded(cluster) => format!("embedded mock cluster at {}", cluster.bootstrap_servers()),
@@ -241,6 +249,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> Result<(), Error> {
             Err(e) => tracing::error!(error = %e, "component task panicked"),
         }
     }
+    sharing.cancel();
     println!("\nHerald stopped.");
     println!("  producer     sent {} notifications", counts.get(&None).copied().unwrap_or(0));
     for (index, (name, _, _)) in rows.iter().enumerate() {
@@ -359,21 +368,20 @@ fn print_table(
     println!("Press Ctrl-C to stop.");
 }
 
-/// Keeps every in-process consumer's view of the group current from their assignments (the
-/// mock cluster cannot describe groups, and all members live here anyway).
-/// Tells every consumer who holds which partition now.
-fn share_view(partitions: i32, members: &[(String, Arc<GroupStatus>)], memberships: &[Arc<Membership>]) {
-    let owners =
-        members.iter().flat_map(|(url, status)| status.assigned().into_iter().map(|p| (p, url.clone()))).collect();
-    let view = View { partitions, owners, members: members.len(), refreshed: Some(Instant::now()) };
-    for m in memberships {
-        m.set(view.clone());
+/// Tells every in-process consumer who holds which partition now, from what each publishes about
+/// its claims (as `/internal/claims` would tell them: the mock cluster cannot describe groups,
+/// and all members live here anyway).
+fn share_view(partitions: i32, members: &[(SocketAddr, Arc<Moves>)], memberships: &[Arc<Membership>]) {
+    for (m, (_, moves)) in memberships.iter().zip(members) {
+        let answers = members.iter().map(|(a, moves)| (*a, moves.published()));
+        m.set(View::from_answers(partitions, answers, &moves.published().url));
     }
 }
 
+/// Keeps every in-process consumer's view of the group current.
 async fn share_membership(
     partitions: i32,
-    members: Vec<(String, Arc<GroupStatus>)>,
+    members: Vec<(SocketAddr, Arc<Moves>)>,
     memberships: Vec<Arc<Membership>>,
     shutdown: CancellationToken,
 ) {

@@ -33,6 +33,15 @@ impl ReadError {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::Unavailable(message.into())
     }
+
+    /// A 503, this member's or another's: asking another member holding the partition may help.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            ReadError::Unavailable(_) => true,
+            ReadError::Relayed(response) => response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => false,
+        }
+    }
 }
 
 impl From<AuthError> for ReadError {

@@ -8,11 +8,11 @@ use super::caller::peer_checked;
 use super::state::AppState;
 use crate::claims::PeerClaims;
 
-/// The partitions this member holds, for its peers (who must show the peer token when one is
-/// configured).
+/// The partitions this member holds and how, for its peers (who must show the peer token when
+/// one is configured).
 pub async fn claims(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(e) = peer_checked(&state, &headers) {
         return e.into_response();
     }
-    axum::Json(PeerClaims { url: state.self_url().to_string(), partitions: state.status.assigned() }).into_response()
+    axum::Json::<PeerClaims>(state.moves.published()).into_response()
 }

@@ -19,20 +19,21 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use herald_kit::http::{EdgeArgs, HttpMetrics, ReadyCheck, with_operational_routes};
+use herald_kit::http::{EdgeArgs, HttpMetrics, ReadyCheck, with_operational_routes_and_streams};
 
 pub use self::state::AppState;
 use crate::claims::CLAIMS_PATH;
 
-/// The whole consumer API (its metrics are served on their own listener).
-pub fn router(state: AppState, http: HttpMetrics, edge: &EdgeArgs) -> Router {
-    let status = state.status.clone();
-    let ready: ReadyCheck = Arc::new(move || status.ready());
+/// The whole consumer API (its metrics are served on their own listener); `/readyz` answers
+/// `ready`. Streams are outside the edge's request-concurrency limit (they have their own,
+/// `--max-streams`): a stream waits for the read barrier like a read, and a move that ends many
+/// streams at once must not turn their reconnects into refusals.
+pub fn router(state: AppState, ready: ReadyCheck, http: HttpMetrics, edge: &EdgeArgs) -> Router {
     let live: ReadyCheck = Arc::new(|| Ok(()));
     let api = Router::new()
         .route("/notifications/{user_id}", get(reads::notifications))
-        .route("/notifications/{user_id}/stream", get(streams::stream))
         .route(CLAIMS_PATH, get(internal::claims))
-        .with_state(state);
-    with_operational_routes(api, http, edge, live, ready)
+        .with_state(state.clone());
+    let streams = Router::new().route("/notifications/{user_id}/stream", get(streams::stream)).with_state(state);
+    with_operational_routes_and_streams(api, streams, http, edge, live, ready)
 }

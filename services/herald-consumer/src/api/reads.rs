@@ -2,11 +2,13 @@
 //!
 //! The user's partition is the producer's murmur2 mapping; when this member holds it, the read
 //! passes the read barrier ([`super::barrier`]) first, so that an acknowledged notification is
-//! never missing. Otherwise the read goes to the owner named by the group's membership, once (a
-//! forwarded read is never forwarded again). While ownership is moving the answer is 503 with
-//! `Retry-After`, never a wrong empty list. A user of a grown topic (`--partition-history`) is
-//! read from every partition they mapped to, each part from its holder after that partition's
-//! barrier, merged in send order.
+//! never missing. Otherwise the read goes to a member holding it (a forwarded read is never
+//! forwarded again); while a partition moves, its old owner keeps answering until the new one
+//! serves it, and a read that finds one member unable to answer asks the next
+//! ([`super::owners::sources`]). Only when none can is the answer 503 with `Retry-After`, never
+//! a wrong empty list. A user of a grown topic (`--partition-history`) is read from every
+//! partition they mapped to, each part from its holder after that partition's barrier, merged in
+//! send order.
 
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ use herald_kit::model::UserId;
 use super::barrier::wait_complete;
 use super::caller::Caller;
 use super::error::ReadError;
-use super::owners::{Holder, holder, moved, not_held, user_partitions};
+use super::owners::{Source, moved, not_held, sources, user_partitions};
 use super::served::{json, parse_part, render};
 use super::state::AppState;
 use crate::claims::Claim;
@@ -54,10 +56,33 @@ pub async fn notifications(
         return Ok(json(render(merged.iter(), since_ms(&state), &query)));
     }
     let partition = partitions[0];
-    match holder(&state, partition, caller.forwarded)? {
-        Holder::Here(claim) => read_local(&state, &claim, user, &query).await.map(json),
-        Holder::Peer(owner) => forward(&state, &owner, partition, &caller, &query).await,
+    first_answer(&state, sources(&state, partition, caller.forwarded)?, |source| async {
+        match source {
+            Source::Here(claim) => read_local(&state, &claim, user, &query).await.map(json),
+            Source::Peer(owner) => forward(&state, &owner, partition, &caller, &query).await,
+        }
+    })
+    .await
+}
+
+/// The first answer of `ask` over `sources` in turn that is not a 503 (the last 503 when all
+/// are), counting each further source asked.
+pub async fn first_answer<T, F, Fut>(state: &AppState, sources: Vec<Source>, mut ask: F) -> Result<T, ReadError>
+where
+    F: FnMut(Source) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ReadError>>,
+{
+    let mut last = ReadError::unavailable("no consumer can answer right now");
+    for (i, source) in sources.into_iter().enumerate() {
+        if i > 0 {
+            state.metrics.read_retries.inc();
+        }
+        match ask(source).await {
+            Err(e) if e.is_unavailable() => last = e,
+            done => return done,
+        }
     }
+    Err(last)
 }
 
 /// Reads leave out notifications sent before this (`--history`).
@@ -83,20 +108,25 @@ async fn part(state: &AppState, user: &UserId, partition: i32) -> Result<Vec<Sto
 pub async fn gather(state: &AppState, caller: &Caller, partitions: &[i32]) -> Result<Vec<Vec<Stored>>, ReadError> {
     let user = &caller.user;
     let parts = partitions.iter().map(|p| async move {
-        let owner = match holder(state, *p, false)? {
-            Holder::Here(_) => return part(state, user, *p).await,
-            Holder::Peer(owner) => owner,
-        };
-        let uri = format!("{}/notifications/{user}?partition={p}", owner.trim_end_matches('/'));
-        let (parts, bytes) = from_holder(state, &owner, *p, &uri, caller).await?;
-        if !parts.status.is_success() {
-            return Err(ReadError::Relayed(Box::new(relay(&parts, Body::from(bytes), &RELAYED))));
-        }
-        parse_part(user, &bytes).map_err(|why| {
-            state.peer.count(ForwardOutcome::Failed);
-            tracing::warn!(partition = p, owner, %why, "a peer's part of a merged read is not understood");
-            ReadError::unavailable(format!("the owner of partition {p} answered what this consumer cannot read: {why}"))
+        first_answer(state, sources(state, *p, false)?, |source| async move {
+            let owner = match source {
+                Source::Here(_) => return part(state, user, *p).await,
+                Source::Peer(owner) => owner,
+            };
+            let uri = format!("{}/notifications/{user}?partition={p}", owner.trim_end_matches('/'));
+            let (parts, bytes) = from_holder(state, &owner, *p, &uri, caller).await?;
+            if !parts.status.is_success() {
+                return Err(ReadError::Relayed(Box::new(relay(&parts, Body::from(bytes), &RELAYED))));
+            }
+            parse_part(user, &bytes).map_err(|why| {
+                state.peer.count(ForwardOutcome::Failed);
+                tracing::warn!(partition = p, owner, %why, "a peer's part of a merged read is not understood");
+                ReadError::unavailable(format!(
+                    "the owner of partition {p} answered what this consumer cannot read: {why}"
+                ))
+            })
         })
+        .await
     });
     futures::future::join_all(parts).await.into_iter().collect()
 }
@@ -135,7 +165,11 @@ async fn forward(
         }
     }
     let (parts, bytes) = from_holder(state, owner, partition, &uri, caller).await?;
-    Ok(relay(&parts, Body::from(bytes), &RELAYED))
+    let answer = relay(&parts, Body::from(bytes), &RELAYED);
+    if is_unavailable(&parts) {
+        return Err(ReadError::Relayed(Box::new(answer)));
+    }
+    Ok(answer)
 }
 
 /// `uri` from `owner` (the holder of `partition`) on behalf of the caller: the owner's answer

@@ -7,10 +7,13 @@ use herald_kit::auth::Authenticator;
 use herald_kit::partition::PartitionHistory;
 use rdkafka::consumer::BaseConsumer;
 
+use super::barrier::LogEnds;
 use super::slots::Streams;
 use crate::claims::Claims;
 use crate::group::GroupStatus;
 use crate::membership::Membership;
+use crate::metrics::ConsumerMetrics;
+use crate::moves::Moves;
 use crate::peer::PeerClient;
 use crate::store::Store;
 
@@ -21,8 +24,10 @@ pub struct AppState {
     pub status: Arc<GroupStatus>,
     pub claims: Arc<Claims>,
     pub membership: Arc<Membership>,
-    /// A client of its own (no group) for the log end of a partition.
+    /// A client of its own (no group) for topic metadata.
     pub probe: Arc<BaseConsumer>,
+    /// The log ends the read barrier waits for, asked once for the reads waiting together.
+    pub log_ends: Arc<LogEnds>,
     pub topic: String,
     /// How long a local read may wait for a restore or for the loop to catch up.
     pub read_timeout: Duration,
@@ -37,6 +42,9 @@ pub struct AppState {
     pub streams: Arc<Streams>,
     /// Every partition count the topic has had (`--partition-history`).
     pub partition_history: PartitionHistory,
+    pub metrics: ConsumerMetrics,
+    /// What this member publishes about its claims.
+    pub moves: Arc<Moves>,
 }
 
 impl AppState {

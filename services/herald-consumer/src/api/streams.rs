@@ -31,8 +31,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::barrier::wait_complete;
 use super::caller::Caller;
 use super::error::ReadError;
-use super::owners::{Holder, holder, moved, user_partitions};
-use super::reads::gather;
+use super::owners::{Source, moved, sources, user_partitions};
+use super::reads::{first_answer, gather};
 use super::served::{notification_event, read_event};
 use super::slots::Slot;
 use super::state::AppState;
@@ -76,19 +76,33 @@ pub async fn stream(
 ) -> Result<Response, ReadError> {
     let after = resume_point(&headers, query.as_deref()).map_err(ReadError::BadRequest)?;
     let Some(slot) = state.streams.open() else {
+        state.metrics.streams_refused.inc();
         return Err(ReadError::unavailable(format!(
             "this consumer serves its maximum of {} streams",
             state.streams.max()
         )));
     };
+    let slot = std::sync::Mutex::new(Some(slot));
     // A user of a grown topic: the holder of their current partition serves the stream, its
     // replay merged from every partition they mapped to.
     let partitions = user_partitions(&state, &caller.user)?;
     let partition = partitions[partitions.len() - 1];
-    match holder(&state, partition, caller.forwarded)? {
-        Holder::Here(claim) => serve(&state, claim, &caller, &partitions, after, slot).await,
-        Holder::Peer(owner) => proxy(&state, &owner, partition, &caller, after, slot).await,
-    }
+    let (caller, partitions, slot) = (&caller, &partitions, &slot);
+    first_answer(&state, sources(&state, partition, caller.forwarded)?, |source| {
+        let state = &state;
+        async move {
+            match source {
+                Source::Here(claim) => serve(state, claim, caller, partitions, after, slot).await,
+                Source::Peer(owner) => proxy(state, &owner, partition, caller, after, slot).await,
+            }
+        }
+    })
+    .await
+}
+
+/// The stream's slot, taken by the source that serves it.
+fn take(slot: &std::sync::Mutex<Option<Slot>>) -> Option<Slot> {
+    slot.lock().ok().and_then(|mut s| s.take())
 }
 
 /// The stream of a user whose (current) partition this member holds; `partitions` are all the
@@ -99,7 +113,7 @@ async fn serve(
     caller: &Caller,
     partitions: &[i32],
     after: Option<Cursor>,
-    slot: Slot,
+    slot: &std::sync::Mutex<Option<Slot>>,
 ) -> Result<Response, ReadError> {
     let user = &caller.user;
     wait_complete(state, &claim).await.map_err(ReadError::Unavailable)?;
@@ -121,6 +135,7 @@ async fn serve(
         seen = Some(Cursor::of(last));
     }
     let claims = state.claims.clone();
+    let slot = take(slot);
     let replayed = futures::stream::iter(replay.into_iter().map(|e| Ok::<_, Infallible>(notification_event(&e))));
     let live = async_stream_of(move |tx| async move {
         let _slot = slot;
@@ -179,17 +194,19 @@ async fn proxy(
     partition: i32,
     caller: &Caller,
     after: Option<Cursor>,
-    slot: Slot,
+    slot: &std::sync::Mutex<Option<Slot>>,
 ) -> Result<Response, ReadError> {
     let uri = format!("{}/notifications/{}/stream", owner.trim_end_matches('/'), caller.user);
     let opened = state.peer.open(&uri, caller.credentials.as_ref(), after.map(|c| c.encode())).await;
     let response = match opened {
         Ok(Ok(response)) => response,
         Ok(Err((parts, bytes))) => {
+            let answer = relay(&parts, Body::from(bytes), &[header::CONTENT_TYPE, header::RETRY_AFTER]);
             if crate::peer::is_unavailable(&parts) {
                 state.membership.refresh_soon();
+                return Err(ReadError::Relayed(Box::new(answer)));
             }
-            return Ok(relay(&parts, Body::from(bytes), &[header::CONTENT_TYPE, header::RETRY_AFTER]));
+            return Ok(answer);
         }
         Err(why) => {
             state.membership.refresh_soon();
@@ -199,6 +216,7 @@ async fn proxy(
         }
     };
     let (parts, body) = response.into_parts();
+    let slot = take(slot);
     // The slot lives as long as the proxied body.
     let body = http_body_util::BodyExt::map_frame(body, move |frame| {
         let _ = &slot;

@@ -147,7 +147,7 @@ impl Applier {
         self.metrics.restore_duration.observe(took.as_secs_f64());
         tracing::info!(
             partition = claim.partition,
-            restore_until = claim.restore_until,
+            restore_until = claim.restore_until(),
             took_ms = took.as_millis() as u64,
             how,
             "partition restored"

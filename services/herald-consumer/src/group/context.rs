@@ -1,7 +1,9 @@
 //! The member's librdkafka callbacks: a new assignment starts each partition's restore (from the
-//! log start, or the history window's, up to the group's committed offset); a revocation commits
-//! and drops the partition's users from the store; statistics and commits keep the
-//! per-partition offset metrics.
+//! log start, or the history window's, up to the group's committed offset) — or takes back a
+//! partition still read outside the group (a handoff or a standby) where that reader got to; a
+//! revocation commits and hands the partition off (the tail keeps it current until its new
+//! owner serves it) or, with handoffs off or nothing restored yet, drops its users from the
+//! store; statistics and commits keep the per-partition offset metrics.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::apply::Applier;
 use super::status::GroupStatus;
+use super::tail::TailHandle;
 use crate::history;
 use crate::membership::Membership;
 use crate::metrics::ConsumerMetrics;
@@ -45,6 +48,8 @@ pub struct GroupContext {
     membership: Arc<Membership>,
     partitions: Mutex<BTreeMap<i32, Offsets>>,
     history: Option<(Duration, history::Seeker)>,
+    /// Where revoked partitions are handed off to; `None`: handoffs are off.
+    tail: Option<TailHandle>,
 }
 
 impl GroupContext {
@@ -55,6 +60,7 @@ impl GroupContext {
         applier: Arc<Applier>,
         membership: Arc<Membership>,
         history: Option<(Duration, history::Seeker)>,
+        tail: Option<TailHandle>,
     ) -> Self {
         Self {
             topic: topic.to_string(),
@@ -64,6 +70,7 @@ impl GroupContext {
             membership,
             partitions: Mutex::new(BTreeMap::new()),
             history,
+            tail,
         }
     }
 
@@ -220,15 +227,32 @@ impl GroupContext {
             // partition's users. A window starting after the committed offset restores nothing:
             // the loop goes on from the committed offset, so no record new to the group is
             // skipped (those older than the window are stored, and reads leave them out).
-            let start = match (window.get(p), restore_until) {
+            let mut start = match (window.get(p), restore_until) {
                 (Some(w), Some(c)) => Offset::Offset((*w).min(c)),
                 (Some(w), None) => Offset::Offset(*w),
                 (None, _) => Offset::Beginning,
             };
+            // Still read outside the group (handed off a moment ago, or a standby): its
+            // notifications are here and current, so the member goes on from where that reader
+            // got to instead of restoring.
+            let kept = self.tail.as_ref().and_then(|tail| {
+                let claim = self.applier.claims().take_back(*p, restore_until)?;
+                tail.stop(*p);
+                Some(claim)
+            });
+            let claim = match kept {
+                Some(claim) => {
+                    if claim.handled() >= 0 {
+                        start = Offset::Offset(claim.handled());
+                    }
+                    tracing::info!(partition = p, from = claim.handled(), "partition taken back; no restore needed");
+                    claim
+                }
+                None => self.applier.claims().assign(*p, restore_until),
+            };
             if let Err(error) = tpl.set_partition_offset(&self.topic, *p, start) {
                 tracing::warn!(partition = p, %error, "cannot restore the partition; consuming from the committed offset");
             }
-            let claim = self.applier.claims().assign(*p, restore_until);
             if claim.restored() {
                 self.metrics.restore_duration.observe(0.0);
             }
@@ -272,10 +296,21 @@ impl GroupContext {
                 tracing::warn!(%error, ?partitions, "committing offsets before revocation failed");
             }
         }
-        let mut dropped_users = 0;
+        let (mut dropped_users, mut handed_off) = (0, Vec::new());
         for p in &partitions {
-            self.applier.claims().revoke(*p);
-            dropped_users += self.applier.store().drop_partition(*p);
+            // Complete here: keep answering for it, read outside the group, until its new owner
+            // serves it (see `crate::handoff`).
+            let handoff = self.tail.as_ref().and_then(|tail| {
+                let claim = self.applier.claims().hand_off(*p)?;
+                tail.follow(*p, Some(claim.handled()));
+                Some(claim)
+            });
+            if handoff.is_some() {
+                handed_off.push(*p);
+            } else {
+                self.applier.claims().revoke(*p);
+                dropped_users += self.applier.store().drop_partition(*p);
+            }
             if let Ok(mut table) = self.partitions.lock() {
                 table.remove(p);
             }
@@ -295,7 +330,7 @@ impl GroupContext {
             self.status.set_ready(false);
         }
         self.membership.refresh_soon();
-        tracing::info!(?partitions, dropped_users, "partitions revoked");
+        tracing::info!(?partitions, ?handed_off, dropped_users, "partitions revoked");
     }
 }
 

@@ -12,6 +12,7 @@ pub mod context;
 pub mod error;
 pub mod poll;
 pub mod status;
+pub mod tail;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub struct Shared {
     pub status: Arc<GroupStatus>,
     pub applier: Arc<Applier>,
     pub membership: Arc<Membership>,
+    /// Where revoked partitions are handed off to; `None`: handoffs are off.
+    pub tail: Option<tail::TailHandle>,
 }
 
 /// Creates the member and subscribes it to the topic.
@@ -83,6 +86,7 @@ pub fn subscribe(config: &GroupConfig, shared: Shared) -> Result<BaseConsumer<Gr
         shared.applier,
         shared.membership,
         history,
+        shared.tail,
     );
     let consumer: BaseConsumer<GroupContext> = client.create_with_context(context).map_err(GroupError::Create)?;
     consumer

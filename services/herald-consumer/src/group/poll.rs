@@ -1,7 +1,10 @@
-//! The group member's poll loop as a type: its state across polls (the claims of the current
-//! assignment, gaps being re-read, partition ends seen) and one step method per event — an
-//! assignment change, a record, a gap, the end of a partition, a revoked partition's record, the
-//! commit. The Kafka client is behind [`Reader`], so each step is tested without a broker.
+//! The poll loop as a type: its state across polls (the claims being read, gaps being re-read,
+//! partition ends seen) and one step method per event — a change of the claims, a record, a gap,
+//! the end of a partition, a record of a partition no longer read here, the commit. The group
+//! member runs it ([`Mode::Member`]: it stores offsets and counts records), and so does the reader
+//! outside the group that keeps handed-off and standby partitions current ([`Mode::Tail`], see
+//! [`super::tail`]). The Kafka client is behind [`Reader`], so each step is tested without a
+//! broker.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::apply::{Applied, Applier, Incoming};
 use super::context::GroupContext;
 use super::status::GroupStatus;
-use crate::claims::Claim;
+use crate::claims::{Claim, Role};
 use crate::dead_letter::{DeadLetter, Source};
 use crate::metrics::{ConsumerMetrics, RecordOutcome};
 
@@ -78,8 +81,27 @@ struct Held {
     processed: IntGauge,
 }
 
+/// Which claims a loop reads, and what it does besides applying records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The group member: its own partitions; offsets stored for the commit, records counted.
+    Member,
+    /// The reader outside the group: handed-off and standby partitions; never a commit.
+    Tail,
+}
+
+impl Mode {
+    fn reads(self, role: Role) -> bool {
+        match self {
+            Mode::Member => role == Role::Member,
+            Mode::Tail => role.tailed(),
+        }
+    }
+}
+
 /// What the loop keeps between polls.
 pub struct PollLoop {
+    mode: Mode,
     topic: String,
     applier: Arc<Applier>,
     status: Arc<GroupStatus>,
@@ -106,20 +128,27 @@ pub struct PollLoop {
 pub enum Step {
     /// Handled: its outcome (restores count as their outcome too, but not in the metrics).
     Handled(RecordOutcome),
-    /// Its partition is no longer this member's: skipped, the new owner handles it.
+    /// Its partition is not read by this loop (any more): skipped.
     NotHeld,
     /// Records are missing before it: the partition is read again from the first missing one.
     Refetch(i64),
 }
 
 impl PollLoop {
-    pub fn new(topic: &str, applier: Arc<Applier>, status: Arc<GroupStatus>, metrics: ConsumerMetrics) -> Self {
+    pub fn new(
+        mode: Mode,
+        topic: &str,
+        applier: Arc<Applier>,
+        status: Arc<GroupStatus>,
+        metrics: ConsumerMetrics,
+    ) -> Self {
         let counters = RecordOutcome::ALL.iter().map(|o| metrics.record_counter(topic, *o)).collect();
         Self {
+            mode,
             topic: topic.to_string(),
             restored_records: metrics.restore_records.with_label_values(&[topic]),
             counters,
-            epoch: status.epoch(),
+            epoch: applier.claims().epoch(),
             applier,
             status,
             metrics,
@@ -132,13 +161,13 @@ impl PollLoop {
     }
 
     /// Called after every poll: reads the clock again every few records (or when idle), and
-    /// forgets what was cached about the assignment when it changed.
+    /// forgets what was cached about the claims when they changed.
     pub fn polled(&mut self, idle: bool) {
         self.clock.1 += 1;
         if idle || self.clock.1 >= CLOCK_EVERY {
             self.clock = (Utc::now(), 0);
         }
-        let epoch = self.status.epoch();
+        let epoch = self.applier.claims().epoch();
         if epoch != self.epoch {
             self.assignment_changed(epoch);
         }
@@ -152,8 +181,14 @@ impl PollLoop {
         self.epoch = epoch;
     }
 
-    /// The claim of `partition` in the current assignment, if this member holds it.
+    /// The claim of `partition` this loop reads, if any. Its role is checked for every record:
+    /// the other loop may take it over at any moment.
     fn held(&mut self, partition: i32) -> Option<Held> {
+        let held = self.cached(partition)?;
+        self.mode.reads(held.claim.role()).then_some(held)
+    }
+
+    fn cached(&mut self, partition: i32) -> Option<Held> {
         if let Some((p, held)) = &self.last
             && *p == partition
         {
@@ -174,7 +209,9 @@ impl PollLoop {
 
     /// The broker reported the end of `partition`'s log.
     pub fn end_of_partition(&mut self, reader: &impl Reader, partition: i32) {
-        let Some(claim) = self.applier.claims().get(partition) else { return };
+        let Some(claim) = self.applier.claims().get(partition).filter(|c| self.mode.reads(c.role())) else {
+            return;
+        };
         // The log may end with records no consumer receives (a transactional producer's commit
         // markers): the position librdkafka reports at the end is past them, and everything
         // before it is handled — a read waiting for the log end completes.
@@ -191,14 +228,14 @@ impl PollLoop {
         // offset. Reported again with no progress in between, the log really ends short of it (a
         // recreated topic): done.
         let handled = claim.handled();
-        let short = claim.restore_until.is_some_and(|until| handled < until);
+        let short = claim.restore_until().is_some_and(|until| handled < until);
         let again = self.ends_reported.insert(partition, handled) == Some(handled);
         if !short || again {
             if short {
                 tracing::warn!(
                     partition,
                     handled,
-                    restore_until = claim.restore_until,
+                    restore_until = claim.restore_until(),
                     "the log ends before the committed offset; restore complete"
                 );
             }
@@ -253,8 +290,14 @@ impl PollLoop {
                 Err(error) => tracing::warn!(partition, %error, "reading the partition again failed; going on"),
             }
         }
+        if self.mode == Mode::Tail {
+            // The group's owner counts, commits and dead-letters it.
+            let outcome = self.applier.apply(record, None).outcome();
+            self.applier.handled(&held.claim, offset);
+            return Step::Handled(outcome);
+        }
         // Handled by the group before this assignment: rebuilding the store, not new.
-        let restoring = held.claim.restore_until.is_some_and(|until| offset < until);
+        let restoring = held.claim.restore_until().is_some_and(|until| offset < until);
         let applied = self.applier.apply(record, (!restoring).then_some(self.clock.0));
         if let Applied::Invalid(error) = &applied
             && !restoring
@@ -328,7 +371,8 @@ pub fn consume(
     shutdown: &CancellationToken,
 ) -> Consumed {
     let ctx = consumer.context().clone();
-    let mut state = PollLoop::new(ctx.topic(), ctx.applier().clone(), ctx.status().clone(), ctx.metrics().clone());
+    let mut state =
+        PollLoop::new(Mode::Member, ctx.topic(), ctx.applier().clone(), ctx.status().clone(), ctx.metrics().clone());
     while !shutdown.is_cancelled() {
         let polled = consumer.poll(Duration::from_millis(100));
         state.polled(polled.is_none());
@@ -408,7 +452,7 @@ mod tests {
             let store = Arc::new(Store::new(100, usize::MAX));
             let applier = Arc::new(Applier::new(store, claims.clone(), metrics.clone()));
             let status = Arc::new(GroupStatus::default());
-            let state = PollLoop::new("t", applier.clone(), status.clone(), metrics.clone());
+            let state = PollLoop::new(Mode::Member, "t", applier.clone(), status.clone(), metrics.clone());
             claims.assign(0, Some(0));
             status.set_assigned(vec![0]);
             let values = (0..10)
@@ -550,5 +594,33 @@ mod tests {
         assert_eq!(f.metrics.restore_records.with_label_values(&["t"]).get(), 2);
         f.record(&reader, 2);
         assert_eq!(*reader.stored.borrow(), [(0, 2)]);
+    }
+
+    #[test]
+    fn a_handed_off_partition_is_read_by_the_tail_never_by_the_member() {
+        let mut f = Fixture::new();
+        let reader = FakeReader::default();
+        f.record(&reader, 0);
+        f.record(&reader, 1);
+        let claim = f.applier.claims().hand_off(0).unwrap();
+        // The member's loop leaves it alone now, even with the claim cached.
+        assert_eq!(f.record(&reader, 2), Step::NotHeld);
+        // The tail applies it, stores no offset and counts nothing.
+        let mut tail = PollLoop::new(Mode::Tail, "t", f.applier.clone(), f.status.clone(), f.metrics.clone());
+        let outside = FakeReader::default();
+        let (key, value) = f.values[2].clone();
+        let record =
+            Incoming { partition: 0, offset: 2, key: Some(key.as_bytes()), payload: Some(&value), marker: false };
+        tail.polled(false);
+        assert_eq!(tail.record(&outside, &record, None), Step::Handled(RecordOutcome::Stored));
+        assert_eq!((f.stored(), claim.handled()), (3, 3));
+        assert!(outside.stored.borrow().is_empty());
+        assert_eq!(*reader.stored.borrow(), [(0, 0), (0, 1)]);
+        assert_eq!(f.metrics.record_counter("t", RecordOutcome::Stored).get(), 2);
+        // Taken back by the group: the member goes on, the tail stops.
+        f.applier.claims().take_back(0, Some(2));
+        tail.polled(false);
+        assert_eq!(tail.record(&outside, &record, None), Step::NotHeld);
+        assert_eq!(f.record(&reader, 3), Step::Handled(RecordOutcome::Stored));
     }
 }

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub struct GroupStatus {
     ready: AtomicBool,
-    epoch: AtomicU64,
     processed: AtomicU64,
     assigned: Mutex<Vec<i32>>,
 }
@@ -37,17 +36,11 @@ impl GroupStatus {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// The assignment became `assigned`: the poll loop forgets what it cached about the old one.
+    /// The group assigned `assigned` to this member.
     pub(crate) fn set_assigned(&self, assigned: Vec<i32>) {
         if let Ok(mut a) = self.assigned.lock() {
             *a = assigned;
         }
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Changes with every assignment (see [`GroupStatus::set_assigned`]).
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
     }
 
     pub(crate) fn count_processed(&self) {
