@@ -55,6 +55,21 @@ PANELS = [
     ("Offset gaps", [(f'sum by (outcome) (increase(herald_consumer_offset_gaps_total{{{SEL}}}[$__rate_interval]))', "{{outcome}}")], "short",
      "Records that came after a gap in their partition's offsets: refetched (read again from the first missing offset), absent (still missing after two re-reads: compaction, transaction markers, retention). Refetched without absent: a fetch skipped records and the re-read found them."),
     ("Reads forwarded to the partition's holder", [(f'sum by (outcome) (rate(herald_consumer_forwarded_requests_total{{{SEL}}}[$__rate_interval]))', "{{outcome}}")], "reqps", ""),
+    ("Partition moves", [
+        (f'sum by (outcome) (increase(herald_consumer_handoffs_total{{{SEL}}}[$__rate_interval]))', "handed off: {{outcome}}"),
+        (f'sum(herald_consumer_handoffs_in_progress{{{SEL}}})', "handoffs in progress"),
+    ], "short",
+     "A partition the group moves is still answered by its old owner until the new one serves it: served (the new owner took over), timeout (it did not within --handoff-timeout; reads of that partition answered 503 until it did)."),
+    ("Standbys", [
+        (f'sum(herald_consumer_standby_partitions{{{SEL}}})', "standby partitions"),
+        (f'max by (partition) (herald_consumer_standby_lag{{{SEL}}})', "lag of partition {{partition}}"),
+    ], "short",
+     "With spec.consumer.standbyReplicas: 1, each partition is kept current on a second consumer, which answers while its owner is gone. A standby far behind cannot answer in time when it is needed."),
+    ("Reads retried, streams refused", [
+        (f'sum(rate(herald_consumer_read_retries_total{{{SEL}}}[$__rate_interval]))', "reads that asked again"),
+        (f'sum(rate(herald_consumer_streams_refused_total{{{SEL}}}[$__rate_interval]))', "streams refused"),
+    ], "ops",
+     "Reads that asked another holder of the partition (or looked at the group again) because one could not answer: normal while partitions move. Streams refused: a consumer had --max-streams open."),
     ("Restore and store", [
         (f'sum(rate(herald_consumer_restore_records_total{{{SEL}}}[$__rate_interval]))', "restored records/s"),
         (f'sum(herald_consumer_store_bytes{{{SEL}}}) / 1048576', "store MiB"),

@@ -465,6 +465,49 @@ impl Scenario {
         self.load.take_report()
     }
 
+    /// Waits until every partition has a caught-up standby (`--standby`): `partitions` claims in
+    /// the `standby` state across the consumers.
+    pub async fn wait_standbys(&self, partitions: usize) {
+        crate::wait_for("a caught-up standby of every partition", SETTLE, || async {
+            let mut standing = 0;
+            for c in &self.consumers {
+                let a = self.http.get(&format!("{}/internal/claims", c.url)).await.ok()?;
+                standing += a.json["claims"].as_array()?.iter().filter(|c| c["state"] == "standby").count();
+            }
+            (standing == partitions).then_some(())
+        })
+        .await;
+    }
+
+    /// The consumers' memory, averaged: RSS and the store's estimate
+    /// (`herald_consumer_store_bytes`), in MiB.
+    pub async fn memory(&self) -> (f64, f64) {
+        let (mut rss, mut store) = (0.0, 0.0);
+        for c in &self.consumers {
+            rss += c.rss_bytes().unwrap_or(0) as f64;
+            store += crate::metrics::sum(&crate::scrape(&self.http, c).await, "herald_consumer_store_bytes", &[]);
+        }
+        let n = self.consumers.len().max(1) as f64 * 1_048_576.0;
+        (rss / n, store / n)
+    }
+
+    /// The running consumers' log lines about moves and trouble (the last 30 of each): what a
+    /// failed assertion shows next to the reads that failed.
+    pub fn moves_log(&self) -> String {
+        const ABOUT: [&str; 7] = ["handoff", "revoked", "assigned", "taken back", "standby", "WARN", "ERROR"];
+        let mut out = String::new();
+        for c in &self.consumers {
+            let log = c.log();
+            let lines: Vec<&str> = log.lines().filter(|l| ABOUT.iter().any(|a| l.contains(a))).collect();
+            out.push_str(&format!("--- {}\n", c.url));
+            for line in &lines[lines.len().saturating_sub(30)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// Stops the load; then every running consumer answers every user with every notification
     /// acknowledged, in order.
     pub async fn finish(self) {

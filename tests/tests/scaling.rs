@@ -17,13 +17,18 @@ use herald_tests::scaling::{ReadyPool, Report, Scenario, USERS};
 use herald_tests::sse::connect;
 use herald_tests::{metrics, scrape, wait_for};
 
-fn assert_clean(report: &Report, what: &str) {
+/// One scenario at a time: each runs a broker, a producer and up to seven consumers (debug
+/// builds), and what it measures is the pipeline, not a host starved by five pipelines at once.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn assert_clean(s: &Scenario, report: &Report, what: &str) {
     assert!(
         report.not_200 == 0 && report.incomplete == 0,
-        "{what}: {} reads not 200, {} incomplete; first failures:\n{}",
+        "{what}: {} reads not 200, {} incomplete; first failures:\n{}\nwhat the running consumers said about moves:\n{}",
         report.not_200,
         report.incomplete,
-        report.samples.join("\n")
+        report.samples.join("\n"),
+        s.moves_log()
     );
     assert!(report.reads > 100, "{what}: only {} reads", report.reads);
     assert_eq!(report.send_errors, 0, "{what}: {}", report.samples.join("\n"));
@@ -31,13 +36,14 @@ fn assert_clean(report: &Report, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scaling_3_to_6_to_3_and_a_rolling_restart_answer_every_read_completely() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let mut s = Scenario::start(3, &[]).await;
     let scaled = s.scale_3_6_3().await;
     println!("{}", scaled.line("scaling 3->6->3"));
-    assert_clean(&scaled, "scaling 3 -> 6 -> 3");
+    assert_clean(&s, &scaled, "scaling 3 -> 6 -> 3");
     let rolled = s.rolling_restart().await;
     println!("{}", rolled.line("rolling restart of 3"));
-    assert_clean(&rolled, "rolling restart");
+    assert_clean(&s, &rolled, "rolling restart");
     // The moves were handoffs, each ended by its new owner serving it.
     let mut served = 0.0;
     for c in &s.consumers {
@@ -52,25 +58,19 @@ async fn scaling_3_to_6_to_3_and_a_rolling_restart_answer_every_read_completely(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_standbys_a_killed_consumer_fails_no_read() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let mut s = Scenario::start(3, &[("HERALD_STANDBY", "true".into())]).await;
     // Every partition has a standby, caught up, before the crash.
-    wait_for("a caught-up standby of every partition", SETTLE, || async {
-        let mut standing = 0.0;
-        for c in &s.consumers {
-            let a = s.http.get(&format!("{}/internal/claims", c.url)).await.ok()?;
-            standing += a.json["claims"].as_array()?.iter().filter(|c| c["state"] == "standby").count() as f64;
-        }
-        (standing == 6.0).then_some(())
-    })
-    .await;
+    s.wait_standbys(6).await;
     let killed = s.kill_one(Duration::from_secs(3)).await;
     println!("{}", killed.line("kill -9 of 1 of 3 (standbys)"));
-    assert_clean(&killed, "kill -9 with standbys");
+    assert_clean(&s, &killed, "kill -9 with standbys");
     s.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_standbys_a_killed_consumers_users_wait_but_never_read_incomplete() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let mut s = Scenario::start(3, &[]).await;
     let killed = s.kill_one(Duration::from_secs(3)).await;
     // The gap a crash leaves without standbys: until the group notices (session timeout) and the
@@ -136,6 +136,7 @@ async fn follow(user: u64, pool: ReadyPool, stop: &AtomicBool) -> Follower {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn streams_of_moving_partitions_carry_on_without_a_gap_or_a_duplicate() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let mut s = Scenario::start(3, &[]).await;
     // Two users on each partition.
     let mut users: Vec<u64> = Vec::new();
@@ -182,6 +183,7 @@ async fn streams_of_moving_partitions_carry_on_without_a_gap_or_a_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_move_of_2000_streams_is_back_within_seconds_none_refused() {
+    let _one = ONE_AT_A_TIME.lock().await;
     const STREAMS: usize = 2000;
     let mut s = Scenario::start(3, &[]).await;
     // The partition of the first consumer's first claim, and its users.

@@ -416,6 +416,12 @@ pub struct ConsumerSpec {
     /// CPU and memory requests and limits of the consumer container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Standbys per partition: with 1, every partition is also kept current by one other
+    /// consumer, which answers its reads while its owner is gone (a crash) and takes it over
+    /// without a restore. Roughly doubles each consumer's memory; at least 2 consumers run.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
+    pub standby_replicas: i32,
 }
 
 impl Default for ConsumerSpec {
@@ -431,6 +437,7 @@ impl Default for ConsumerSpec {
             max_notifications_per_user: default_max_per_user(),
             history: None,
             resources: None,
+            standby_replicas: 0,
         }
     }
 }

@@ -138,6 +138,7 @@ fn a_minimal_spec_gets_the_documented_defaults() {
     assert_eq!(p.spec.consumer.lag_threshold, 1000);
     assert_eq!(p.spec.consumer.scale_down_stabilization_seconds, 300);
     assert_eq!(p.spec.consumer.max_notifications_per_user, 100);
+    assert_eq!(p.spec.consumer.standby_replicas, 0);
 }
 
 /// Every bad spec a user may write that the schema catches, with the field the API server names
@@ -178,6 +179,12 @@ fn invalid_specs_are_rejected_by_the_schema() {
             j!({"producer": {"replicas": -1}}),
             "/spec/producer/replicas",
             "less than the minimum of 0",
+        ),
+        (
+            "two standbys",
+            j!({"consumer": {"standbyReplicas": 2}}),
+            "/spec/consumer/standbyReplicas",
+            "greater than the maximum of 1",
         ),
         (
             "token Secret without a key",

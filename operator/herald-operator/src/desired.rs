@@ -7,7 +7,7 @@ use crate::credentials::{self, Security, secret_volume};
 use crate::names;
 use crate::validate::{Auth, ValidPipeline};
 use herald_api::labels::{self, Component};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
     ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
@@ -42,6 +42,15 @@ const JWT_DIR: &str = "/etc/herald/jwt";
 const PEER_DIR: &str = "/etc/herald/peer";
 const USERS_DIR: &str = "/etc/herald/users";
 const NON_ROOT_UID: i64 = 65532;
+/// How long a consumer that leaves keeps answering for the partitions it hands off, at most
+/// (`HERALD_HANDOFF_TIMEOUT`): until their new owners serve them.
+pub const HANDOFF_TIMEOUT_SECONDS: i64 = 60;
+/// A consumer's shutdown: leaving the group (a few seconds), answering for its partitions until
+/// they are handed off (at most the handoff timeout, plus 5 s for the last views), then in-flight
+/// requests (10 s) — with margin, so the kubelet never kills a consumer mid-handoff.
+pub const CONSUMER_GRACE_SECONDS: i64 = HANDOFF_TIMEOUT_SECONDS + 30;
+/// A producer's shutdown: in-flight sends and the Kafka client's flush.
+const PRODUCER_GRACE_SECONDS: i64 = 30;
 
 /// Images used when a pipeline names none (the operator's `--producer-image`/`--consumer-image`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +187,9 @@ struct Workload {
     mounts: Vec<VolumeMount>,
     resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
     replicas: i32,
+    /// `None`: Kubernetes' default rolling update (25 % surge, 25 % unavailable).
+    strategy: Option<DeploymentStrategy>,
+    grace_seconds: i64,
 }
 
 fn deployment(pipeline: &ValidPipeline, w: Workload) -> Deployment {
@@ -214,6 +226,7 @@ fn deployment(pipeline: &ValidPipeline, w: Workload) -> Deployment {
         metadata: meta(pipeline, labels::child_name(name, w.component), w.component),
         spec: Some(DeploymentSpec {
             replicas: Some(w.replicas),
+            strategy: w.strategy,
             selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -225,8 +238,7 @@ fn deployment(pipeline: &ValidPipeline, w: Workload) -> Deployment {
                     containers: vec![container],
                     security_context: Some(restricted_pod()),
                     automount_service_account_token: Some(false),
-                    // Consumers commit and leave the group on SIGTERM; give them the time to.
-                    termination_grace_period_seconds: Some(30),
+                    termination_grace_period_seconds: Some(w.grace_seconds),
                     volumes: (!w.volumes.is_empty()).then_some(w.volumes),
                     ..PodSpec::default()
                 }),
@@ -328,6 +340,8 @@ fn producer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Obs
             mounts,
             resources: spec.resources.clone(),
             replicas: spec.replicas,
+            strategy: None,
+            grace_seconds: PRODUCER_GRACE_SECONDS,
         },
     )
 }
@@ -352,6 +366,11 @@ fn consumer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Obs
     env_vars.push(env("HERALD_MAX_PER_USER", spec.max_notifications_per_user.to_string()));
     if let Some(history) = &spec.history {
         env_vars.push(env("HERALD_HISTORY", history.clone()));
+    }
+    // Coupled with the pod's grace period, which outlasts it.
+    env_vars.push(env("HERALD_HANDOFF_TIMEOUT", format!("{HANDOFF_TIMEOUT_SECONDS}s")));
+    if spec.standby_replicas > 0 {
+        env_vars.push(env("HERALD_STANDBY", "true"));
     }
     env_vars.extend(partition_history_env(observed));
     // Any consumer answers for any user: it finds the others through the headless Service
@@ -386,8 +405,24 @@ fn consumer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Obs
             mounts: security.mounts,
             resources: spec.resources.clone(),
             replicas: observed.consumers,
+            strategy: Some(one_consumer_at_a_time()),
+            grace_seconds: CONSUMER_GRACE_SECONDS,
         },
     )
+}
+
+/// A rollout replaces one consumer at a time, the new one first: it joins the group and is
+/// ready (every partition answerable) before an old one leaves and hands its partitions off, so
+/// the group never runs short and no read waits for a restore. The PodDisruptionBudget applies
+/// the same rule to evictions.
+fn one_consumer_at_a_time() -> DeploymentStrategy {
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".to_string()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(IntOrString::Int(1)),
+            max_unavailable: Some(IntOrString::Int(0)),
+        }),
+    }
 }
 
 fn service(pipeline: &ValidPipeline, component: Component, port: i32, headless: bool) -> Service {

@@ -8,6 +8,8 @@
 //! - Lag unknown: keep the current count; never scale down on missing data.
 //! - Wanted above the partitions for longer than [`SATURATION_AFTER`]: saturated, with a
 //!   recommended partition count (Herald never adds partitions on its own).
+//! - With standbys (`spec.consumer.standbyReplicas: 1`), any running group has at least two
+//!   consumers, even above the partitions: a standby lives on another consumer than its owner.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -25,6 +27,16 @@ pub struct Policy {
     pub max: Option<i32>,
     pub lag_threshold: i64,
     pub stabilization: Duration,
+    /// Standbys per partition (`spec.consumer.standbyReplicas`, 0 or 1).
+    pub standbys: i32,
+}
+
+impl Policy {
+    /// `replicas` raised so that every partition's standby can live on another consumer than
+    /// its owner; zero (scaled to nothing) stays zero.
+    fn with_standbys(&self, replicas: i32) -> i32 {
+        if replicas > 0 { replicas.max(1 + self.standbys.clamp(0, 1)) } else { replicas }
+    }
 }
 
 /// What one decision produced.
@@ -70,14 +82,15 @@ pub fn decide(
     if let Some(fixed) = policy.fixed {
         history.wanted.clear();
         history.over_since = None;
-        let replicas = fixed.min(partitions);
-        return Decision { replicas, demand: fixed, capped: fixed > replicas, lag_unknown: false, saturated: false };
+        let capped_at = fixed.min(partitions);
+        let replicas = policy.with_standbys(capped_at);
+        return Decision { replicas, demand: fixed, capped: fixed > capped_at, lag_unknown: false, saturated: false };
     }
     let ceiling = policy.max.unwrap_or(partitions).min(partitions).max(1);
     let floor = policy.min.clamp(0, ceiling);
     let Some(lag) = lag else {
         // Missing data never scales: keep what runs (or the floor when nothing runs yet).
-        let replicas = current.unwrap_or(floor).clamp(floor, ceiling);
+        let replicas = policy.with_standbys(current.unwrap_or(floor).clamp(floor, ceiling));
         return Decision { replicas, demand: replicas, capped: false, lag_unknown: true, saturated: false };
     };
     let demand = ceil_div(lag, policy.lag_threshold.max(1)).min(i64::from(i32::MAX)) as i32;
@@ -110,6 +123,7 @@ pub fn decide(
         // Lower only as far as the highest count wanted within the window allows.
         highest_in_window.min(current).max(wanted)
     };
+    let replicas = policy.with_standbys(replicas);
     Decision { replicas, demand, capped: false, lag_unknown: false, saturated }
 }
 
@@ -126,7 +140,14 @@ mod tests {
     type Case = (&'static str, Policy, i32, Option<i64>, Option<i32>, i32);
 
     fn policy() -> Policy {
-        Policy { fixed: None, min: 1, max: None, lag_threshold: 1000, stabilization: Duration::from_secs(300) }
+        Policy {
+            fixed: None,
+            min: 1,
+            max: None,
+            lag_threshold: 1000,
+            stabilization: Duration::from_secs(300),
+            standbys: 0,
+        }
     }
 
     fn at(secs: i64) -> Timestamp {
@@ -155,6 +176,12 @@ mod tests {
             ("lag unknown keeps the current count", p, 6, None, Some(4), 4),
             ("lag unknown with nothing running starts at the minimum", Policy { min: 2, ..p }, 6, None, None, 2),
             ("the topic grew: the cap grows", p, 12, Some(50_000), Some(6), 12),
+            ("standbys: at least two", Policy { standbys: 1, ..p }, 6, Some(0), Some(1), 2),
+            ("standbys: two even above one partition", Policy { standbys: 1, ..p }, 1, Some(0), Some(1), 2),
+            ("standbys: fixed one becomes two", Policy { fixed: Some(1), standbys: 1, ..p }, 6, Some(0), Some(1), 2),
+            ("standbys: fixed zero stays zero", Policy { fixed: Some(0), standbys: 1, ..p }, 6, Some(0), Some(2), 0),
+            ("standbys: lag unknown keeps two", Policy { standbys: 1, ..p }, 6, None, Some(1), 2),
+            ("standbys: more lag, more consumers", Policy { standbys: 1, ..p }, 6, Some(4000), Some(2), 4),
         ];
         for (what, policy, partitions, lag, current, want) in cases {
             assert_eq!(once(policy, *partitions, *lag, *current).replicas, *want, "{what}");

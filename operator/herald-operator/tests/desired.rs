@@ -178,6 +178,35 @@ fn the_consumer_deployment_runs_the_decided_count() {
 }
 
 #[test]
+fn consumers_roll_one_at_a_time_and_get_the_time_to_hand_partitions_off() {
+    use herald_operator::desired::{CONSUMER_GRACE_SECONDS, HANDOFF_TIMEOUT_SECONDS};
+    let c = build(&minimal(), 3);
+    let spec = c.consumer_deployment.spec.as_ref().unwrap();
+    let strategy = spec.strategy.as_ref().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    let rolling = strategy.rolling_update.as_ref().unwrap();
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    assert_eq!(
+        (rolling.max_surge.clone(), rolling.max_unavailable.clone()),
+        (Some(IntOrString::Int(1)), Some(IntOrString::Int(0)))
+    );
+    // The kubelet waits for the whole handoff (and the HTTP drain after it) before a SIGKILL.
+    let grace = spec.template.spec.as_ref().unwrap().termination_grace_period_seconds.unwrap();
+    assert_eq!(grace, CONSUMER_GRACE_SECONDS);
+    assert!(grace >= HANDOFF_TIMEOUT_SECONDS + 5 + 10 + 10, "grace {grace}s");
+    let env = env_map(container(&c.consumer_deployment));
+    assert_eq!(env["HERALD_HANDOFF_TIMEOUT"], format!("{HANDOFF_TIMEOUT_SECONDS}s"));
+    assert!(!env.contains_key("HERALD_STANDBY"), "no standbys unless the spec asks");
+    // The producer keeps Kubernetes' default rollout and its own grace period.
+    let producer = c.producer_deployment.spec.as_ref().unwrap();
+    assert!(producer.strategy.is_none());
+    assert_eq!(producer.template.spec.as_ref().unwrap().termination_grace_period_seconds, Some(30));
+
+    let with = mk(serde_json::json!({"kafka": {"bootstrapServers": "kafka:9092"}, "consumer": {"standbyReplicas": 1}}));
+    assert_eq!(env_map(container(&build(&with, 3).consumer_deployment))["HERALD_STANDBY"], "true");
+}
+
+#[test]
 fn topic_group_images_and_properties_from_the_spec() {
     let p = mk(serde_json::json!({
         "kafka": {"bootstrapServers": "k:9092", "properties": {"security.protocol": "SSL", "socket.timeout.ms": "30000"}},

@@ -28,13 +28,14 @@ use herald_kit::http::{BindError, EdgeArgs, HttpMetrics, Listeners, bind};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::barrier::LogEnds;
+use crate::api::log_ends::LogEnds;
 use crate::api::slots::Streams;
 use crate::api::{AppState, router};
 pub use crate::args::{Args, Peers};
 use crate::claims::Claims;
 use crate::group::apply::Applier;
-use crate::group::tail::{Tail, TailHandle};
+use crate::group::handle::TailHandle;
+use crate::group::tail::Tail;
 use crate::group::{GroupConfig, GroupError, GroupStatus, Shared};
 use crate::membership::{Discovery, Membership};
 use crate::metrics::ConsumerMetrics;

@@ -122,12 +122,19 @@ impl View {
 pub struct Membership {
     view: RwLock<Arc<View>>,
     refresh_now: Notify,
+    /// Woken at every new view.
+    changed: Notify,
     refresh_requests: Option<prometheus::IntCounter>,
 }
 
 impl Default for Membership {
     fn default() -> Self {
-        Self { view: RwLock::new(Arc::new(View::default())), refresh_now: Notify::new(), refresh_requests: None }
+        Self {
+            view: RwLock::new(Arc::new(View::default())),
+            refresh_now: Notify::new(),
+            changed: Notify::new(),
+            refresh_requests: None,
+        }
     }
 }
 
@@ -144,6 +151,26 @@ impl Membership {
     pub fn set(&self, view: View) {
         if let Ok(mut v) = self.view.write() {
             *v = Arc::new(view);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// A view refreshed after `after`, asked for now; the latest one when none comes within
+    /// `limit`.
+    pub async fn view_after(&self, after: Instant, limit: Duration) -> Arc<View> {
+        let deadline = tokio::time::Instant::now() + limit;
+        self.refresh_soon();
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let view = self.view();
+            if view.refreshed.is_some_and(|at| at > after) {
+                return view;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.view();
+            }
         }
     }
 
@@ -171,9 +198,15 @@ pub struct Discovery {
     /// How long an address that answered is asked again after it left `--peers` (a pod that is
     /// shutting down drops out of its Service while it still hands partitions off).
     pub remember: Duration,
-    /// Addresses that answered, and when they last did.
-    pub answered: Mutex<HashMap<SocketAddr, Instant>>,
+    /// Addresses that answered, when they last did and what.
+    pub answered: Mutex<HashMap<SocketAddr, (Instant, PeerClaims)>>,
 }
+
+/// How long a member's last answer stands in for one it missed (a refresh that timed out on a
+/// busy pod): a read it misleads is checked where it lands and tries the next member, while a
+/// member missing from the view would leave its partitions unanswered.
+const LAST_ANSWER_STANDS: Duration = Duration::from_secs(3);
+
 impl Discovery {
     async fn partitions(&self) -> Result<i32, String> {
         let (probe, topic, timeout) = (self.probe.clone(), self.topic.clone(), self.timeout);
@@ -200,7 +233,7 @@ impl Discovery {
             }
         }
         if let Ok(answered) = self.answered.lock() {
-            all.extend(answered.iter().filter(|(_, at)| at.elapsed() < self.remember).map(|(a, _)| *a));
+            all.extend(answered.iter().filter(|(_, (at, _))| at.elapsed() < self.remember).map(|(a, _)| *a));
         }
         all
     }
@@ -217,16 +250,29 @@ impl Discovery {
         let addrs = self.addresses().await;
         let answers = futures::future::join_all(addrs.iter().map(|a| self.client.claims(*a, self.timeout))).await;
         let mut ok = Vec::new();
+        let mut missed = Vec::new();
         for (addr, answer) in addrs.iter().zip(answers) {
             match answer {
                 Ok(claims) => ok.push((*addr, claims)),
-                Err(error) => tracing::trace!(%addr, %error, "peer did not answer"),
+                Err(error) => {
+                    tracing::trace!(%addr, %error, "peer did not answer");
+                    missed.push(*addr);
+                }
             }
         }
         if let Ok(mut answered) = self.answered.lock() {
-            answered.retain(|a, _| ok.iter().any(|(b, _)| a == b));
-            for (a, _) in &ok {
-                answered.insert(*a, Instant::now());
+            // An address is asked again for `remember` after its last answer, whether or not it
+            // answered this time (a leaving pod is out of its Service but still hands off).
+            answered.retain(|_, (at, _)| at.elapsed() < self.remember);
+            for (a, claims) in &ok {
+                answered.insert(*a, (Instant::now(), claims.clone()));
+            }
+            for a in &missed {
+                if let Some((at, claims)) = answered.get(a)
+                    && at.elapsed() < LAST_ANSWER_STANDS
+                {
+                    ok.push((*a, claims.clone()));
+                }
             }
         }
         View::from_answers(partitions, ok, &self.self_url)
@@ -266,6 +312,24 @@ pub async fn refresh(membership: Arc<Membership>, discovery: Discovery, shutdown
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_read_waits_for_a_view_refreshed_after_it_began_and_no_longer_than_its_limit() {
+        let membership = Arc::new(Membership::default());
+        membership.set(View { partitions: 3, refreshed: Some(Instant::now()), ..View::default() });
+        let began = Instant::now();
+        let setter = membership.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            setter.set(View { partitions: 6, refreshed: Some(Instant::now()), ..View::default() });
+        });
+        let view = membership.view_after(began, Duration::from_secs(10)).await;
+        assert_eq!(view.partitions, 6, "the view from before the read is not taken");
+        // Nothing refreshes: the latest view once the limit passes.
+        let view = membership.view_after(Instant::now(), Duration::from_millis(100)).await;
+        assert_eq!(view.partitions, 6);
+        assert!(began.elapsed() >= Duration::from_millis(150));
+    }
 
     #[test]
     fn peers_are_host_port_entries() {

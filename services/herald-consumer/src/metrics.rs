@@ -233,7 +233,7 @@ impl ConsumerMetrics {
             )?,
             read_retries: IntCounter::new(
                 "herald_consumer_read_retries_total",
-                "Reads and streams that asked the next member holding the partition after one could not answer (restoring, gone or moved).",
+                "Reads and streams that asked the next member holding the partition after one could not answer (restoring, gone or moved), or looked at the group again after none could.",
             )?,
             streams_refused: IntCounter::new(
                 "herald_consumer_streams_refused_total",

@@ -21,7 +21,7 @@ use herald_consumer::api::slots::Streams;
 use herald_consumer::api::{AppState, router};
 use herald_consumer::claims::{ClaimState, Claims};
 use herald_consumer::group::GroupStatus;
-use herald_consumer::group::tail::TailHandle;
+use herald_consumer::group::handle::TailHandle;
 use herald_consumer::membership::{Candidate, Membership, View};
 use herald_consumer::metrics::ConsumerMetrics;
 use herald_consumer::moves::{Moves, MovesConfig};
@@ -55,7 +55,7 @@ fn mk_app(history: PartitionHistory) -> (Router, AppState, ConsumerMetrics) {
         status,
         claims,
         membership: Arc::new(Membership::default()),
-        log_ends: Arc::new(herald_consumer::api::barrier::LogEnds::new(Arc::new(probe), "notifications")),
+        log_ends: Arc::new(herald_consumer::api::log_ends::LogEnds::new(Arc::new(probe), "notifications")),
         probe: Arc::new(ClientConfig::new().set("bootstrap.servers", "127.0.0.1:9").create().unwrap()),
         topic: "notifications".into(),
         read_timeout: Duration::from_millis(200),
@@ -88,7 +88,7 @@ async fn get_json(app: &Router, uri: &str, headers: &[(&str, &str)]) -> (StatusC
 
 /// A view of the group: `partitions` in all, each of `owners` served by the URL given.
 fn view(partitions: i32, owners: &[(i32, &str)]) -> View {
-    let mut view = View { partitions, ..View::default() };
+    let mut view = View { partitions, refreshed: Some(std::time::Instant::now()), ..View::default() };
     for (p, url) in owners {
         let c = Candidate { address: url.to_string(), member: url.to_string(), state: ClaimState::Serving };
         view.holders.entry(*p).or_default().push(c);
@@ -232,6 +232,28 @@ async fn a_read_asks_the_next_holder_when_one_cannot_answer() {
     v.holders.get_mut(&p).unwrap().push(next);
     state.membership.set(v);
     let (status, _, body) = get_json(&app, "/notifications/2", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["from"], "b");
+    assert_eq!(metrics.read_retries.get(), 1);
+    assert_eq!(metrics.forwarded_requests.with_label_values(&["failed"]).get(), 1);
+}
+
+#[tokio::test]
+async fn a_read_nobody_could_answer_looks_at_the_group_again_once() {
+    let (app, state, metrics) = mk_app(PartitionHistory::default());
+    let p = p_of(2, 6);
+    let holder = fake_holder().await;
+    // The view names only a member that is gone; the next view (asked for by the failed read)
+    // names the one that took the partition over.
+    state.membership.set(view(6, &[(p, "http://127.0.0.1:9")]));
+    let membership = state.membership.clone();
+    let refresher = tokio::spawn(async move {
+        // What the refresher does when asked: a new view.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        membership.set(view(6, &[(p, holder.as_str())]));
+    });
+    let (status, _, body) = get_json(&app, "/notifications/2", &[]).await;
+    refresher.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["from"], "b");
     assert_eq!(metrics.read_retries.get(), 1);

@@ -92,7 +92,13 @@ async fn bench_scaling() {
     for standby in [false, true] {
         let env: Vec<(&'static str, String)> = if standby { vec![("HERALD_STANDBY", "true".into())] } else { vec![] };
         let mut s = Scenario::start(3, &env).await;
-        let label = format!("kill -9 of 1 of 3 ({})", if standby { "standbys" } else { "no standbys" });
+        if standby {
+            s.wait_standbys(6).await;
+        }
+        let (rss, store) = s.memory().await;
+        let kind = if standby { "standbys" } else { "no standbys" };
+        println!("  memory per consumer before the kill ({kind}): RSS {rss:.1} MiB, store {store:.2} MiB");
+        let label = format!("kill -9 of 1 of 3 ({kind})");
         println!("  {}", s.kill_one(Duration::from_secs(5)).await.line(&label));
         s.finish().await;
     }

@@ -362,6 +362,7 @@ fn scale<T: Topics>(
         max: spec.max_replicas,
         lag_threshold: spec.lag_threshold,
         stabilization: Duration::from_secs(spec.scale_down_stabilization_seconds.max(0) as u64),
+        standbys: spec.standby_replicas,
     };
     let key = valid.key();
     let (lag, lag_error) = match (&policy.fixed, access.spec()) {

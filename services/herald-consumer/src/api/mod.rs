@@ -8,6 +8,7 @@ pub mod barrier;
 pub mod caller;
 pub mod error;
 pub mod internal;
+pub mod log_ends;
 pub mod owners;
 pub mod reads;
 pub mod served;

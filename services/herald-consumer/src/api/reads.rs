@@ -11,6 +11,7 @@
 //! send order.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -56,13 +57,48 @@ pub async fn notifications(
         return Ok(json(render(merged.iter(), since_ms(&state), &query)));
     }
     let partition = partitions[0];
-    first_answer(&state, sources(&state, partition, caller.forwarded)?, |source| async {
+    answer(&state, partition, caller.forwarded, |source| async {
         match source {
             Source::Here(claim) => read_local(&state, &claim, user, &query).await.map(json),
             Source::Peer(owner) => forward(&state, &owner, partition, &caller, &query).await,
         }
     })
     .await
+}
+
+/// How long a read that found nobody able to answer waits for a fresh view of the group.
+const FRESH_VIEW_WAIT: Duration = Duration::from_secs(1);
+
+/// The first answer of `ask` over the members that may answer for `partition`
+/// ([`first_answer`]). When none could, this member's view may be stale — a member missed a
+/// refresh, a partition moved a moment ago — so, once and while the read's time
+/// (`--read-timeout`) allows, it looks at the group again and asks whoever the fresh view names.
+/// A forwarded read is answered from this member only (one hop).
+pub async fn answer<T, F, Fut>(state: &AppState, partition: i32, forwarded: bool, mut ask: F) -> Result<T, ReadError>
+where
+    F: FnMut(Source) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ReadError>>,
+{
+    let began = Instant::now();
+    let first = match sources(state, partition, forwarded) {
+        Ok(found) => first_answer(state, found, &mut ask).await,
+        Err(none) => Err(none),
+    };
+    match first {
+        Err(e) if e.is_unavailable() && !forwarded && began.elapsed() < state.read_timeout => {
+            let view = state.membership.view_after(began, FRESH_VIEW_WAIT).await;
+            if !view.refreshed.is_some_and(|at| at > began) {
+                // Nothing new to go by: the same members would be asked again.
+                return Err(e);
+            }
+            state.metrics.read_retries.inc();
+            match sources(state, partition, forwarded) {
+                Ok(found) => first_answer(state, found, &mut ask).await,
+                Err(_) => Err(e),
+            }
+        }
+        done => done,
+    }
 }
 
 /// The first answer of `ask` over `sources` in turn that is not a 503 (the last 503 when all
@@ -108,7 +144,7 @@ async fn part(state: &AppState, user: &UserId, partition: i32) -> Result<Vec<Sto
 pub async fn gather(state: &AppState, caller: &Caller, partitions: &[i32]) -> Result<Vec<Vec<Stored>>, ReadError> {
     let user = &caller.user;
     let parts = partitions.iter().map(|p| async move {
-        first_answer(state, sources(state, *p, false)?, |source| async move {
+        answer(state, *p, false, |source| async move {
             let owner = match source {
                 Source::Here(_) => return part(state, user, *p).await,
                 Source::Peer(owner) => owner,

@@ -7,7 +7,7 @@ use herald_kit::auth::Authenticator;
 use herald_kit::partition::PartitionHistory;
 use rdkafka::consumer::BaseConsumer;
 
-use super::barrier::LogEnds;
+use super::log_ends::LogEnds;
 use super::slots::Streams;
 use crate::claims::Claims;
 use crate::group::GroupStatus;

@@ -31,8 +31,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::barrier::wait_complete;
 use super::caller::Caller;
 use super::error::ReadError;
-use super::owners::{Source, moved, sources, user_partitions};
-use super::reads::{first_answer, gather};
+use super::owners::{Source, moved, user_partitions};
+use super::reads::{answer, gather};
 use super::served::{notification_event, read_event};
 use super::slots::Slot;
 use super::state::AppState;
@@ -88,7 +88,7 @@ pub async fn stream(
     let partitions = user_partitions(&state, &caller.user)?;
     let partition = partitions[partitions.len() - 1];
     let (caller, partitions, slot) = (&caller, &partitions, &slot);
-    first_answer(&state, sources(&state, partition, caller.forwarded)?, |source| {
+    answer(&state, partition, caller.forwarded, |source| {
         let state = &state;
         async move {
             match source {

@@ -17,8 +17,8 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::apply::Applier;
+use super::handle::TailHandle;
 use super::status::GroupStatus;
-use super::tail::TailHandle;
 use crate::history;
 use crate::membership::Membership;
 use crate::metrics::ConsumerMetrics;

@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod context;
 pub mod error;
+pub mod handle;
 pub mod poll;
 pub mod status;
 pub mod tail;
@@ -55,7 +56,7 @@ pub struct Shared {
     pub applier: Arc<Applier>,
     pub membership: Arc<Membership>,
     /// Where revoked partitions are handed off to; `None`: handoffs are off.
-    pub tail: Option<tail::TailHandle>,
+    pub tail: Option<handle::TailHandle>,
 }
 
 /// Creates the member and subscribes it to the topic.

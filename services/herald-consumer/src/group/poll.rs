@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use prometheus::{IntCounter, IntGauge};
 use rdkafka::Offset;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
@@ -52,17 +52,36 @@ struct Member<'a> {
     message: Option<&'a BorrowedMessage<'a>>,
 }
 
+/// [`Reader::seek`] for either client (the member's or the tail's).
+pub(super) fn seek_client<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(), String> {
+    consumer.seek(topic, partition, Offset::Offset(offset), SEEK_TIMEOUT).map_err(|e| e.to_string())
+}
+
+/// [`Reader::position`] for either client.
+pub(super) fn client_position<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let list = consumer.position().ok()?;
+    match list.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
 impl Reader for Member<'_> {
     fn seek(&self, partition: i32, offset: i64) -> Result<(), String> {
-        self.consumer.seek(self.topic, partition, Offset::Offset(offset), SEEK_TIMEOUT).map_err(|e| e.to_string())
+        seek_client(self.consumer, self.topic, partition, offset)
     }
 
     fn position(&self, partition: i32) -> Option<i64> {
-        let list = self.consumer.position().ok()?;
-        match list.find_partition(self.topic, partition)?.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        }
+        client_position(self.consumer, self.topic, partition)
     }
 
     fn store_offset(&self, partition: i32, offset: i64) -> Result<(), String> {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Duration;
 
 use herald_kit::kafka::{KafkaArgs, Required, client_config};
@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::apply::{Applier, Incoming};
 use super::error::GroupError;
-use super::poll::{Mode, PollLoop, Reader};
+use super::handle::{Command, TailHandle};
+use super::poll::{Mode, PollLoop, Reader, client_position, seek_client};
 use super::status::GroupStatus;
 use crate::claims::Role;
 use crate::metrics::ConsumerMetrics;
@@ -32,42 +33,6 @@ const REQUIRED: &[Required] = &[
         why: "reaching the end of a partition ends a standby's restore",
     },
 ];
-
-/// How long asking the client to read a partition again may take.
-const SEEK_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// What the tail is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Command {
-    /// Read `partition` from `from` (`None`: the log start) on.
-    Follow { partition: i32, from: Option<i64> },
-    /// Stop reading `partition`.
-    Stop(i32),
-}
-
-/// Tells the tail which partitions to read; cheap to clone, never blocks.
-#[derive(Clone)]
-pub struct TailHandle {
-    commands: Sender<Command>,
-}
-
-impl TailHandle {
-    /// Reads `partition` from offset `from` on (`None`: from the log start).
-    pub fn follow(&self, partition: i32, from: Option<i64>) {
-        let _ = self.commands.send(Command::Follow { partition, from });
-    }
-
-    /// Stops reading `partition`.
-    pub fn stop(&self, partition: i32) {
-        let _ = self.commands.send(Command::Stop(partition));
-    }
-
-    /// A handle whose commands go nowhere (a member without handoffs or standbys).
-    pub fn detached() -> Self {
-        let (commands, _) = std::sync::mpsc::channel();
-        Self { commands }
-    }
-}
 
 /// Receives the tail client's statistics: the standby partitions' lag.
 pub struct TailContext {
@@ -115,15 +80,11 @@ struct Outside<'a> {
 
 impl Reader for Outside<'_> {
     fn seek(&self, partition: i32, offset: i64) -> Result<(), String> {
-        self.consumer.seek(self.topic, partition, Offset::Offset(offset), SEEK_TIMEOUT).map_err(|e| e.to_string())
+        seek_client(self.consumer, self.topic, partition, offset)
     }
 
     fn position(&self, partition: i32) -> Option<i64> {
-        let list = self.consumer.position().ok()?;
-        match list.find_partition(self.topic, partition)?.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        }
+        client_position(self.consumer, self.topic, partition)
     }
 
     fn store_offset(&self, _partition: i32, _offset: i64) -> Result<(), String> {
@@ -154,7 +115,7 @@ pub fn create(
     let (tx, rx) = std::sync::mpsc::channel();
     let state = PollLoop::new(Mode::Tail, &kafka.topic, applier, status, metrics);
     let tail = Tail { consumer, commands: rx, state, topic: kafka.topic.clone(), following: BTreeSet::new() };
-    Ok((tail, TailHandle { commands: tx }))
+    Ok((tail, TailHandle::new(tx)))
 }
 
 impl Tail {

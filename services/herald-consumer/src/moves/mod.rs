@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use self::decide::{Handoff, HandoffStep, handoff_step, standby_for};
 use crate::claims::{Claim, ClaimState, Claims, PeerClaim, PeerClaims, Role};
 use crate::group::GroupStatus;
-use crate::group::tail::TailHandle;
+use crate::group::handle::TailHandle;
 use crate::membership::{Membership, View};
 use crate::metrics::{ConsumerMetrics, HandoffOutcome};
 use crate::store::Store;
