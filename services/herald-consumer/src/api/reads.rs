@@ -87,7 +87,7 @@ where
     match first {
         Err(e) if e.is_unavailable() && !forwarded && began.elapsed() < state.read_timeout => {
             let view = state.membership.view_after(began, FRESH_VIEW_WAIT).await;
-            if !view.refreshed.is_some_and(|at| at > began) {
+            if view.refreshed.is_none_or(|at| at <= began) {
                 // Nothing new to go by: the same members would be asked again.
                 return Err(e);
             }
