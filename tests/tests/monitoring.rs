@@ -124,7 +124,7 @@ async fn every_metric_in_the_dashboard_and_rules_is_exported() {
 
     let missing: Vec<_> = referenced
         .iter()
-        // A series that exists only on a consumer holding standbys (not started here).
+        // A series that exists only on a consumer holding standbys (`tests/tests/scaling.rs` checks it).
         .filter(|n| !n.starts_with("herald_operator_") && *n != "up" && *n != "herald_consumer_standby_lag")
         .filter(|n| !names.contains(*n))
         .collect();

@@ -62,6 +62,16 @@ async fn with_standbys_a_killed_consumer_fails_no_read() {
     let mut s = Scenario::start(3, &[("HERALD_STANDBY", "true".into())]).await;
     // Every partition has a standby, caught up, before the crash.
     s.wait_standbys(6).await;
+    // One lag series per standby (the dashboard and HeraldStandbysBehind read them), none left
+    // behind by a standby the group took over.
+    wait_for("herald_consumer_standby_lag of each standby", SETTLE, || async {
+        let mut series = 0;
+        for c in &s.consumers {
+            series += metrics::count(&scrape(&s.http, c).await, "herald_consumer_standby_lag", &[]);
+        }
+        (series == 6).then_some(())
+    })
+    .await;
     let killed = s.kill_one(Duration::from_secs(3)).await;
     println!("{}", killed.line("kill -9 of 1 of 3 (standbys)"));
     assert_clean(&s, &killed, "kill -9 with standbys");

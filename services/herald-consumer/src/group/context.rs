@@ -238,6 +238,8 @@ impl GroupContext {
             let kept = self.tail.as_ref().and_then(|tail| {
                 let claim = self.applier.claims().take_back(*p, restore_until)?;
                 tail.stop(*p);
+                // A standby no more: its lag series goes with it.
+                self.metrics.forget_standby(&self.topic, *p);
                 Some(claim)
             });
             let claim = match kept {
