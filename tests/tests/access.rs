@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use herald_kit::partition::partition_for_user;
+use herald_model::partition::partition_for_user;
 use herald_tests::broker::Storage;
 use herald_tests::http::Http;
 use herald_tests::jwt::{Signer, claims};

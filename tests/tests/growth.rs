@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
-use herald_kit::model::{Notification, User};
-use herald_kit::partition::partition_for_user;
+use herald_model::partition::partition_for_user;
+use herald_model::{Notification, User};
 use herald_tests::broker::Storage;
 use herald_tests::http::Http;
 use herald_tests::process::Service;

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{Duration as Age, Utc};
-use herald_kit::model::{Notification, User};
+use herald_model::{Notification, User};
 use herald_tests::broker::Storage;
 use herald_tests::http::Http;
 use herald_tests::reads::{READY, SETTLE, wait_assigned};
@@ -34,7 +34,7 @@ async fn records_older_than_the_window_are_neither_restored_nor_shown() {
     let s = Setup::new(Storage::Memory, 1, USERS).await;
     let http = Http::new();
     let producer = kafka::raw_producer(&s.broker.bootstrap());
-    let users = herald_kit::model::seed_users();
+    let users = herald_model::seed_users();
     // Three hours old, then recent; a one-hour window holds only the recent ones.
     let mut acked = Vec::new();
     let mut recent: Vec<BTreeSet<String>> = vec![BTreeSet::new(); USERS as usize + 1];

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use herald_kit::model::{Notification, User};
+use herald_model::{Notification, User};
 use herald_tests::broker::Storage;
 use herald_tests::http::Http;
 use herald_tests::reads::{READY, SETTLE, read};

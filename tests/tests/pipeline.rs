@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use herald_kit::model::{Notification, User};
+use herald_model::{Notification, User};
 use herald_tests::broker::Storage;
 use herald_tests::http::Http;
 use herald_tests::reads::{assert_complete_everywhere, expected_lists};

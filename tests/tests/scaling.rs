@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use herald_kit::partition::partition_for_user;
+use herald_model::partition::partition_for_user;
 use herald_tests::reads::{SETTLE, expected_lists, wait_assigned};
 use herald_tests::scaling::{ReadyPool, Report, Scenario, USERS};
 use herald_tests::sse::connect;

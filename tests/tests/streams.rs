@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use herald_kit::partition::partition_for_user;
+use herald_model::partition::partition_for_user;
 use herald_tests::broker::Storage;
 use herald_tests::http::Http;
 use herald_tests::process::Service;

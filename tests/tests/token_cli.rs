@@ -9,7 +9,7 @@ use std::process::Command;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine as _;
-use herald_kit::auth::{AuthArgs, Authenticator, Identity};
+use herald_auth::{AuthArgs, Authenticator, Identity};
 use herald_tests::process::bin;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 

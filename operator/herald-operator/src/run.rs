@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use herald_api::NotificationPipeline;
-use herald_kit::config::parse_duration;
 use herald_kit::http::{EdgeArgs, HttpMetrics, ReadyCheck, metrics_routes, with_operational_routes};
+use herald_model::duration::parse_duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::NetworkPolicy;

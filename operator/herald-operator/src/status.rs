@@ -8,7 +8,7 @@ use herald_api::{
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use herald_kit::partition::MAX_HISTORY;
+use herald_model::partition::MAX_HISTORY;
 
 use crate::scaling::{Decision, recommended_partitions};
 use crate::validate::Auth;

@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use herald_kit::auth::AuthArgs;
-use herald_kit::config::parse_duration;
+use herald_auth::AuthArgs;
 use herald_kit::http::EdgeArgs;
 use herald_kit::kafka::KafkaArgs;
-use herald_kit::partition::PartitionHistory;
 use herald_kit::telemetry::LogArgs;
+use herald_model::duration::parse_duration;
+use herald_model::partition::PartitionHistory;
 
 use crate::membership;
 

@@ -1,7 +1,7 @@
 //! Fixtures for the crate's unit tests: notifications as the producer writes them, and their
 //! records as the consumer decodes them.
 
-use herald_kit::model::{Notification, Record, User, decode_record};
+use herald_model::{Notification, Record, User, decode_record};
 
 /// A notification from user 1 (Emma) to user `to` (Bruno), sent now.
 pub fn notification(to: u64, message: &str) -> Notification {

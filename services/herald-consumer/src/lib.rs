@@ -23,7 +23,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_kit::auth::{AuthSetupError, Authenticator, PeerToken};
+use herald_auth::{AuthSetupError, Authenticator, PeerToken};
 use herald_kit::http::{BindError, EdgeArgs, HttpMetrics, Listeners, bind};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
@@ -105,7 +105,8 @@ impl ConsumerService {
             args.max_per_user as usize,
             usize::try_from(args.store_budget_bytes).unwrap_or(usize::MAX),
         ));
-        let peer_token = args.peer_token_file.as_deref().map(PeerToken::load).transpose()?;
+        let peer_token =
+            args.peer_token_file.as_deref().map(PeerToken::load).transpose().map_err(AuthSetupError::from)?;
         let auth = Authenticator::from_args(&args.auth, peer_token.as_ref())?;
         if !auth.required() {
             tracing::warn!(
@@ -281,17 +282,17 @@ impl ConsumerService {
             tracing::info!(%addr, "consumer listening");
         }
         let header_timeout = self.edge.header_read_timeout;
-        let metrics_server =
-            herald_kit::http::spawn_metrics_server(listeners.metrics, self.registry, &serving_stop, header_timeout);
-        let served =
-            herald_kit::http::serve(listeners.api, app, serving_stop.clone(), self.shutdown_timeout, header_timeout)
-                .await;
+        let served = herald_kit::http::serve_api_and_metrics(
+            listeners,
+            app,
+            self.registry,
+            &serving_stop,
+            self.shutdown_timeout,
+            header_timeout,
+        )
+        .await;
         // HTTP failed on its own: stop the rest too.
         loop_stop.cancel();
-        serving_stop.cancel();
-        if let Some(metrics_server) = metrics_server {
-            let _ = metrics_server.await;
-        }
         let consumed = consuming.await.map_err(|e| Error::Loop(e.to_string()))?;
         let _ = phases.await;
         let _ = mover.await;
@@ -320,7 +321,7 @@ fn probe(kafka: &herald_kit::kafka::KafkaArgs) -> Result<rdkafka::consumer::Base
 /// The largest answer a peer may send for one forwarded read: a user's whole list, with room to
 /// spare (at most `max_per_user` notifications of at most 4 KiB of message each).
 fn forwarded_body_limit(max_per_user: u32) -> usize {
-    (max_per_user as usize).saturating_mul(herald_kit::model::MAX_MESSAGE_BYTES + 1024).saturating_add(64 * 1024)
+    (max_per_user as usize).saturating_mul(herald_model::MAX_MESSAGE_BYTES + 1024).saturating_add(64 * 1024)
 }
 
 /// Runs the consumer until `shutdown` is cancelled.

@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use herald_kit::model::{Packed, ReadMarker, Record, UserId};
+use herald_model::{Packed, ReadMarker, Record, UserId};
 use uuid::Uuid;
 
 const SHARDS: usize = 32;
@@ -343,7 +343,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::fixtures::{decoded, notification as mk};
-    use herald_kit::model::Notification;
+    use herald_model::Notification;
 
     /// The stored notification in the record contract's form.
     fn contract(stored: &Stored) -> Vec<u8> {

@@ -9,9 +9,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
-use herald_kit::auth::Authenticator;
+use herald_auth::Authenticator;
 use herald_kit::http::{EdgeArgs, HttpMetrics};
-use herald_kit::partition::PartitionHistory;
+use herald_model::partition::PartitionHistory;
 use http_body_util::BodyExt;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
@@ -97,8 +97,8 @@ fn view(partitions: i32, owners: &[(i32, &str)]) -> View {
 }
 
 use axum::http::header;
-use herald_kit::model::UserId;
-use herald_kit::partition::partition_for_user;
+use herald_model::UserId;
+use herald_model::partition::partition_for_user;
 
 fn p_of(user: u64, partitions: i32) -> i32 {
     partition_for_user(&UserId::from(user), partitions)

@@ -46,14 +46,21 @@ impl IntoResponse for JsonError {
     }
 }
 
+/// 401 for `error`, with `WWW-Authenticate: Bearer`.
+pub fn unauthorized(error: &herald_auth::AuthError) -> Response {
+    let mut response = JsonError::new(StatusCode::UNAUTHORIZED, error.to_string()).into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
 /// The HTTP edge's flags (each also an environment variable).
 #[derive(Debug, Clone, clap::Args)]
 pub struct EdgeArgs {
     /// A client must send its request headers within this long, else it is disconnected.
-    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::config::parse_duration)]
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = herald_model::duration::parse_duration)]
     pub header_read_timeout: Duration,
     /// A request (body included) must be answered within this long, else 503.
-    #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::config::parse_duration)]
+    #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = herald_model::duration::parse_duration)]
     pub request_timeout: Duration,
     /// Requests handled at once; beyond it 503 with Retry-After.
     #[arg(long, env = "HERALD_MAX_CONCURRENT_REQUESTS", default_value_t = 1024,
@@ -270,25 +277,36 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener,
     tokio::net::TcpListener::bind(addr).await.map_err(|source| BindError { addr, source })
 }
 
+/// Serves `app` on `listeners.api` and `/metrics` of `registry` on `listeners.metrics` (when
+/// given) until `shutdown`; the API then drains for at most `drain`, the metrics listener for a
+/// second (it stops with the API). Returns the API server's result.
+pub async fn serve_api_and_metrics(
+    listeners: Listeners,
+    app: Router,
+    registry: Registry,
+    shutdown: &CancellationToken,
+    drain: Duration,
+    header_read_timeout: Duration,
+) -> std::io::Result<()> {
+    let metrics = listeners.metrics.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "metrics listening");
+        }
+        let stop = shutdown.clone();
+        tokio::spawn(serve(listener, metrics_router(registry), stop, Duration::from_secs(1), header_read_timeout))
+    });
+    let served = serve(listeners.api, app, shutdown.clone(), drain, header_read_timeout).await;
+    // The API may have failed on its own: the metrics listener stops with it.
+    shutdown.cancel();
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
+    served
+}
+
 /// Serves `app` on `listener` (HTTP/1.1) until `shutdown` is cancelled, then drains in-flight
 /// requests for at most `drain`. A client that does not send its request headers within
 /// `header_read_timeout` is disconnected.
-/// Serves `/metrics` of `registry` on `listener` (when there is one) in a task of its own until
-/// `shutdown`, draining for a second.
-pub fn spawn_metrics_server(
-    listener: Option<tokio::net::TcpListener>,
-    registry: Registry,
-    shutdown: &CancellationToken,
-    header_read_timeout: Duration,
-) -> Option<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let listener = listener?;
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "metrics listening");
-    }
-    let app = metrics_router(registry);
-    Some(tokio::spawn(serve(listener, app, shutdown.clone(), Duration::from_secs(1), header_read_timeout)))
-}
-
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,

@@ -1,6 +1,7 @@
 //! Kafka client configuration shared by the services: the `--bootstrap-servers` and
 //! `--kafka-property` flags, and the rules for properties Herald must own.
 
+use herald_auth::secret_file::{self, Trim};
 use rdkafka::ClientConfig;
 
 /// The Kafka flags both services take.
@@ -56,12 +57,9 @@ impl std::fmt::Debug for Password {
 /// Reads a password file: one trailing line break is dropped (Secrets written by hand often end
 /// with one); an empty password is an error.
 fn read_password_file(path: &str) -> Result<Password, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let secret = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-    if secret.is_empty() {
-        return Err(format!("{path} is empty"));
-    }
-    Ok(Password(secret.to_string()))
+    secret_file::read_text(std::path::Path::new(path), "SASL password file", Trim::OneLineBreak)
+        .map(Password)
+        .map_err(|e| e.to_string())
 }
 
 /// Parses `KEY=VALUE` (surrounding spaces trimmed; the value may contain `=`).

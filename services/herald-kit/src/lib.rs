@@ -1,12 +1,9 @@
-//! What Herald's producer and consumer share: the notification model and its Kafka codec,
-//! Kafka client configuration, telemetry, shutdown and HTTP plumbing.
+//! Herald's I/O plumbing, shared by the producer, the consumers and the operator: the HTTP edge
+//! (serving an API and its metrics listener, limits, operational routes, JSON errors), Kafka
+//! client configuration, telemetry and shutdown. The values they carry are `herald-model`'s;
+//! who may call, `herald-auth`'s.
 
-pub mod auth;
-pub mod config;
 pub mod http;
 pub mod kafka;
-pub mod model;
-pub mod partition;
 pub mod shutdown;
 pub mod telemetry;
-pub mod user_id;

@@ -13,8 +13,8 @@ use herald_consumer::membership::{Membership, View};
 use herald_consumer::moves::Moves;
 use herald_kit::http::{BindError, Listeners, bind};
 use herald_kit::kafka::{KafkaArgs, KafkaProperties};
-use herald_kit::partition::partition_for_user;
 use herald_kit::telemetry::LogArgs;
+use herald_model::partition::partition_for_user;
 use herald_producer::Producer;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -332,7 +332,7 @@ fn print_table(
             if shown.is_empty() { "-".into() } else { shown }
         );
     }
-    let user = herald_kit::model::UserId::from(2);
+    let user = herald_model::UserId::from(2);
     let partition = partition_for_user(&user, args.partitions);
     let reader =
         owner.get(&partition).cloned().unwrap_or_else(|| rows.first().map(|r| r.1.clone()).unwrap_or_default());

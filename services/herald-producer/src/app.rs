@@ -9,9 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use herald_kit::auth::{AuthError, Authenticator, SendAs};
+use herald_auth::{AuthError, Authenticator, SendAs};
 use herald_kit::http::{EdgeArgs, HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
-use herald_kit::model::{MAX_MARKER_IDS, Notification, ReadMarker, UserId};
+use herald_model::{MAX_MARKER_IDS, Notification, ReadMarker, UserId};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use uuid::Uuid;
@@ -75,7 +75,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let message = self.to_string();
         match self {
-            AppError::Unauthorized(e) => e.into_response(),
+            AppError::Unauthorized(e) => herald_kit::http::unauthorized(&e),
             AppError::NoSender => JsonError::new(StatusCode::BAD_REQUEST, message).into_response(),
             AppError::Forbidden(_) => JsonError::new(StatusCode::FORBIDDEN, message).into_response(),
             AppError::UnsupportedMediaType => {

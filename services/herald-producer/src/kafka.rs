@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use herald_kit::kafka::{KafkaArgs, Required, ReservedProperty, client_config};
-use herald_kit::model::{KIND_HEADER, KIND_READ, Notification, ReadMarker};
-use herald_kit::partition::PartitionHistory;
+use herald_model::partition::PartitionHistory;
+use herald_model::{KIND_HEADER, KIND_READ, Notification, ReadMarker};
 use prometheus::IntCounter;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};

@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_kit::auth::{AuthArgs, AuthSetupError, Authenticator};
-use herald_kit::config::parse_duration;
+use herald_auth::{AuthArgs, AuthSetupError, Authenticator};
 use herald_kit::http::{BindError, EdgeArgs, HttpMetrics, Listeners, bind};
 use herald_kit::kafka::KafkaArgs;
-use herald_kit::model::seed_users;
-use herald_kit::partition::PartitionHistory;
 use herald_kit::telemetry::LogArgs;
+use herald_model::duration::parse_duration;
+use herald_model::partition::PartitionHistory;
+use herald_model::seed_users;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -159,14 +159,15 @@ impl Producer {
             tracing::info!(%addr, "producer listening");
         }
         let header_timeout = self.edge.header_read_timeout;
-        let metrics_server =
-            herald_kit::http::spawn_metrics_server(listeners.metrics, self.registry, &shutdown, header_timeout);
-        let served =
-            herald_kit::http::serve(listeners.api, app, shutdown.clone(), self.shutdown_timeout, header_timeout).await;
-        shutdown.cancel();
-        if let Some(metrics_server) = metrics_server {
-            let _ = metrics_server.await;
-        }
+        let served = herald_kit::http::serve_api_and_metrics(
+            listeners,
+            app,
+            self.registry,
+            &shutdown,
+            self.shutdown_timeout,
+            header_timeout,
+        )
+        .await;
         let _ = readiness.await;
         let unflushed = sender.flush(self.shutdown_timeout).await;
         let summary = Summary { sent: metrics.sent(), unflushed };

@@ -1,6 +1,6 @@
 //! Parsing and validating a `POST /send` body, form-encoded or JSON.
 
-use herald_kit::model::{MAX_MESSAGE_BYTES, UserId};
+use herald_model::{MAX_MESSAGE_BYTES, UserId};
 use percent_encoding::percent_decode;
 use serde::Deserialize;
 

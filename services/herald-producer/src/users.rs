@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use herald_kit::model::{User, UserId};
+use herald_model::{User, UserId};
 
 /// Why a users file cannot be used.
 #[derive(Debug, thiserror::Error)]

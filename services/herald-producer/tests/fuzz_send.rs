@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, header};
 use herald_kit::http::HttpMetrics;
 use herald_kit::kafka::KafkaArgs;
-use herald_kit::model::{MAX_MESSAGE_BYTES, User, UserId};
+use herald_model::{MAX_MESSAGE_BYTES, User, UserId};
 use herald_producer::app::{AppState, router};
 use herald_producer::kafka::Sender;
 use herald_producer::metrics::ProducerMetrics;
@@ -156,7 +156,7 @@ fn the_router_answers_every_body_with_200_or_a_4xx_json_message() {
         let state = AppState {
             directory: Arc::new(Directory::new(users).unwrap()),
             sender: Arc::new(Sender::new(&kafka, Duration::from_secs(5), metrics.client_replacements.clone()).unwrap()),
-            auth: Arc::new(herald_kit::auth::Authenticator::open()),
+            auth: Arc::new(herald_auth::Authenticator::open()),
             metrics,
         };
         let http = HttpMetrics::register(&registry).unwrap();

@@ -9,10 +9,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use herald_kit::auth::{AuthArgs, Authenticator};
+use herald_auth::{AuthArgs, Authenticator};
 use herald_kit::http::{EdgeArgs, HttpMetrics};
 use herald_kit::kafka::KafkaArgs;
-use herald_kit::model::seed_users;
+use herald_model::seed_users;
 use herald_producer::app::{AppState, router};
 use herald_producer::kafka::Sender;
 use herald_producer::metrics::ProducerMetrics;
@@ -113,7 +113,7 @@ async fn sends_form_and_json_once_acknowledged() {
     assert!(a.json["id"].as_str().unwrap().len() == 36);
     let partition = a.json["partition"].as_i64().unwrap();
     // librdkafka's murmur2_random puts the key where the Java partitioner would.
-    assert_eq!(partition as i32, herald_kit::partition::partition_for_user(&2.into(), 6));
+    assert_eq!(partition as i32, herald_model::partition::partition_for_user(&2.into(), 6));
     assert_eq!(a.json["offset"], 0);
 
     let b = post(&app, JSON, None, r#"{"fromID":3,"toID":2,"message":"Hi again"}"#).await;

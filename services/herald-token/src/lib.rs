@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use herald_kit::auth::{KeyUse, MIN_SECRET_BYTES, READ_ANY, SEND_ANY, key_algorithm};
+use herald_auth::secret_file::{self, SecretFileError, Trim};
+use herald_auth::{KeyUse, MIN_SECRET_BYTES, READ_ANY, SEND_ANY, key_algorithm};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 #[derive(Debug, Parser)]
@@ -49,12 +50,12 @@ pub struct MintArgs {
     pub key_file: PathBuf,
     /// The user the token speaks for (`sub`).
     #[arg(long, env = "HERALD_TOKEN_SUB", value_name = "USER_ID")]
-    pub sub: herald_kit::model::UserId,
+    pub sub: herald_model::UserId,
     /// Extra rights (repeatable): send-any, read-any.
     #[arg(long, env = "HERALD_TOKEN_SCOPE", value_enum, value_delimiter = ',')]
     pub scope: Vec<Scope>,
     /// How long the token is valid (`exp` = now + ttl).
-    #[arg(long, env = "HERALD_TOKEN_TTL", default_value = "1h", value_parser = herald_kit::config::parse_duration)]
+    #[arg(long, env = "HERALD_TOKEN_TTL", default_value = "1h", value_parser = herald_model::duration::parse_duration)]
     pub ttl: Duration,
     /// `iss`, when the services check one (`--jwt-issuer`).
     #[arg(long, env = "HERALD_TOKEN_ISSUER")]
@@ -70,8 +71,8 @@ pub struct MintArgs {
 /// Why no token was minted, by step.
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {
-    #[error("reading the key file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("reading the key file failed: {0}")]
+    Read(#[from] SecretFileError),
     #[error("the key file {path}: {why}")]
     Key { path: String, why: String },
     #[error("signing the token: {0}")]
@@ -81,12 +82,13 @@ pub enum MintError {
 /// The signing key and its algorithm, from the key file.
 fn signing_key(args: &MintArgs) -> Result<(Algorithm, EncodingKey), MintError> {
     let path = args.key_file.display().to_string();
-    let raw = std::fs::read(&args.key_file).map_err(|source| MintError::Read { path: path.clone(), source })?;
+    // Read as the services read a JWT secret: one trailing line break is not part of it (a PEM
+    // key's parser does not mind the missing line break).
+    let raw = secret_file::read(&args.key_file, "key file", Trim::OneLineBreak)?;
     let key_error = |why: String| MintError::Key { path: path.clone(), why };
     let text = std::str::from_utf8(&raw).ok().filter(|t| t.contains("-----BEGIN "));
     let Some(pem) = text else {
-        // A shared secret, read as the services read it: one trailing newline is not part of it.
-        let secret = raw.strip_suffix(b"\n").map(|s| s.strip_suffix(b"\r").unwrap_or(s)).unwrap_or(&raw);
+        let secret = raw.as_slice();
         if secret.len() < MIN_SECRET_BYTES {
             return Err(key_error(format!(
                 "a secret of {} bytes; at least {MIN_SECRET_BYTES} are needed",

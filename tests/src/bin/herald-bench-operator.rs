@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     periods: u32,
     /// The operator's sync period.
-    #[arg(long, default_value = "3s", value_parser = herald_kit::config::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = herald_model::duration::parse_duration)]
     sync_period: Duration,
 }
 

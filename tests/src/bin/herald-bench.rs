@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
-use herald_kit::model::{Notification, User};
+use herald_model::{Notification, User};
 use herald_tests::broker::{Broker, Storage};
 use herald_tests::http::Http;
 use herald_tests::{Setup, kafka, metrics, process, scrape, wait_for, wait_ready};
@@ -41,7 +41,7 @@ struct Args {
     #[arg(default_value = "all")]
     which: String,
     /// Load duration of the send benchmark.
-    #[arg(long, default_value = "15s", value_parser = herald_kit::config::parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = herald_model::duration::parse_duration)]
     duration: Duration,
     /// Concurrent HTTP connections of the send benchmark.
     #[arg(long, default_value_t = 64)]
@@ -166,7 +166,7 @@ async fn raw_send(s: &Setup, message: &str, n: usize, window: usize) -> f64 {
         .set("linger.ms", "1")
         .create()
         .expect("raw producer");
-    let users: Vec<User> = herald_kit::model::seed_users();
+    let users: Vec<User> = herald_model::seed_users();
     let start = Instant::now();
     let mut in_flight = std::collections::VecDeque::new();
     for i in 0..n {
@@ -470,7 +470,7 @@ async fn bench_consume(args: &Args) {
     .await;
     let (mut local_users, mut remote_users) = (Vec::new(), Vec::new());
     for user in 1..=args.users {
-        let p = i64::from(herald_kit::partition::partition_for_user(&user.into(), 6));
+        let p = i64::from(herald_model::partition::partition_for_user(&user.into(), 6));
         if own.contains(&p) { &mut local_users } else { &mut remote_users }.push(user);
     }
     // Every partition restored and owned before timing.
@@ -525,7 +525,7 @@ async fn bench_auth(args: &Args) {
     // The same token on every request (a client holding its token: verified once, then
     // remembered), or a new one each time (more distinct tokens than the services remember, so
     // every request is verified in full: the worst case).
-    let fresh = herald_kit::auth::VERIFIED_TOKENS * 2;
+    let fresh = herald_auth::VERIFIED_TOKENS * 2;
     let signers = [
         ("HS256 JWT", Signer::hs256(), 1),
         ("ES256 JWT", Signer::es256(), 1),
@@ -550,12 +550,7 @@ async fn bench_auth(args: &Args) {
                     .collect(),
             )
         };
-        kinds.push((
-            label,
-            vec![(variable, path.display().to_string())],
-            tokens(""),
-            tokens(herald_kit::auth::READ_ANY),
-        ));
+        kinds.push((label, vec![(variable, path.display().to_string())], tokens(""), tokens(herald_auth::READ_ANY)));
     }
 
     let producers: Vec<_> = kinds

@@ -6,8 +6,8 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::IntoResponse;
-use herald_kit::auth::{AuthError, Identity};
-use herald_kit::model::UserId;
+use herald_auth::{AuthError, Identity};
+use herald_model::UserId;
 
 use super::error::ReadError;
 use super::state::AppState;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use herald_kit::auth::AuthError;
+use herald_auth::AuthError;
 use herald_kit::http::JsonError;
-use herald_kit::model::UserId;
+use herald_model::UserId;
 
 /// How long a client is asked to wait before retrying a 503.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -53,7 +53,7 @@ impl From<AuthError> for ReadError {
 impl IntoResponse for ReadError {
     fn into_response(self) -> Response {
         match self {
-            ReadError::Unauthenticated(e) => e.into_response(),
+            ReadError::Unauthenticated(e) => herald_kit::http::unauthorized(&e),
             ReadError::BadUserId => JsonError::new(StatusCode::BAD_REQUEST, UserId::RULE).into_response(),
             ReadError::Forbidden(user) => {
                 JsonError::new(StatusCode::FORBIDDEN, format!("this token may not read user {user}'s notifications"))

@@ -12,7 +12,7 @@ use crate::claims::PeerClaims;
 /// one is configured).
 pub async fn claims(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(e) = peer_checked(&state, &headers) {
-        return e.into_response();
+        return herald_kit::http::unauthorized(&e);
     }
     axum::Json::<PeerClaims>(state.moves.published()).into_response()
 }

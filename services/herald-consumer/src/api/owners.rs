@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use herald_kit::model::UserId;
+use herald_model::UserId;
 
 use super::error::ReadError;
 use super::state::AppState;

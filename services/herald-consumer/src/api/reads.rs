@@ -18,7 +18,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::Response;
 use chrono::Utc;
-use herald_kit::model::UserId;
+use herald_model::UserId;
 
 use super::barrier::wait_complete;
 use super::caller::Caller;

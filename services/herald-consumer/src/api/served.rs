@@ -6,7 +6,7 @@
 use axum::http::{HeaderValue, header};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
-use herald_kit::model::{UserId, decode_record};
+use herald_model::{UserId, decode_record};
 use uuid::Uuid;
 
 use crate::page::{self, Cursor};
@@ -124,7 +124,7 @@ mod tests {
     use super::*;
     use crate::fixtures::{decoded, notification as mk};
     use crate::store::{Insert, Store};
-    use herald_kit::model::{Notification, ReadMarker};
+    use herald_model::{Notification, ReadMarker};
 
     fn served(stored: &Stored) -> Vec<u8> {
         let mut out = Vec::new();

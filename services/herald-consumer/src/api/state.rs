@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_kit::auth::Authenticator;
-use herald_kit::partition::PartitionHistory;
+use herald_auth::Authenticator;
+use herald_model::partition::PartitionHistory;
 use rdkafka::consumer::BaseConsumer;
 
 use super::log_ends::LogEnds;

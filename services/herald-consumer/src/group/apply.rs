@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use herald_kit::model::{DecodeError, KIND_HEADER, KIND_READ, decode_marker, decode_record};
+use herald_model::{DecodeError, KIND_HEADER, KIND_READ, decode_marker, decode_record};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use crate::claims::{Claim, Claims};

@@ -354,7 +354,7 @@ impl PollLoop {
 
     /// A record that is neither a notification nor a read marker: logged and copied to the
     /// dead-letter topic (when there is one).
-    fn invalid(&self, record: &Incoming<'_>, dead_letter: Option<&DeadLetter>, error: &herald_kit::model::DecodeError) {
+    fn invalid(&self, record: &Incoming<'_>, dead_letter: Option<&DeadLetter>, error: &herald_model::DecodeError) {
         let (partition, offset) = (record.partition, record.offset);
         tracing::warn!(topic = %self.topic, partition, offset, %error, "invalid record skipped");
         let Some(dl) = dead_letter else { return };
@@ -425,7 +425,7 @@ pub fn consume(
 mod tests {
     use std::cell::RefCell;
 
-    use herald_kit::model::UserId;
+    use herald_model::UserId;
 
     use super::*;
     use crate::claims::Claims;

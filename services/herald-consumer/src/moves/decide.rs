@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use herald_kit::partition::murmur2;
+use herald_model::partition::murmur2;
 
 use crate::membership::View;
 

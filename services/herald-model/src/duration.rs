@@ -1,4 +1,4 @@
-//! Small parsers for command-line values.
+//! Durations as flags and specs write them (`5s`, `250ms`, `12h`, `7d`).
 
 use std::time::Duration;
 

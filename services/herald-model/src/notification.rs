@@ -1,0 +1,82 @@
+//! The notification and the Kafka record contract it travels in:
+//!
+//! - key: the recipient's user id as a decimal string (`"2"`);
+//! - value: `{"id","from":{"id","name"},"to":{"id","name"},"message","sentAt"}` as JSON.
+//!
+//! Reading a record without copying it is [`crate::record`]'s business; keeping it in memory,
+//! [`crate::packed`]'s.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::record::{BorrowedUser, Record, decode_record};
+use crate::time::rfc3339_utc;
+use crate::user_id::UserId;
+
+/// Upper bound of a notification's message, in bytes (UTF-8).
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// A user of the directory: who sends and who receives notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+}
+
+/// One notification, as it travels through Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub id: Uuid,
+    pub from: User,
+    pub to: User,
+    pub message: String,
+    #[serde(with = "rfc3339_utc")]
+    pub sent_at: DateTime<Utc>,
+}
+
+impl Notification {
+    /// A new notification with a fresh id, sent now.
+    pub fn new(from: User, to: User, message: String) -> Self {
+        Self { id: Uuid::new_v4(), from, to, message, sent_at: Utc::now() }
+    }
+
+    /// The record key: the recipient's id in decimal.
+    pub fn key(&self) -> String {
+        self.to.id.key()
+    }
+
+    /// The record value: the notification as JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain structs of strings, integers and a formatted date cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+/// Why a record on the topic is not a valid notification.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record has no value")]
+    MissingValue,
+    #[error("record value is not a notification: {0}")]
+    InvalidJson(String),
+    #[error("record key {key:?} is not the recipient id {recipient}")]
+    KeyMismatch { key: String, recipient: UserId },
+    #[error("notification has an empty message")]
+    EmptyMessage,
+}
+/// Decodes a record into a notification and checks the record contract: a JSON value with every
+/// field, a non-empty message, and a key equal to the recipient's id.
+/// (The owned form of [`decode_record`], which makes the checks.)
+pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Notification, DecodeError> {
+    let Record { id, sent_at, fields, .. } = decode_record(key, value)?;
+    let user = |u: BorrowedUser<'_>| User { id: u.id, name: u.name.into_owned() };
+    Ok(Notification { id, from: user(fields.from), to: user(fields.to), message: fields.message.into_owned(), sent_at })
+}
+/// The seed's user directory, used when no users file is given.
+pub fn seed_users() -> Vec<User> {
+    [(1, "Emma"), (2, "Bruno"), (3, "Rick"), (4, "Lena")]
+        .into_iter()
+        .map(|(id, name)| User { id: UserId::from(id), name: name.to_string() })
+        .collect()
+}

@@ -1,0 +1,180 @@
+//! Reading a record from the topic without copying it: the producer's exact form by a small
+//! reader of that form, anything else by the JSON parser; the contract checked either way, and
+//! the notification packed for keeping (see [`crate::packed`]).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::notification::DecodeError;
+use crate::packed::Packed;
+#[cfg(test)]
+use crate::time::format_time;
+use crate::time::parse_time;
+use crate::user_id::UserId;
+
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
+pub(crate) struct BorrowedUser<'a> {
+    pub(crate) id: UserId,
+    #[serde(borrow)]
+    pub(crate) name: std::borrow::Cow<'a, str>,
+}
+
+/// A record value borrowing its strings (a string with escapes is the one that is copied), in the
+/// contract's field order, so that serializing it writes the contract's canonical form.
+#[derive(Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Borrowed<'a> {
+    pub(crate) id: Uuid,
+    #[serde(borrow)]
+    pub(crate) from: BorrowedUser<'a>,
+    #[serde(borrow)]
+    pub(crate) to: BorrowedUser<'a>,
+    #[serde(borrow)]
+    pub(crate) message: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) sent_at: std::borrow::Cow<'a, str>,
+}
+
+/// A record read from the topic and checked against the contract, borrowing its bytes: what a
+/// consumer needs to store it (id, recipient, time) and to serve it (see [`Record::pack`]).
+#[derive(Debug)]
+pub struct Record<'a> {
+    pub id: Uuid,
+    pub to: UserId,
+    pub sent_at: DateTime<Utc>,
+    pub(crate) fields: Borrowed<'a>,
+}
+
+/// Decodes a record without copying it and checks the record contract (see [`decode`]).
+pub fn decode_record<'a>(key: Option<&[u8]>, value: Option<&'a [u8]>) -> Result<Record<'a>, DecodeError> {
+    let value = value.ok_or(DecodeError::MissingValue)?;
+    let fields: Borrowed<'a> = match parse_exact(value) {
+        Some(fields) => fields,
+        None => serde_json::from_slice(value).map_err(|e| DecodeError::InvalidJson(e.to_string()))?,
+    };
+    check_key(key, &fields.to.id)?;
+    if fields.message.is_empty() {
+        return Err(DecodeError::EmptyMessage);
+    }
+    // Kept as an instant: whatever form the record wrote it in, it is served in the contract's.
+    let sent_at = parse_time(&fields.sent_at)?;
+    Ok(Record { id: fields.id, to: fields.to.id.clone(), sent_at, fields })
+}
+
+/// The producer's exact form — `{"id":"…","from":{"id":N,"name":"…"},"to":{"id":N,"name":"…"},
+/// "message":"…","sentAt":"…"}`, no whitespace, no escapes in its strings — read without the
+/// general JSON parser (which took a fifth of the consumer's time); `None` for anything else,
+/// which the parser then reads or rejects with its message. It accepts only what the parser
+/// accepts and reads it the same (`exact_reading_agrees_with_the_parser`).
+pub(crate) fn parse_exact(value: &[u8]) -> Option<Borrowed<'_>> {
+    let mut r = Exact(value);
+    r.literal(br#"{"id":""#)?;
+    let id = Uuid::try_parse_ascii(r.take(36)?).ok()?;
+    r.literal(br#"","from":{"id":"#)?;
+    let from_id = r.number()?;
+    r.literal(br#","name":""#)?;
+    let from_name = r.string()?;
+    r.literal(br#"},"to":{"id":"#)?;
+    let to_id = r.number()?;
+    r.literal(br#","name":""#)?;
+    let to_name = r.string()?;
+    r.literal(br#"},"message":""#)?;
+    let message = r.string()?;
+    r.literal(br#","sentAt":""#)?;
+    let sent_at = r.string()?;
+    r.literal(b"}")?;
+    r.0.is_empty().then_some(Borrowed {
+        id,
+        from: BorrowedUser { id: from_id.into(), name: from_name.into() },
+        to: BorrowedUser { id: to_id.into(), name: to_name.into() },
+        message: message.into(),
+        sent_at: sent_at.into(),
+    })
+}
+
+/// What is left of a record value being read by [`parse_exact`].
+struct Exact<'a>(&'a [u8]);
+
+impl<'a> Exact<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn literal(&mut self, expected: &[u8]) -> Option<()> {
+        (self.take(expected.len())? == expected).then_some(())
+    }
+
+    /// A JSON integer as the parser reads a `u64`: `0`, or up to 19 digits without a leading
+    /// zero (20 could overflow; such a record takes the parser's way).
+    fn number(&mut self) -> Option<u64> {
+        let digits = self.0.iter().take(20).take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || digits > 19 || (digits > 1 && self.0[0] == b'0') {
+            return None;
+        }
+        let mut n = 0u64;
+        for b in self.take(digits)? {
+            n = n * 10 + u64::from(b - b'0');
+        }
+        Some(n)
+    }
+
+    /// The rest of a string whose opening quote was read, and its closing quote: only one
+    /// without escapes or control characters, in UTF-8.
+    fn string(&mut self) -> Option<&'a str> {
+        let end = self.0.iter().position(|b| *b == b'"' || *b == b'\\' || *b < 0x20)?;
+        if self.0[end] != b'"' {
+            return None;
+        }
+        let text = std::str::from_utf8(self.take(end)?).ok()?;
+        self.take(1)?;
+        Some(text)
+    }
+}
+pub(crate) fn check_key(key: Option<&[u8]>, recipient: &UserId) -> Result<(), DecodeError> {
+    if key.is_some_and(|k| recipient.is_key(k)) {
+        Ok(())
+    } else {
+        Err(DecodeError::KeyMismatch {
+            key: key.map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+            recipient: recipient.clone(),
+        })
+    }
+}
+impl Record<'_> {
+    /// The notification in the record contract's form, straight from the decoded fields: what
+    /// the tests hold [`Packed::write_json`]'s output against.
+    #[cfg(test)]
+    pub(crate) fn canonical(&self) -> Vec<u8> {
+        let f = &self.fields;
+        fn user<'b>(u: &'b BorrowedUser<'_>) -> BorrowedUser<'b> {
+            BorrowedUser { id: u.id.clone(), name: u.name.as_ref().into() }
+        }
+        let fields = Borrowed {
+            id: f.id,
+            from: user(&f.from),
+            to: user(&f.to),
+            message: f.message.as_ref().into(),
+            sent_at: format_time(&self.sent_at).into(),
+        };
+        serde_json::to_vec(&fields).unwrap()
+    }
+
+    /// The notification packed for keeping in memory (see [`Packed`]); its time is kept apart.
+    pub fn pack(&self) -> Box<[u8]> {
+        let (from, to, message) = (&self.fields.from.name, &self.fields.to.name, &self.fields.message);
+        let mut out = Vec::with_capacity(Packed::HEADER + from.len() + to.len() + message.len());
+        out.extend_from_slice(self.id.as_bytes());
+        out.extend_from_slice(&self.fields.from.id.to_packed());
+        out.extend_from_slice(&self.to.to_packed());
+        // A Kafka record is smaller than 2 GiB, and so is each of its strings.
+        out.extend_from_slice(&u32::try_from(from.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(&u32::try_from(to.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(from.as_bytes());
+        out.extend_from_slice(to.as_bytes());
+        out.extend_from_slice(message.as_bytes());
+        out.into_boxed_slice()
+    }
+}

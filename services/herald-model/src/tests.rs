@@ -1,0 +1,241 @@
+//! The model's tests: the contract, the exact-form reader against the parser, the packed form
+//! against the contract's form, times and markers.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use uuid::Uuid;
+
+use crate::marker::*;
+use crate::notification::*;
+use crate::packed::*;
+use crate::record::*;
+use crate::time::*;
+use crate::user_id::UserId;
+use chrono::SubsecRound;
+
+fn mk_notification() -> Notification {
+    let users = seed_users();
+    Notification::new(users[0].clone(), users[1].clone(), "hi".into())
+}
+
+#[test]
+fn round_trip_keeps_every_field() {
+    let n = mk_notification();
+    let decoded = decode(Some(n.key().as_bytes()), Some(&n.encode())).unwrap();
+    // sentAt travels with millisecond precision.
+    assert_eq!(decoded.id, n.id);
+    assert_eq!(decoded.from, n.from);
+    assert_eq!(decoded.to, n.to);
+    assert_eq!(decoded.message, n.message);
+    assert_eq!(decoded.sent_at.timestamp_millis(), n.sent_at.timestamp_millis());
+}
+
+#[test]
+fn encoding_follows_the_contract() {
+    let n = mk_notification();
+    let v: serde_json::Value = serde_json::from_slice(&n.encode()).unwrap();
+    assert_eq!(v["from"], serde_json::json!({"id": 1, "name": "Emma"}));
+    assert_eq!(v["to"], serde_json::json!({"id": 2, "name": "Bruno"}));
+    assert_eq!(v["message"], "hi");
+    assert_eq!(v["id"], n.id.to_string());
+    let sent = v["sentAt"].as_str().unwrap();
+    assert!(sent.ends_with('Z'), "{sent}");
+    assert_eq!(n.key(), "2");
+}
+
+#[test]
+fn rejects_poison_records() {
+    let n = mk_notification();
+    let good = n.encode();
+    assert_eq!(decode(Some(b"2"), None), Err(DecodeError::MissingValue));
+    assert!(matches!(decode(Some(b"2"), Some(b"\xff\x00garbage")), Err(DecodeError::InvalidJson(_))));
+    assert!(matches!(decode(Some(b"2"), Some(&good[..good.len() / 2])), Err(DecodeError::InvalidJson(_))));
+    assert!(matches!(decode(Some(b"2"), Some(br#"{"id":"x"}"#)), Err(DecodeError::InvalidJson(_))));
+    assert!(matches!(decode(Some(b"3"), Some(&good)), Err(DecodeError::KeyMismatch { .. })));
+    assert!(matches!(decode(None, Some(&good)), Err(DecodeError::KeyMismatch { .. })));
+    assert!(matches!(decode(Some(b"02x"), Some(&good)), Err(DecodeError::KeyMismatch { .. })));
+    let mut empty = n.clone();
+    empty.message.clear();
+    assert_eq!(decode(Some(b"2"), Some(&empty.encode())), Err(DecodeError::EmptyMessage));
+    let wrong_type = br#"{"id":"6f1c0d5e-8a57-4c1e-9a4e-0d3a1b2c3d4e","from":{"id":"1","name":"E"},"to":{"id":2,"name":"B"},"message":"m","sentAt":"2026-01-01T00:00:00Z"}"#;
+    assert!(matches!(decode(Some(b"2"), Some(wrong_type)), Err(DecodeError::InvalidJson(_))));
+}
+
+#[test]
+fn the_producers_record_is_kept_byte_for_byte() {
+    let n = mk_notification();
+    let value = n.encode();
+    let r = decode_record(Some(b"2"), Some(&value)).unwrap();
+    assert_eq!((r.id, &r.to), (n.id, &UserId::from(2)));
+    assert_eq!(r.sent_at.timestamp_millis(), n.sent_at.timestamp_millis());
+    assert_eq!(String::from_utf8(r.canonical()).unwrap(), String::from_utf8(value.clone()).unwrap());
+    assert_eq!(String::from_utf8(served(&r)).unwrap(), String::from_utf8(value.clone()).unwrap());
+    // Escapes and non-ASCII text survive.
+    let mut odd = n.clone();
+    odd.message = "line\n\"quoted\" \\ é ✓ \u{1}".into();
+    let value = odd.encode();
+    let r = decode_record(Some(b"2"), Some(&value)).unwrap();
+    assert_eq!(String::from_utf8(r.canonical()).unwrap(), String::from_utf8(value.clone()).unwrap());
+    assert_eq!(String::from_utf8(served(&r)).unwrap(), String::from_utf8(value.clone()).unwrap());
+    assert_eq!(Packed::new(&r.pack()).id(), n.id);
+    // The packed form is about half the record for a short message.
+    assert!(r.pack().len() * 2 < value.len() + 80, "{} of {}", r.pack().len(), value.len());
+}
+
+/// What a consumer serves from the packed form.
+fn served(r: &Record<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    Packed::new(&r.pack()).write_json(r.sent_at.timestamp_millis(), &mut out);
+    out
+}
+
+fn encoded(id: u128, (from, to): (u64, u64), (sender, recipient): (&str, &str), message: &str, ms: i64) -> Vec<u8> {
+    let user = |id: u64, name: &str| User { id: id.into(), name: name.to_string() };
+    let sent_at = DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
+    let (from, to) = (user(from, sender), user(to, recipient));
+    Notification { id: Uuid::from_u128(id), from, to, message: message.into(), sent_at }.encode()
+}
+
+#[test]
+fn the_producers_records_are_read_without_the_json_parser() {
+    let n = mk_notification();
+    let value = n.encode();
+    let exact = parse_exact(&value).expect("the producer's form");
+    assert_eq!(Some(&exact), serde_json::from_slice::<Borrowed<'_>>(&value).ok().as_ref());
+    assert_eq!(parse_contract_time(&format_time(&n.sent_at)), Some(n.sent_at.trunc_subsecs(3)));
+    // Escapes, whitespace, another order, a leading zero, a big id: the parser's way.
+    let escaped = encoded(1, (1, 2), ("E", "B"), "a\"b", 0);
+    let spaced = String::from_utf8(value.clone()).unwrap().replacen(":", ": ", 1);
+    let zero = String::from_utf8(value.clone()).unwrap().replacen(r#""from":{"id":1"#, r#""from":{"id":01"#, 1);
+    let big = encoded(1, (u64::MAX, 2), ("E", "B"), "m", 0);
+    for other in [escaped, spaced.into_bytes(), zero.into_bytes(), big] {
+        assert!(parse_exact(&other).is_none(), "{}", String::from_utf8_lossy(&other));
+    }
+    assert!(decode_record(Some(b"2"), Some(&encoded(1, (u64::MAX, 2), ("E", "B"), "m", 0))).is_ok());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+    /// Whatever the exact reading accepts, the JSON parser reads the same way; checked over
+    /// the producer's records and copies with a few bytes changed.
+    #[test]
+    fn exact_reading_agrees_with_the_parser(
+        id in proptest::prelude::any::<u128>(),
+        users in proptest::prop_oneof![
+            (0u64..100_000, 0u64..100_000),
+            proptest::prelude::any::<(u64, u64)>()
+        ],
+        // Printable ASCII (with `"` and `\`), other scripts, a control character.
+        names in ("[ -~é✓\u{1}]{0,12}", "[ -~é✓\u{1}]{0,12}"),
+        message in "[ -~é✓\u{1}]{0,40}",
+        ms in -62_000_000_000_000i64..250_000_000_000_000,
+        edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..3),
+    ) {
+        let mut value = encoded(id, users, (&names.0, &names.1), &message, ms);
+        for (at, byte) in edits {
+            let i = at.index(value.len());
+            value[i] = byte;
+        }
+        if let Some(exact) = parse_exact(&value) {
+            proptest::prop_assert_eq!(Some(exact), serde_json::from_slice::<Borrowed<'_>>(&value).ok());
+        }
+        let raw = String::from_utf8_lossy(&value[value.len().saturating_sub(26)..value.len().saturating_sub(2)]).into_owned();
+        if let Some(t) = parse_contract_time(&raw) {
+            proptest::prop_assert_eq!(Some(t), DateTime::parse_from_rfc3339(&raw).ok().map(|t| t.with_timezone(&Utc)));
+        }
+    }
+}
+
+#[test]
+fn times_are_written_as_format_time_writes_them() {
+    let mut buf = [0; 24];
+    for ms in [0, 1, 999, 1_000, 59_999, 1_780_000_000_123, 4_102_444_799_999, -1, -62_135_596_800_000] {
+        let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
+        match time_text(&t, &mut buf) {
+            Some(text) => assert_eq!(text, format_time(&t), "{ms}"),
+            None => assert!(!(1000..=9999).contains(&chrono::Datelike::year(&t)), "{ms}"),
+        }
+    }
+    let t = DateTime::<Utc>::from_timestamp_millis(1_780_000_000_123).unwrap();
+    assert_eq!(time_text(&t, &mut buf), Some("2026-05-28T20:26:40.123Z"));
+}
+
+#[test]
+fn other_shapes_are_kept_in_the_contracts_shape() {
+    let n = mk_notification();
+    let canonical = String::from_utf8(n.encode()).unwrap();
+    let at = n
+        .sent_at
+        .with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap())
+        .to_rfc3339_opts(SecondsFormat::Millis, false);
+    for value in [
+        // Whitespace and another field order.
+        format!(
+            "{{ \"sentAt\": \"{}\", \"message\": \"hi\", \"to\": {{\"name\": \"Bruno\", \"id\": 2}}, \"from\": {{\"id\": 1, \"name\": \"Emma\"}}, \"id\": \"{}\" }}\n",
+            format_time(&n.sent_at),
+            n.id
+        ),
+        // Another producer's extra fields: dropped, not served.
+        format!(
+            "{{\"id\":\"{}\",\"from\":{{\"id\":1,\"name\":\"Emma\"}},\"to\":{{\"id\":2,\"name\":\"Bruno\",\"email\":\"b@x\"}},\"message\":\"hi\",\"sentAt\":\"{}\",\"trace\":\"abc\"}}",
+            n.id,
+            format_time(&n.sent_at)
+        ),
+        // The same instant in another time zone: kept in UTC.
+        format!(
+            "{{\"id\":\"{}\",\"from\":{{\"id\":1,\"name\":\"Emma\"}},\"to\":{{\"id\":2,\"name\":\"Bruno\"}},\"message\":\"hi\",\"sentAt\":\"{at}\"}}",
+            n.id
+        ),
+        // Escaped where it need not be.
+        format!(
+            "{{\"id\":\"{}\",\"from\":{{\"id\":1,\"name\":\"\\u0045mma\"}},\"to\":{{\"id\":2,\"name\":\"Bruno\"}},\"message\":\"h\\u0069\",\"sentAt\":\"{}\"}}",
+            n.id,
+            format_time(&n.sent_at)
+        ),
+    ] {
+        let r = decode_record(Some(b"2"), Some(value.as_bytes())).unwrap();
+        assert_eq!(String::from_utf8(r.canonical()).unwrap(), canonical, "{value}");
+        assert_eq!(String::from_utf8(served(&r)).unwrap(), canonical, "{value}");
+    }
+}
+
+#[test]
+fn read_markers_round_trip_and_are_checked() {
+    let ids =
+        ReadMarker { user: UserId::from(2), ids: vec![Uuid::new_v4(), Uuid::new_v4()], all: false, at: Utc::now() };
+    let all = ReadMarker { user: UserId::from(2), ids: vec![], all: true, at: Utc::now() };
+    for m in [&ids, &all] {
+        let back = decode_marker(Some(b"2"), Some(&m.encode())).unwrap();
+        assert_eq!((&back.user, &back.ids, back.all), (&m.user, &m.ids, m.all));
+    }
+    assert!(matches!(decode_marker(Some(b"3"), Some(&ids.encode())), Err(DecodeError::KeyMismatch { .. })));
+    let neither = ReadMarker { ids: vec![], all: false, ..all.clone() };
+    let both = ReadMarker { ids: ids.ids.clone(), ..all.clone() };
+    let too_many = ReadMarker { ids: (0..501).map(|_| Uuid::new_v4()).collect(), ..ids.clone() };
+    for bad in [neither, both, too_many] {
+        assert!(matches!(decode_marker(Some(b"2"), Some(&bad.encode())), Err(DecodeError::InvalidJson(_))));
+    }
+    // A notification is not a marker.
+    assert!(decode_marker(Some(b"2"), Some(&mk_notification().encode())).is_err());
+}
+
+#[test]
+fn decode_record_rejects_what_decode_rejects() {
+    let n = mk_notification();
+    let good = n.encode();
+    assert_eq!(decode_record(Some(b"2"), None).err(), Some(DecodeError::MissingValue));
+    assert!(matches!(decode_record(Some(b"2"), Some(b"\xff\x00garbage")), Err(DecodeError::InvalidJson(_))));
+    assert!(matches!(decode_record(Some(b"2"), Some(&good[..good.len() / 2])), Err(DecodeError::InvalidJson(_))));
+    assert!(matches!(decode_record(Some(b"3"), Some(&good)), Err(DecodeError::KeyMismatch { .. })));
+    assert!(matches!(decode_record(None, Some(&good)), Err(DecodeError::KeyMismatch { .. })));
+    let mut empty = n.clone();
+    empty.message.clear();
+    assert_eq!(decode_record(Some(b"2"), Some(&empty.encode())).err(), Some(DecodeError::EmptyMessage));
+    let bad_time = String::from_utf8(good.clone()).unwrap().replace(&format_time(&n.sent_at), "yesterday");
+    assert!(matches!(decode_record(Some(b"2"), Some(bad_time.as_bytes())), Err(DecodeError::InvalidJson(_))));
+    let duplicate = String::from_utf8(good.clone()).unwrap().replacen(
+        "\"message\":\"hi\"",
+        "\"message\":\"hi\",\"message\":\"x\"",
+        1,
+    );
+    assert!(matches!(decode_record(Some(b"2"), Some(duplicate.as_bytes())), Err(DecodeError::InvalidJson(_))));
+}
