@@ -355,9 +355,12 @@ async fn the_producer_never_creates_a_missing_topic() {
     assert_eq!(ready.status, 503);
     let a = http.send_form(&producer.url, 1, 2, "nowhere to go").await.unwrap();
     assert_eq!(a.status, 503, "{}", a.text);
-    let admin =
-        herald_operator::topic::TopicAdmin::new(&s.broker.bootstrap(), &Default::default(), Duration::from_secs(5))
-            .unwrap();
+    let admin = herald_operator::kafka::admin::TopicAdmin::new(
+        &s.broker.bootstrap(),
+        &Default::default(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(admin.partitions(&missing).await.unwrap(), None, "the topic must not be auto-created");
 }
 

@@ -5,9 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use herald_operator::desired::{Defaults, Images, Observed, children};
+use herald_operator::build::desired::{Defaults, Images, Observed, children};
+use herald_operator::build::validate::{TenancyPolicy, validate};
 use herald_operator::fixtures::{example_pipelines, repo_root, security_variants};
-use herald_operator::validate::{TenancyPolicy, validate};
 use herald_tests::kubelet::check_files;
 use herald_tests::pss::violations;
 use serde::Deserialize;

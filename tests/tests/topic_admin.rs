@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald_operator::kafka::KafkaLag;
-use herald_operator::prober::{LagSource, LagTarget};
-use herald_operator::topic::{Ensured, TopicAdmin, WantedTopic};
+use herald_operator::kafka::admin::{Ensured, TopicAdmin, WantedTopic};
+use herald_operator::kafka::lag::{LagSource, LagTarget};
+use herald_operator::kafka::protocol::KafkaLag;
 use herald_tests::broker::{Broker, Storage};
 use herald_tests::{kafka, unique};
 

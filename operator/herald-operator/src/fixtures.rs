@@ -16,13 +16,15 @@ use herald_api::{KafkaSpec, NotificationPipeline};
 pub use herald_fake_apiserver::FakeApiServer;
 use serde::Deserialize;
 
+use crate::build::desired::{Defaults, Images};
+use crate::build::validate::{AllowedNamespaces, TenancyPolicy, TopicNamePolicy};
 use crate::controller::{Context, Settings};
-use crate::desired::{Defaults, Images};
+use crate::kafka::admin::{Ensured, Topics, WantedTopic};
+use crate::kafka::error::TopicError;
+use crate::kafka::lag::{LagReport, LagSource, LagTarget};
+use crate::kafka::prober::Prober;
 use crate::metrics::OperatorMetrics;
-use crate::prober::{LagSource, LagTarget, Prober};
 use crate::run::RunArgs;
-use crate::topic::{Ensured, LagReport, TopicError, Topics, WantedTopic};
-use crate::validate::{AllowedNamespaces, TenancyPolicy, TopicNamePolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// The uid the API server would have given the fixtures' pipelines.

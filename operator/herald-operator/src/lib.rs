@@ -1,31 +1,22 @@
 //! Herald's control plane: reconciles `NotificationPipeline`s into producer and consumer
 //! Deployments, Services and the topic.
 //!
-//! - [`validate`]: every spec check and the tenancy policy, once, into a [`validate::ValidPipeline`];
-//! - [`desired`], [`credentials`], [`strimzi`]: the objects (pure builders); [`selector`]: label
-//!   selectors in `kubectl -l` syntax;
-//! - [`status`], [`scaling`]: the status and the consumer count (pure);
-//! - [`controller`]: the reconcile, step by step;
-//! - [`prober`] and [`kafka`]: the background lag prober and its Kafka client;
-//! - [`topic`]: topics created or checked with the Kafka Admin API;
-//! - [`leader`], [`run`]: leader election and `herald-operator run`.
+//! The rooms, from the top: [`run`] (`herald-operator run`: watches, leader election, the
+//! metrics endpoint) starts the [`controller`] (the reconcile, step by step, and the only place
+//! that talks to the API server about pipelines), which uses
+//! - [`build`]: everything pure — validation into a [`build::validate::ValidPipeline`], the
+//!   children, the Strimzi objects, credentials, the status, the scaling rule;
+//! - [`kafka`]: the operator's Kafka I/O — topics through the Admin API and the lag prober.
+//!
+//! [`leader`] and [`metrics`] stand beside them.
 
+pub mod build;
 pub mod controller;
-pub mod credentials;
-pub mod desired;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod kafka;
 pub mod leader;
 pub mod metrics;
-pub mod names;
-pub mod prober;
 pub mod run;
-pub mod scaling;
-pub mod selector;
-pub mod status;
-pub mod strimzi;
-pub mod topic;
-pub mod validate;
 
 pub use controller::Error;

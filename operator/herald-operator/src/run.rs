@@ -32,14 +32,15 @@ use prometheus::Registry;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use crate::build::desired::{ChildKind, Defaults, Images};
+use crate::build::validate::{AllowedNamespaces, TenancyPolicy, TopicNamePolicy};
 use crate::controller::{ChildIndex, Context, RECONCILE_REQUEST, Settings, error_policy, reconcile};
-use crate::desired::{Defaults, Images};
-use crate::kafka::KafkaLag;
+use crate::kafka::admin::{KafkaTopics, Topics};
+use crate::kafka::lag::LagSource;
+use crate::kafka::prober::{ProbeMetrics, Prober};
+use crate::kafka::protocol::KafkaLag;
 use crate::leader::{KubeLeases, LeaderElector, Timings};
 use crate::metrics::OperatorMetrics;
-use crate::prober::{LagSource, ProbeMetrics, Prober};
-use crate::topic::{KafkaTopics, Topics};
-use crate::validate::{AllowedNamespaces, TenancyPolicy, TopicNamePolicy};
 
 const DEFAULT_IMAGE: &str = concat!("ghcr.io/herald-dev/herald:", env!("CARGO_PKG_VERSION"));
 
@@ -91,7 +92,7 @@ pub struct RunArgs {
     /// The namespaces whose pods may scrape every pipeline's `/metrics` through the pipelines'
     /// NetworkPolicies, as a label selector (`kubernetes.io/metadata.name=monitoring`); empty:
     /// any namespace.
-    #[arg(long, env = "HERALD_METRICS_NAMESPACE_SELECTOR", default_value = "", value_parser = crate::selector::parse)]
+    #[arg(long, env = "HERALD_METRICS_NAMESPACE_SELECTOR", default_value = "", value_parser = crate::build::selector::parse)]
     pub metrics_namespace_selector: LabelSelector,
 }
 
@@ -132,12 +133,19 @@ fn pipeline_predicate(p: &NotificationPipeline) -> Option<u64> {
 /// ownership check and feeding the controller.
 fn children<K>(
     api: Api<K>,
-    kind: &'static str,
     index: Arc<ChildIndex>,
 ) -> impl futures::Stream<Item = Result<kube::core::PartialObjectMeta<K>, watcher::Error>>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + k8s_openapi::Resource
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
+    let kind = K::KIND;
     let owned = WatcherConfig::default().labels("app.kubernetes.io/managed-by=herald-operator");
     metadata_watcher(api, owned)
         .default_backoff()
@@ -227,10 +235,6 @@ pub async fn run_with<T: Topics, L: LagSource>(
         Prober::new(lag, args.sync_period, Some(ProbeMetrics { probes: metrics.probes.clone() }));
     let prober_task = tokio::spawn(prober.clone().run(renew_stop.clone()));
     let index = Arc::new(ChildIndex::default());
-    let deployment_events = children::<Deployment>(apis(&client, namespace), "Deployment", index.clone());
-    let service_events = children::<Service>(apis(&client, namespace), "Service", index.clone());
-    let pdb_events = children::<PodDisruptionBudget>(apis(&client, namespace), "PodDisruptionBudget", index.clone());
-    let policy_events = children::<NetworkPolicy>(apis(&client, namespace), "NetworkPolicy", index.clone());
     let reporter = Reporter { controller: "herald-operator".into(), instance: Some(args.identity.clone()) };
     let settings = Settings {
         defaults: Defaults {
@@ -252,7 +256,7 @@ pub async fn run_with<T: Topics, L: LagSource>(
         prober.clone(),
         metrics,
     );
-    ctx.children = Some(index);
+    ctx.children = Some(index.clone());
     let ctx = Arc::new(ctx);
 
     let (pipelines, writer) = reflector::store();
@@ -300,11 +304,23 @@ pub async fn run_with<T: Topics, L: LagSource>(
     };
     tracing::info!(namespace = namespace.unwrap_or("<all>"), "operator started");
     let (stop, stop_leading) = (shutdown.clone(), controller_stop.clone());
-    Controller::for_stream(pipeline_events, pipelines)
-        .owns_stream(deployment_events)
-        .owns_stream(service_events)
-        .owns_stream(pdb_events)
-        .owns_stream(policy_events)
+    let mut controller = Controller::for_stream(pipeline_events, pipelines);
+    // Every kind of child the pipelines have, watched (metadata only) for the ownership index and
+    // to reconcile a pipeline whose child changed.
+    for kind in ChildKind::ALL {
+        let index = index.clone();
+        controller = match kind {
+            ChildKind::NetworkPolicy => {
+                controller.owns_stream(children::<NetworkPolicy>(apis(&client, namespace), index))
+            }
+            ChildKind::Deployment => controller.owns_stream(children::<Deployment>(apis(&client, namespace), index)),
+            ChildKind::Service => controller.owns_stream(children::<Service>(apis(&client, namespace), index)),
+            ChildKind::PodDisruptionBudget => {
+                controller.owns_stream(children::<PodDisruptionBudget>(apis(&client, namespace), index))
+            }
+        };
+    }
+    controller
         .reconcile_on(first_readings)
         // Bursts of triggers for one pipeline (its children created or rolling) become one
         // reconcile: a debounce of a thirtieth of the sync period, at most 100 ms.

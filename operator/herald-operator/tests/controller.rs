@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use herald_api::NotificationPipeline;
 use herald_fake_apiserver::Fault;
+use herald_operator::build::validate::{AllowedNamespaces, TopicNamePolicy};
 use herald_operator::fixtures::{FakeApiServer, FakeLag, FakeTopics, pipeline, run_args};
 use herald_operator::run::{RunArgs, run_with};
-use herald_operator::validate::{AllowedNamespaces, TopicNamePolicy};
 use tokio_util::sync::CancellationToken;
 
 struct Running {

@@ -6,8 +6,8 @@
 use herald_api::NotificationPipeline;
 use std::collections::BTreeMap;
 
-use herald_operator::desired::{Children, Defaults, Observed, children};
-use herald_operator::validate::{SpecError, TenancyPolicy, ValidPipeline, validate};
+use herald_operator::build::desired::{Children, Defaults, Observed, children};
+use herald_operator::build::validate::{SpecError, TenancyPolicy, ValidPipeline, validate};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -179,7 +179,7 @@ fn the_consumer_deployment_runs_the_decided_count() {
 
 #[test]
 fn consumers_roll_one_at_a_time_and_get_the_time_to_hand_partitions_off() {
-    use herald_operator::desired::{CONSUMER_GRACE_SECONDS, HANDOFF_TIMEOUT_SECONDS};
+    use herald_operator::build::desired::{CONSUMER_GRACE_SECONDS, HANDOFF_TIMEOUT_SECONDS};
     let c = build(&minimal(), 3);
     let spec = c.consumer_deployment.spec.as_ref().unwrap();
     let strategy = spec.strategy.as_ref().unwrap();
@@ -328,7 +328,8 @@ fn network_policies_open_the_api_to_the_namespace_and_the_named_peers_and_metric
         },
     }));
     let mut defaults = operator_defaults();
-    defaults.metrics_namespaces = herald_operator::selector::parse("kubernetes.io/metadata.name=monitoring").unwrap();
+    defaults.metrics_namespaces =
+        herald_operator::build::selector::parse("kubernetes.io/metadata.name=monitoring").unwrap();
     let c = children(&valid(&p), &defaults, &Observed::new(2, PEER_UID));
     let monitoring =
         serde_json::json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]);
@@ -559,7 +560,7 @@ fn label_maps(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
 
 #[test]
 fn the_longest_valid_name_builds_children_kubernetes_accepts() {
-    use herald_operator::strimzi::{GROUP, KIND, USER_KIND, kafka_topic, kafka_users};
+    use herald_operator::build::strimzi::{GROUP, KIND, USER_KIND, kafka_topic, kafka_users};
     use kube::api::{ApiResource, GroupVersionKind};
     let name = format!("a{}9", "b".repeat(herald_api::labels::MAX_PIPELINE_NAME - 2));
     let namespace = "n".repeat(63);
@@ -589,7 +590,7 @@ fn the_longest_valid_name_builds_children_kubernetes_accepts() {
     objects.extend(kafka_topic(&valid(&p), &api(KIND)).map(|t| serde_json::to_value(t).unwrap()));
     objects.extend(kafka_users(&valid(&p), &api(USER_KIND)).into_iter().map(|u| serde_json::to_value(u).unwrap()));
     assert_eq!(objects.len(), 11);
-    let peer_token = herald_operator::names::peer_token_secret(&name);
+    let peer_token = herald_operator::build::names::peer_token_secret(&name);
     assert!(dns1123_subdomain(&peer_token), "{peer_token}");
     for o in &objects {
         let n = o["metadata"]["name"].as_str().unwrap();

@@ -11,7 +11,7 @@ use herald_api::NotificationPipeline;
 use herald_fake_apiserver::{Fault, Simulation};
 use herald_operator::controller::{Context, error_policy, reconcile};
 use herald_operator::fixtures::{FakeApiServer, FakeLag, FakeTopics, context, settings, social};
-use herald_operator::prober::Prober;
+use herald_operator::kafka::prober::Prober;
 use kube::runtime::controller::Action;
 
 struct Setup {

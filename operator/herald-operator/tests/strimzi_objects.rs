@@ -6,9 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use herald_api::TopicManagement;
+use herald_operator::build::strimzi::{GROUP, KIND, USER_KIND, kafka_topic, kafka_users};
+use herald_operator::build::validate::{TenancyPolicy, validate};
 use herald_operator::fixtures::{example_pipelines, repo_root};
-use herald_operator::strimzi::{GROUP, KIND, USER_KIND, kafka_topic, kafka_users};
-use herald_operator::validate::{TenancyPolicy, validate};
 use kube::api::{ApiResource, GroupVersionKind};
 
 const RENDERED: &str = "tests/packaging/rendered/strimzi-objects.yaml";

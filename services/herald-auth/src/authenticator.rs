@@ -3,21 +3,10 @@
 use http::{HeaderMap, header};
 
 use crate::args::AuthArgs;
+use crate::error::AuthSetupError;
 use crate::identity::{AuthError, Identity};
 use crate::jwt::Jwt;
-use crate::secret_file::SecretFileError;
 use crate::token::{BearerToken, PeerToken};
-
-/// Why authentication cannot be set up (the service does not start).
-#[derive(Debug, thiserror::Error)]
-pub enum AuthSetupError {
-    #[error(transparent)]
-    File(#[from] SecretFileError),
-    #[error("JWT secret {path} has {len} bytes; at least {} are required", crate::MIN_SECRET_BYTES)]
-    ShortSecret { path: String, len: usize },
-    #[error("JWT key {path}: {why}")]
-    Key { path: String, why: String },
-}
 
 /// Decides who a request comes from.
 pub struct Authenticator {

@@ -5,7 +5,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sha2::{Digest, Sha256};
 
 use crate::args::AuthArgs;
-use crate::authenticator::AuthSetupError;
+use crate::error::AuthSetupError;
 use crate::identity::{AuthError, Identity};
 use crate::secret_file::{self, Trim};
 use crate::{LEEWAY_SECS, MIN_SECRET_BYTES, READ_ANY, SEND_ANY};

@@ -15,13 +15,15 @@
 
 mod args;
 mod authenticator;
+mod error;
 mod identity;
 mod jwt;
 pub mod secret_file;
 mod token;
 
 pub use args::AuthArgs;
-pub use authenticator::{AuthSetupError, Authenticator};
+pub use authenticator::Authenticator;
+pub use error::AuthSetupError;
 pub use identity::{AuthError, Identity, SendAs};
 pub use jwt::{KeyUse, VERIFIED_TOKENS, key_algorithm};
 pub use token::{BearerToken, PeerToken};

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::notification::DecodeError;
+use crate::error::DecodeError;
 use crate::record::check_key;
 use crate::time::rfc3339_utc;
 use crate::user_id::UserId;

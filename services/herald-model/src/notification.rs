@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::error::DecodeError;
 use crate::record::{BorrowedUser, Record, decode_record};
 use crate::time::rfc3339_utc;
 use crate::user_id::UserId;
@@ -52,18 +53,6 @@ impl Notification {
         // Serializing plain structs of strings, integers and a formatted date cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
-}
-/// Why a record on the topic is not a valid notification.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
-    #[error("record has no value")]
-    MissingValue,
-    #[error("record value is not a notification: {0}")]
-    InvalidJson(String),
-    #[error("record key {key:?} is not the recipient id {recipient}")]
-    KeyMismatch { key: String, recipient: UserId },
-    #[error("notification has an empty message")]
-    EmptyMessage,
 }
 /// Decodes a record into a notification and checks the record contract: a JSON value with every
 /// field, a non-empty message, and a key equal to the recipient's id.

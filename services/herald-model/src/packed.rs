@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::record::{Borrowed, BorrowedUser};
+use crate::record::{Borrowed, BorrowedUser, Record};
 use crate::time::{format_time, time_text};
 use crate::user_id::UserId;
 
@@ -64,5 +64,23 @@ impl<'a> Packed<'a> {
         };
         // Serializing strings, integers and a uuid into a vector cannot fail.
         let _ = serde_json::to_writer(out, &fields);
+    }
+}
+
+impl Record<'_> {
+    /// The notification packed for keeping in memory (see [`Packed`]); its time is kept apart.
+    pub fn pack(&self) -> Box<[u8]> {
+        let (from, to, message) = (&self.fields.from.name, &self.fields.to.name, &self.fields.message);
+        let mut out = Vec::with_capacity(Packed::HEADER + from.len() + to.len() + message.len());
+        out.extend_from_slice(self.id.as_bytes());
+        out.extend_from_slice(&self.fields.from.id.to_packed());
+        out.extend_from_slice(&self.to.to_packed());
+        // A Kafka record is smaller than 2 GiB, and so is each of its strings.
+        out.extend_from_slice(&u32::try_from(from.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(&u32::try_from(to.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(from.as_bytes());
+        out.extend_from_slice(to.as_bytes());
+        out.extend_from_slice(message.as_bytes());
+        out.into_boxed_slice()
     }
 }

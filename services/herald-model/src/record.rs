@@ -6,8 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::notification::DecodeError;
-use crate::packed::Packed;
+use crate::error::DecodeError;
 #[cfg(test)]
 use crate::time::format_time;
 use crate::time::parse_time;
@@ -37,7 +36,7 @@ pub(crate) struct Borrowed<'a> {
 }
 
 /// A record read from the topic and checked against the contract, borrowing its bytes: what a
-/// consumer needs to store it (id, recipient, time) and to serve it (see [`Record::pack`]).
+/// consumer needs to store it (id, recipient, time) and to serve it (see [`Record::pack`], in [`crate::packed`]).
 #[derive(Debug)]
 pub struct Record<'a> {
     pub id: Uuid,
@@ -133,6 +132,7 @@ impl<'a> Exact<'a> {
         Some(text)
     }
 }
+
 pub(crate) fn check_key(key: Option<&[u8]>, recipient: &UserId) -> Result<(), DecodeError> {
     if key.is_some_and(|k| recipient.is_key(k)) {
         Ok(())
@@ -143,9 +143,10 @@ pub(crate) fn check_key(key: Option<&[u8]>, recipient: &UserId) -> Result<(), De
         })
     }
 }
+
 impl Record<'_> {
     /// The notification in the record contract's form, straight from the decoded fields: what
-    /// the tests hold [`Packed::write_json`]'s output against.
+    /// the tests hold [`crate::Packed::write_json`]'s output against.
     #[cfg(test)]
     pub(crate) fn canonical(&self) -> Vec<u8> {
         let f = &self.fields;
@@ -160,21 +161,5 @@ impl Record<'_> {
             sent_at: format_time(&self.sent_at).into(),
         };
         serde_json::to_vec(&fields).unwrap()
-    }
-
-    /// The notification packed for keeping in memory (see [`Packed`]); its time is kept apart.
-    pub fn pack(&self) -> Box<[u8]> {
-        let (from, to, message) = (&self.fields.from.name, &self.fields.to.name, &self.fields.message);
-        let mut out = Vec::with_capacity(Packed::HEADER + from.len() + to.len() + message.len());
-        out.extend_from_slice(self.id.as_bytes());
-        out.extend_from_slice(&self.fields.from.id.to_packed());
-        out.extend_from_slice(&self.to.to_packed());
-        // A Kafka record is smaller than 2 GiB, and so is each of its strings.
-        out.extend_from_slice(&u32::try_from(from.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(&u32::try_from(to.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(from.as_bytes());
-        out.extend_from_slice(to.as_bytes());
-        out.extend_from_slice(message.as_bytes());
-        out.into_boxed_slice()
     }
 }

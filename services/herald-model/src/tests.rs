@@ -4,6 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
+use crate::error::DecodeError;
 use crate::marker::*;
 use crate::notification::*;
 use crate::packed::*;

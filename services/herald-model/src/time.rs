@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::notification::DecodeError;
+use crate::error::DecodeError;
 
 pub(crate) fn parse_time(raw: &str) -> Result<DateTime<Utc>, DecodeError> {
     if let Some(t) = parse_contract_time(raw) {

@@ -9,9 +9,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 use super::{Context, Error};
-use crate::credentials;
-use crate::topic::TopicError;
-use crate::validate::ValidPipeline;
+use crate::build::credentials;
+use crate::build::validate::ValidPipeline;
+use crate::kafka::error::TopicError;
 
 pub enum KafkaAccess {
     Ready(KafkaSpec),
@@ -30,7 +30,7 @@ impl KafkaAccess {
 /// Reads the Secrets the operator's own Kafka clients need (none without `tls` and
 /// `authentication`).
 pub async fn kafka_access<T>(pipeline: &ValidPipeline, ctx: &Context<T>) -> Result<KafkaAccess, Error> {
-    let wanted = credentials::operator_secrets(&pipeline.pipeline);
+    let wanted = credentials::operator_secrets(pipeline);
     if wanted.is_empty() {
         return Ok(KafkaAccess::Ready(pipeline.spec().kafka.clone()));
     }
@@ -41,7 +41,7 @@ pub async fn kafka_access<T>(pipeline: &ValidPipeline, ctx: &Context<T>) -> Resu
         let data = secret.map(|s| s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect());
         secrets.insert(name, data);
     }
-    Ok(match credentials::operator_properties(&pipeline.pipeline, &secrets) {
+    Ok(match credentials::operator_properties(pipeline, &secrets) {
         Ok(properties) => {
             let mut kafka = pipeline.spec().kafka.clone();
             kafka.properties.extend(properties);

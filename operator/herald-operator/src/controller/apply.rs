@@ -1,11 +1,10 @@
-//! Apply the children in a stated order — the KafkaUsers first (Strimzi writes the Secrets the
-//! pods mount), the NetworkPolicies (so that no pod runs unprotected), the producer, the Services
-//! and the budget, then the consumers once the topic is ready — and adopt nothing: an object of a child's name that this pipeline does not control is
-//! left untouched and reported as a [`Conflict`].
+//! Apply the children in the order [`Children::in_order`] declares, and adopt nothing: an object
+//! of a child's name that this pipeline does not control is left untouched and reported as a
+//! [`Conflict`], found by a check of the same list before anything is applied.
 
 use std::fmt::Debug;
 
-use herald_api::labels::{self, Component, FIELD_MANAGER};
+use herald_api::labels::{Component, FIELD_MANAGER};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -18,10 +17,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Context, Error};
-use crate::desired::Children;
-use crate::strimzi;
-use crate::topic::Topics;
-use crate::validate::ValidPipeline;
+use crate::build::desired::{Child, ChildKind, Children};
+use crate::build::strimzi;
+use crate::build::validate::ValidPipeline;
+use crate::kafka::admin::Topics;
 
 /// Who controls an object that has (or would have) a child's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,18 +80,36 @@ pub struct Applied {
     pub consumer: Option<Deployment>,
 }
 
-/// Whether the `kind` object `name` is free for this pipeline: absent, or controlled by it (or
-/// its predecessor). The controller's index of watched children answers for objects it knows this
+/// What a namespaced child kind needs for the generic steps.
+pub trait ChildResource:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + k8s_openapi::Resource
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+{
+}
+
+impl<K> ChildResource for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+{
+}
+
+/// Whether the `K` object `name` is free for this pipeline: absent, or controlled by it (or its
+/// predecessor). The controller's index of watched children answers for objects it knows this
 /// pipeline controls; otherwise the object's metadata is read.
-async fn check<K, T>(
+async fn check<K: ChildResource, T>(
     pipeline: &ValidPipeline,
     ctx: &Context<T>,
-    kind: &'static str,
     name: &str,
-) -> Result<Option<Conflict>, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
-{
+) -> Result<Option<Conflict>, Error> {
+    let kind = K::KIND;
     let known = ctx.children.as_ref().and_then(|index| index.controller(kind, &pipeline.namespace, name));
     if known.is_some_and(|uid| uid == pipeline.uid) {
         return Ok(None);
@@ -110,23 +127,18 @@ where
 
 /// Applies `obj` (server-side, forced: the pipeline solely owns its children, checked by
 /// [`check_all`]).
-async fn child<K, T>(pipeline: &ValidPipeline, ctx: &Context<T>, kind: &'static str, obj: &K) -> Result<K, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
-{
+async fn child<K: ChildResource, T>(pipeline: &ValidPipeline, ctx: &Context<T>, obj: &K) -> Result<K, Error> {
     let name = obj.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &pipeline.namespace);
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
         .await
-        .map_err(|source| Error::Apply { kind, name, source })
+        .map_err(|source| Error::Apply { kind: K::KIND, name, source })
 }
 
-/// Deletes the `kind` child `name` if this pipeline (or its predecessor) controls it; anything
-/// else of that name is left alone.
-async fn remove<K, T>(pipeline: &ValidPipeline, ctx: &Context<T>, kind: &'static str, name: &str) -> Result<(), Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
-{
+/// Deletes the `K` child `name` if this pipeline (or its predecessor) controls it; anything else
+/// of that name is left alone.
+async fn remove<K: ChildResource, T>(pipeline: &ValidPipeline, ctx: &Context<T>, name: &str) -> Result<(), Error> {
+    let kind = K::KIND;
     // The watch has seen no such object: nothing to ask the API server in a steady state. A new
     // spec (the first reconcile of its generation) is checked against the API server all the
     // same, so that an object the watch has not reported (yet) is not left behind.
@@ -177,87 +189,104 @@ pub async fn check_all<T: Topics>(
     children: &Children,
     topic_ready: bool,
 ) -> Result<Check, Error> {
-    macro_rules! clear {
-        ($e:expr) => {
-            if let Some(conflict) = $e? {
-                return Ok(Check::Conflict(conflict));
+    for step in children.in_order(pipeline, topic_ready) {
+        let conflict = match step {
+            Child::KafkaUsers => {
+                let served = ctx.strimzi.served(&ctx.client).await.map_err(Error::Discovery)?;
+                let Some(ar) = served.user else { return Ok(Check::NoKafkaUserApi) };
+                kafka_user_conflict(pipeline, ctx, &ar).await?
             }
+            Child::NetworkPolicy(policy) => check::<NetworkPolicy, T>(pipeline, ctx, &name_of(policy)).await?,
+            Child::Deployment(_, deployment) => check::<Deployment, T>(pipeline, ctx, &name_of(deployment)).await?,
+            Child::Service(service) => check::<Service, T>(pipeline, ctx, &name_of(service)).await?,
+            Child::PodDisruptionBudget(pdb) => check::<PodDisruptionBudget, T>(pipeline, ctx, &name_of(pdb)).await?,
+            // Removed only if this pipeline's: nothing to check.
+            Child::Absent { .. } => None,
         };
-    }
-    if !crate::names::managed_users(&pipeline.pipeline).is_empty() {
-        let served = ctx.strimzi.served(&ctx.client).await.map_err(Error::Discovery)?;
-        let Some(ar) = served.user else { return Ok(Check::NoKafkaUserApi) };
-        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &pipeline.namespace, &ar);
-        for user in strimzi::kafka_users(pipeline, &ar) {
-            let name = user.name_any();
-            let existing = api.get_metadata_opt(&name).await.map_err(|source| Error::Read {
-                kind: "KafkaUser",
-                name: name.clone(),
-                source,
-            })?;
-            if let Some(existing) = existing
-                && let Owner::Foreign(why) = owner_of(&existing.metadata, pipeline)
-            {
-                let conflict = Conflict { kind: "KafkaUser".into(), namespace: pipeline.namespace.clone(), name, why };
-                return Ok(Check::Conflict(conflict));
-            }
+        if let Some(conflict) = conflict {
+            return Ok(Check::Conflict(conflict));
         }
-    }
-    for policy in [&children.producer_network_policy, &children.consumer_network_policy].into_iter().flatten() {
-        clear!(check::<NetworkPolicy, T>(pipeline, ctx, "NetworkPolicy", &name_of(policy)).await);
-    }
-    clear!(check::<Deployment, T>(pipeline, ctx, "Deployment", &name_of(&children.producer_deployment)).await);
-    for service in [&children.producer_service, &children.consumer_service, &children.consumer_headless_service] {
-        clear!(check::<Service, T>(pipeline, ctx, "Service", &name_of(service)).await);
-    }
-    clear!(
-        check::<PodDisruptionBudget, T>(pipeline, ctx, "PodDisruptionBudget", &name_of(&children.consumer_pdb)).await
-    );
-    if topic_ready {
-        clear!(check::<Deployment, T>(pipeline, ctx, "Deployment", &name_of(&children.consumer_deployment)).await);
     }
     Ok(Check::Clear)
 }
 
+/// The first KafkaUser of this pipeline's whose name someone else's object has.
+async fn kafka_user_conflict<T>(
+    pipeline: &ValidPipeline,
+    ctx: &Context<T>,
+    ar: &kube::api::ApiResource,
+) -> Result<Option<Conflict>, Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &pipeline.namespace, ar);
+    for user in strimzi::kafka_users(pipeline, ar) {
+        let name = user.name_any();
+        let existing = api.get_metadata_opt(&name).await.map_err(|source| Error::Read {
+            kind: strimzi::USER_KIND,
+            name: name.clone(),
+            source,
+        })?;
+        if let Some(existing) = existing
+            && let Owner::Foreign(why) = owner_of(&existing.metadata, pipeline)
+        {
+            return Ok(Some(Conflict {
+                kind: strimzi::USER_KIND.into(),
+                namespace: pipeline.namespace.clone(),
+                name,
+                why,
+            }));
+        }
+    }
+    Ok(None)
+}
+
 /// Applies every child in order (after [`check_all`]); the consumers only when the topic is
-/// ready. With the NetworkPolicies off, deletes the ones this pipeline made.
+/// ready. A child the spec no longer has (the NetworkPolicies, switched off) is deleted when
+/// this pipeline made it.
 pub async fn all<T: Topics>(
     pipeline: &ValidPipeline,
     ctx: &Context<T>,
     children: &Children,
     topic_ready: bool,
 ) -> Result<Applied, Error> {
-    if !crate::names::managed_users(&pipeline.pipeline).is_empty()
-        && let Some(ar) = ctx.strimzi.served(&ctx.client).await.map_err(Error::Discovery)?.user
-    {
-        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &pipeline.namespace, &ar);
-        for user in strimzi::kafka_users(pipeline, &ar) {
-            let name = user.name_any();
-            api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&user))
-                .await
-                .map_err(|source| Error::Apply { kind: "KafkaUser", name, source })?;
+    let (mut producer, mut consumer) = (None, None);
+    for step in children.in_order(pipeline, topic_ready) {
+        match step {
+            Child::KafkaUsers => {
+                let Some(ar) = ctx.strimzi.served(&ctx.client).await.map_err(Error::Discovery)?.user else {
+                    continue;
+                };
+                let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &pipeline.namespace, &ar);
+                for user in strimzi::kafka_users(pipeline, &ar) {
+                    let name = user.name_any();
+                    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&user))
+                        .await
+                        .map_err(|source| Error::Apply { kind: strimzi::USER_KIND, name, source })?;
+                }
+            }
+            Child::NetworkPolicy(policy) => {
+                child(pipeline, ctx, policy).await?;
+            }
+            Child::Deployment(role, deployment) => {
+                let applied = Some(child(pipeline, ctx, deployment).await?);
+                match role {
+                    Component::Producer => producer = applied,
+                    Component::Consumer => consumer = applied,
+                }
+            }
+            Child::Service(service) => {
+                child(pipeline, ctx, service).await?;
+            }
+            Child::PodDisruptionBudget(pdb) => {
+                child(pipeline, ctx, pdb).await?;
+            }
+            Child::Absent { kind, name } => match kind {
+                ChildKind::NetworkPolicy => remove::<NetworkPolicy, T>(pipeline, ctx, &name).await?,
+                ChildKind::Deployment => remove::<Deployment, T>(pipeline, ctx, &name).await?,
+                ChildKind::Service => remove::<Service, T>(pipeline, ctx, &name).await?,
+                ChildKind::PodDisruptionBudget => remove::<PodDisruptionBudget, T>(pipeline, ctx, &name).await?,
+            },
         }
     }
-    for (component, policy) in [
-        (Component::Producer, &children.producer_network_policy),
-        (Component::Consumer, &children.consumer_network_policy),
-    ] {
-        match policy {
-            Some(policy) => {
-                let _: NetworkPolicy = child(pipeline, ctx, "NetworkPolicy", policy).await?;
-            }
-            None => {
-                let name = labels::child_name(&pipeline.name, component);
-                remove::<NetworkPolicy, T>(pipeline, ctx, "NetworkPolicy", &name).await?;
-            }
-        }
-    }
-    let producer: Deployment = child(pipeline, ctx, "Deployment", &children.producer_deployment).await?;
-    for service in [&children.producer_service, &children.consumer_service, &children.consumer_headless_service] {
-        let _: Service = child(pipeline, ctx, "Service", service).await?;
-    }
-    let _: PodDisruptionBudget = child(pipeline, ctx, "PodDisruptionBudget", &children.consumer_pdb).await?;
-    let consumer =
-        if topic_ready { Some(child(pipeline, ctx, "Deployment", &children.consumer_deployment).await?) } else { None };
+    // The list always holds the producer.
+    let producer = producer.unwrap_or_else(|| children.producer_deployment.clone());
     Ok(Applied { producer, consumer })
 }

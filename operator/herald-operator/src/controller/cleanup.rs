@@ -12,9 +12,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::{Context, Error, events, lock};
-use crate::names::{self, FINALIZER};
-use crate::topic::Topics;
-use crate::validate::ValidPipeline;
+use crate::build::names::{self, FINALIZER};
+use crate::build::strimzi;
+use crate::build::validate::ValidPipeline;
+use crate::kafka::admin::Topics;
 
 /// Whether deleting `p` needs the operator: a Strimzi KafkaTopic to delete with it.
 fn needs_finalizer(p: &NotificationPipeline) -> bool {
@@ -74,10 +75,9 @@ async fn delete_kafka_topic<T>(p: &NotificationPipeline, ctx: &Context<T>) -> Re
     else {
         return Ok(());
     };
-    let labels = existing.labels();
-    let ours = labels.get(names::PIPELINE_LABEL) == Some(&herald_api::labels::label_value(&p.name_any()))
-        && labels.get("app.kubernetes.io/managed-by").map(String::as_str) == Some(herald_api::labels::MANAGED_BY);
-    if !ours {
+    // The same rule the topic step applies: a KafkaTopic labelled for a pipeline of this name in
+    // another namespace is not this pipeline's.
+    if !strimzi::kafka_topic_is_ours(&existing.metadata, &p.namespace().unwrap_or_default(), &p.name_any()) {
         tracing::warn!(namespace, kafka_topic = name, "KafkaTopic is not this pipeline's; not deleting it");
         return Ok(());
     }

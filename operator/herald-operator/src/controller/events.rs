@@ -5,8 +5,8 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType};
 
 use super::Context;
-use crate::scaling;
-use crate::status::{self, Scaling, TopicState};
+use crate::build::scaling;
+use crate::build::status::{self, Scaling, TopicState};
 
 /// Publishes one Event on `p` (a failure to publish is logged, never fatal).
 pub async fn publish<T>(

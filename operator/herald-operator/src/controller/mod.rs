@@ -1,12 +1,12 @@
 //! The reconciler, read top to bottom: validate → topic → build (pure) → apply → status.
 //! Each step is its own module; this one holds what they share and the sequence.
 //!
-//! - [`crate::validate`]: every spec check and the tenancy policy, once;
+//! - [`crate::build::validate`]: every spec check and the tenancy policy, once;
 //! - [`topic`]: the KafkaTopic (Strimzi) or the topic in Kafka (Admin, External);
 //! - [`peer_token`]: the consumers' peer-token Secret, created once;
-//! - [`crate::desired`], [`crate::strimzi`]: the objects (pure);
-//! - [`apply`]: children applied in a stated order, none adopted from someone else;
-//! - [`crate::status`]: the status (pure), written only when it differs;
+//! - [`crate::build::desired`], [`crate::build::strimzi`]: the objects (pure);
+//! - [`apply`]: children applied in their declared order, none adopted from someone else;
+//! - [`crate::build::status`]: the status (pure), written only when it differs;
 //! - [`cleanup`]: the finalizer, only when a KafkaTopic must be deleted with the pipeline.
 
 mod access;
@@ -36,16 +36,18 @@ pub use backoff::Backoff;
 pub use children::ChildIndex;
 pub use strimzi_api::StrimziApis;
 
-use crate::desired::{self, Defaults, Observed};
+use crate::build::desired::{self, Defaults, Observed};
+use crate::build::names;
+use crate::build::reason::Reason;
+use crate::build::scaling::{self, History, Policy};
+use crate::build::status::{self, Scaling, TopicState};
+use crate::build::validate::{TenancyPolicy, ValidPipeline, validate};
+use crate::kafka::admin::Topics;
+use crate::kafka::lag::LagTarget;
+use crate::kafka::prober::{LagView, Prober};
 use crate::metrics::OperatorMetrics;
-use crate::names;
-use crate::prober::{LagTarget, LagView, Prober};
-use crate::scaling::{self, History, Policy};
-use crate::status::{self, Scaling, TopicState};
-use crate::topic::Topics;
-use crate::validate::{TenancyPolicy, ValidPipeline, validate};
 
-pub use crate::names::FINALIZER;
+pub use crate::build::names::FINALIZER;
 
 /// Annotation whose change asks for a reconcile (e.g. after a name conflict was cleared):
 /// `kubectl annotate npipe <name> herald.dev/reconcile-requested-at="$(date +%s)" --overwrite`.
@@ -245,7 +247,7 @@ async fn reconcile_pipeline<T: Topics>(p: &NotificationPipeline, ctx: &Context<T
     let access = access::kafka_access(&valid, ctx).await?;
     let topic = match topic::state(&valid, ctx, &access).await? {
         Ok(topic) => topic,
-        Err(conflict) => return refuse(p, ctx, "NameConflict", &conflict.to_string(), &now).await,
+        Err(conflict) => return refuse(p, ctx, Reason::NameConflict, &conflict.to_string(), &now).await,
     };
     let scaling = if topic.ready { Some(scale(&valid, ctx, &access, &topic, &now)) } else { None };
     let previous_desired = p.status.as_ref().and_then(|s| s.consumer.as_ref()).map(|c| c.desired_replicas);
@@ -254,10 +256,10 @@ async fn reconcile_pipeline<T: Topics>(p: &NotificationPipeline, ctx: &Context<T
         peer_token::PeerToken::Ready(uid) => Some(uid),
         peer_token::PeerToken::Absent => None,
         peer_token::PeerToken::Conflict(conflict) => {
-            return refuse(p, ctx, "NameConflict", &conflict.to_string(), &now).await;
+            return refuse(p, ctx, Reason::NameConflict, &conflict.to_string(), &now).await;
         }
         peer_token::PeerToken::Pending(why) => {
-            refuse(p, ctx, "PeerTokenPending", &why, &now).await?;
+            refuse(p, ctx, Reason::PeerTokenPending, &why, &now).await?;
             return Ok(Action::requeue(PEER_TOKEN_PENDING));
         }
     };
@@ -266,10 +268,12 @@ async fn reconcile_pipeline<T: Topics>(p: &NotificationPipeline, ctx: &Context<T
     let mut children = desired::children(&valid, &ctx.settings.defaults, &observed);
     match apply::check_all(&valid, ctx, &children, topic.ready).await? {
         apply::Check::Clear => {}
-        apply::Check::Conflict(conflict) => return refuse(p, ctx, "NameConflict", &conflict.to_string(), &now).await,
+        apply::Check::Conflict(conflict) => {
+            return refuse(p, ctx, Reason::NameConflict, &conflict.to_string(), &now).await;
+        }
         apply::Check::NoKafkaUserApi => {
             let message = "spec.kafka.authentication without producerSecretName and consumerSecretName needs Strimzi's KafkaUser API (kafka.strimzi.io), which this cluster does not serve";
-            refuse(p, ctx, "StrimziNotInstalled", message, &now).await?;
+            refuse(p, ctx, Reason::StrimziNotInstalled, message, &now).await?;
             return Ok(Action::requeue(STRIMZI_MISSING));
         }
     }
@@ -332,9 +336,9 @@ async fn reconcile_pipeline<T: Topics>(p: &NotificationPipeline, ctx: &Context<T
         "reconciled"
     );
     let sync = ctx.settings.sync_period;
-    Ok(Action::requeue(match (ready, topic.reason.as_str()) {
+    Ok(Action::requeue(match (ready, &topic.reason) {
         (true, _) => sync,
-        (false, "StrimziNotInstalled") => STRIMZI_MISSING,
+        (false, Reason::StrimziNotInstalled) => STRIMZI_MISSING,
         _ => CONVERGING.min(sync),
     }))
 }
@@ -418,7 +422,7 @@ async fn write_status<T>(
 async fn refuse<T>(
     p: &NotificationPipeline,
     ctx: &Context<T>,
-    reason: &str,
+    reason: Reason,
     message: &str,
     now: &Time,
 ) -> Result<Action, Error> {
@@ -426,14 +430,14 @@ async fn refuse<T>(
     tracing::warn!(
         namespace = p.namespace().unwrap_or_default(),
         pipeline = p.name_any(),
-        reason,
+        reason = %reason,
         message,
         "pipeline refused"
     );
-    write_status(p, ctx, status::refused(p, reason, message, now)).await?;
+    write_status(p, ctx, status::refused(p, &reason, message, now)).await?;
     let warning = format!("{reason}: {message}");
     if lock(&ctx.warned).insert(key, warning.clone()).as_deref() != Some(warning.as_str()) {
-        events::publish(p, ctx, EventType::Warning, reason, "Reconcile", message.to_string()).await;
+        events::publish(p, ctx, EventType::Warning, reason.as_str(), "Reconcile", message.to_string()).await;
     }
     if let Some(ns) = p.namespace() {
         ctx.metrics.ready.with_label_values(&[ns.as_str(), p.name_any().as_str()]).set(0);

@@ -14,9 +14,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use super::apply::{Conflict, Owner, owner_of};
 use super::{Context, Error};
-use crate::desired::PEER_TOKEN_KEY;
-use crate::names;
-use crate::validate::ValidPipeline;
+use crate::build::desired::PEER_TOKEN_KEY;
+use crate::build::validate::ValidPipeline;
 
 /// Random bytes in a token (hex-encoded in the Secret: 64 characters).
 pub const TOKEN_BYTES: usize = 32;
@@ -44,7 +43,7 @@ fn generate() -> Result<String, ring::error::Unspecified> {
 fn secret(pipeline: &ValidPipeline, token: String) -> Secret {
     Secret {
         metadata: ObjectMeta {
-            name: Some(names::peer_token_secret(&pipeline.name)),
+            name: Some(pipeline.peer_token_secret.clone()),
             namespace: Some(pipeline.namespace.clone()),
             labels: Some(labels::labels(&pipeline.name, Component::Consumer)),
             owner_references: Some(vec![pipeline.owner.clone()]),
@@ -59,7 +58,7 @@ fn secret(pipeline: &ValidPipeline, token: String) -> Secret {
 
 /// Whether the peer-token Secret exists and is this pipeline's (its metadata only is read).
 pub async fn check<T>(pipeline: &ValidPipeline, ctx: &Context<T>) -> Result<PeerToken, Error> {
-    let name = names::peer_token_secret(&pipeline.name);
+    let name = pipeline.peer_token_secret.clone();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &pipeline.namespace);
     let existing =
         api.get_metadata_opt(&name).await.map_err(|source| Error::ReadSecret { name: name.clone(), source })?;
@@ -79,7 +78,7 @@ pub async fn check<T>(pipeline: &ValidPipeline, ctx: &Context<T>) -> Result<Peer
 
 /// Creates the peer-token Secret with a fresh token: its uid.
 pub async fn create<T>(pipeline: &ValidPipeline, ctx: &Context<T>) -> Result<String, Error> {
-    let name = names::peer_token_secret(&pipeline.name);
+    let name = pipeline.peer_token_secret.clone();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &pipeline.namespace);
     let params = PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() };
     // A Secret that appeared since the read (another replica, a user) fails with 409, a

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kube::api::ApiResource;
 use tokio::time::Instant;
 
-use crate::strimzi::{GROUP, KIND, USER_KIND};
+use crate::build::strimzi::{GROUP, KIND, USER_KIND};
 
 /// How long a discovery answer is reused.
 pub const TTL: Duration = Duration::from_secs(60);

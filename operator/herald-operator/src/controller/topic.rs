@@ -3,32 +3,21 @@
 //! operator creates with the Kafka Admin API (an existing one only with `adoptExisting`), or an
 //! external topic that must exist.
 
-use herald_api::labels::{MANAGED_BY, label_value};
 use herald_api::{TopicManagement, labels::FIELD_MANAGER};
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::core::ObjectMeta;
 
 use super::access::KafkaAccess;
 use super::apply::Conflict;
 use super::{Context, Error, lock};
-use crate::names::{PIPELINE_LABEL, PIPELINE_NAMESPACE_LABEL};
-use crate::status::{self, TopicState};
-use crate::strimzi;
-use crate::topic::{Ensured, Topics, WantedTopic};
-use crate::validate::ValidPipeline;
+use crate::build::reason::Reason;
+use crate::build::status::{self, TopicState};
+use crate::build::strimzi;
+use crate::build::validate::ValidPipeline;
+use crate::kafka::admin::{Ensured, Topics, WantedTopic};
 
-/// Whether a KafkaTopic was made by Herald for this pipeline's namespace and name (this one or a
-/// predecessor of the same name: with `deletionPolicy: Retain` the topic outlives the pipeline).
-pub fn kafka_topic_is_ours(meta: &ObjectMeta, pipeline: &ValidPipeline) -> bool {
-    let labels = meta.labels.clone().unwrap_or_default();
-    labels.get("app.kubernetes.io/managed-by").map(String::as_str) == Some(MANAGED_BY)
-        && labels.get(PIPELINE_LABEL) == Some(&label_value(&pipeline.name))
-        && labels.get(PIPELINE_NAMESPACE_LABEL).is_none_or(|ns| *ns == label_value(&pipeline.namespace))
-}
-
-fn topic_state(pipeline: &ValidPipeline, partitions: i32, ready: bool, reason: &str, message: String) -> TopicState {
-    TopicState { name: pipeline.topic.clone(), partitions, ready, reason: reason.to_string(), message, created: false }
+fn topic_state(pipeline: &ValidPipeline, partitions: i32, ready: bool, reason: Reason, message: String) -> TopicState {
+    TopicState { name: pipeline.topic.clone(), partitions, ready, reason, message, created: false }
 }
 
 /// Whether the pipeline was already using `topic` (its last status said so): an existing Admin
@@ -53,7 +42,7 @@ pub async fn state<T: Topics>(
                     pipeline,
                     spec.partitions,
                     false,
-                    "StrimziNotInstalled",
+                    Reason::StrimziNotInstalled,
                     "the kafka.strimzi.io KafkaTopic API is not served by this cluster; install Strimzi or use topic.management Admin or External".into(),
                 )));
             };
@@ -62,21 +51,23 @@ pub async fn state<T: Topics>(
                     pipeline,
                     spec.partitions,
                     false,
-                    "NoClusterRef",
+                    Reason::NoClusterRef,
                     "topic.management Strimzi needs spec.kafka.clusterRef".into(),
                 )));
             };
             let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &pipeline.cluster_namespace, &ar);
             let name = desired.metadata.name.clone().unwrap_or_default();
             let existing = api.get_opt(&name).await.map_err(|source| Error::Read {
-                kind: "KafkaTopic",
+                kind: strimzi::KIND,
                 name: name.clone(),
                 source,
             })?;
             let current = match existing {
-                Some(existing) if !kafka_topic_is_ours(&existing.metadata, pipeline) => {
+                Some(existing)
+                    if !strimzi::kafka_topic_is_ours(&existing.metadata, &pipeline.namespace, &pipeline.name) =>
+                {
                     return Ok(Err(Conflict {
-                        kind: "KafkaTopic".into(),
+                        kind: strimzi::KIND.into(),
                         namespace: pipeline.cluster_namespace.clone(),
                         name,
                         why: "not labelled as this pipeline's".into(),
@@ -91,10 +82,10 @@ pub async fn state<T: Topics>(
                 _ => api
                     .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired))
                     .await
-                    .map_err(|source| Error::Apply { kind: "KafkaTopic", name, source })?,
+                    .map_err(|source| Error::Apply { kind: strimzi::KIND, name, source })?,
             };
             let (ready, reason, message) = strimzi::readiness(&current);
-            topic_state(pipeline, spec.partitions, ready, &reason, message)
+            topic_state(pipeline, spec.partitions, ready, reason, message)
         }
         TopicManagement::Admin => {
             let wanted = WantedTopic {
@@ -111,7 +102,7 @@ pub async fn state<T: Topics>(
                         pipeline,
                         partitions,
                         true,
-                        "TopicCreated",
+                        Reason::TopicCreated,
                         format!("created with {partitions} partitions"),
                     );
                     s.created = true;
@@ -129,8 +120,13 @@ pub async fn state<T: Topics>(
                                 .into(),
                         }));
                     }
-                    let mut s =
-                        topic_state(pipeline, partitions, true, "TopicExists", format!("{partitions} partitions"));
+                    let mut s = topic_state(
+                        pipeline,
+                        partitions,
+                        true,
+                        Reason::TopicExists,
+                        format!("{partitions} partitions"),
+                    );
                     s.created = created;
                     s
                 }
@@ -138,7 +134,7 @@ pub async fn state<T: Topics>(
                     pipeline,
                     spec.partitions,
                     false,
-                    if e.is_transient() { "KafkaUnreachable" } else { "TopicRejected" },
+                    if e.is_transient() { Reason::KafkaUnreachable } else { Reason::TopicRejected },
                     e.to_string(),
                 ),
             }
@@ -146,16 +142,16 @@ pub async fn state<T: Topics>(
         TopicManagement::External => match async { ctx.topics.partitions(access.spec()?, &pipeline.topic).await }.await
         {
             Ok(Some(partitions)) => {
-                topic_state(pipeline, partitions, true, "TopicExists", format!("{partitions} partitions"))
+                topic_state(pipeline, partitions, true, Reason::TopicExists, format!("{partitions} partitions"))
             }
             Ok(None) => topic_state(
                 pipeline,
                 spec.partitions,
                 false,
-                "TopicNotFound",
+                Reason::TopicNotFound,
                 format!("topic {} does not exist in Kafka; create it or use topic.management Admin", pipeline.topic),
             ),
-            Err(e) => topic_state(pipeline, spec.partitions, false, "KafkaUnreachable", e.to_string()),
+            Err(e) => topic_state(pipeline, spec.partitions, false, Reason::KafkaUnreachable, e.to_string()),
         },
     }))
 }

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeSet;
 
+use herald_api::labels::Component;
 use herald_api::{JwtSpec, KeyRef, NotificationPipeline, NotificationPipelineSpec, labels};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
-use crate::names;
+use super::names;
+use super::reason::Reason;
 
 /// librdkafka properties that `tls` and `authentication` own; setting them in
 /// `spec.kafka.properties` as well would make two sources of truth.
@@ -102,10 +104,10 @@ pub enum SpecError {
 
 impl SpecError {
     /// The `Ready` condition's reason for this error.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            SpecError::PolicyViolation(_) => "PolicyViolation",
-            _ => "InvalidSpec",
+            SpecError::PolicyViolation(_) => Reason::PolicyViolation,
+            _ => Reason::InvalidSpec,
         }
     }
 }
@@ -126,10 +128,44 @@ pub struct ValidPipeline {
     pub group: String,
     /// The Strimzi cluster's namespace (`clusterRef.namespace`, else the pipeline's).
     pub cluster_namespace: String,
+    /// The KafkaTopic's name (`<namespace>.<name>`, in the cluster's namespace).
+    pub kafka_topic: String,
+    /// The Kafka users of the roles, with `spec.kafka.authentication`.
+    pub users: Option<KafkaUsers>,
+    /// The Secret holding the consumers' peer token.
+    pub peer_token_secret: String,
     /// `spec.kafka.properties`, checked.
     pub kafka_properties: Vec<(String, String)>,
     /// Who may call the producer and the consumers.
     pub auth: Auth,
+}
+
+/// The Kafka user (and Secret) of each role: the Secret named in the spec, else the KafkaUser the
+/// operator creates (`<pipeline>-<role>`), which `managed` lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaUsers {
+    pub producer: String,
+    pub consumer: String,
+    /// The roles whose KafkaUser the operator creates.
+    pub managed: Vec<Component>,
+}
+
+impl KafkaUsers {
+    fn of(pipeline: &NotificationPipeline) -> Option<Self> {
+        Some(Self {
+            producer: names::user_name(pipeline, Component::Producer)?,
+            consumer: names::user_name(pipeline, Component::Consumer)?,
+            managed: names::managed_users(pipeline),
+        })
+    }
+
+    /// The user of `role`.
+    pub fn of_role(&self, role: Component) -> &str {
+        match role {
+            Component::Producer => &self.producer,
+            Component::Consumer => &self.consumer,
+        }
+    }
 }
 
 /// A pipeline's API authentication, its deprecated alias resolved.
@@ -181,6 +217,16 @@ impl ValidPipeline {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
+
+    /// The Kafka user of `role` (`None` without `spec.kafka.authentication`).
+    pub fn user(&self, role: Component) -> Option<&str> {
+        self.users.as_ref().map(|u| u.of_role(role))
+    }
+
+    /// The roles whose KafkaUser the operator creates (none without authentication).
+    pub fn managed_users(&self) -> &[Component] {
+        self.users.as_ref().map_or(&[], |u| u.managed.as_slice())
+    }
 }
 
 /// Checks `pipeline` against what the schema cannot express and against `policy`.
@@ -218,7 +264,8 @@ pub fn validate(pipeline: &NotificationPipeline, policy: &TenancyPolicy) -> Resu
     }
     let cluster_namespace = names::cluster_namespace(pipeline);
     let strimzi_ca = kafka.tls.as_ref().is_some_and(|t| t.ca_secret_ref.is_none()) && kafka.cluster_ref.is_some();
-    let strimzi_written = !names::managed_users(pipeline).is_empty() || strimzi_ca;
+    let users = KafkaUsers::of(pipeline);
+    let strimzi_written = users.as_ref().is_some_and(|u| !u.managed.is_empty()) || strimzi_ca;
     if strimzi_written && cluster_namespace != namespace {
         return Err(SpecError::CredentialsInOtherNamespace { cluster: cluster_namespace });
     }
@@ -253,6 +300,7 @@ pub fn validate(pipeline: &NotificationPipeline, policy: &TenancyPolicy) -> Resu
         }
     }
     Ok(ValidPipeline {
+        peer_token_secret: names::peer_token_secret(&name),
         kafka_properties: kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         pipeline: pipeline.clone(),
         name,
@@ -262,6 +310,8 @@ pub fn validate(pipeline: &NotificationPipeline, policy: &TenancyPolicy) -> Resu
         topic,
         group,
         cluster_namespace,
+        kafka_topic: names::kafka_topic_name(pipeline),
+        users,
         auth,
     })
 }
@@ -309,7 +359,7 @@ mod tests {
             ("h", "number"),
         ] {
             let err = validate(&with(bad), &TenancyPolicy::default()).unwrap_err();
-            assert_eq!(err.reason(), "InvalidSpec");
+            assert_eq!(err.reason().as_str(), "InvalidSpec");
             assert!(
                 err.to_string().starts_with("spec.consumer.history") && err.to_string().contains(says),
                 "{bad}: {err}"
@@ -330,7 +380,7 @@ mod tests {
             "consumer": {"groupId": "apps-social"}}),
         );
         let err = validate(&elsewhere, &policy).unwrap_err();
-        assert_eq!(err.reason(), "PolicyViolation");
+        assert_eq!(err.reason().as_str(), "PolicyViolation");
         assert!(err.to_string().contains("namespace team-b are not allowed"), "{err}");
 
         let unprefixed = mk(
@@ -391,7 +441,7 @@ mod tests {
         ] {
             let err = check(serde_json::json!({"kafka": kafka, "auth": {"jwt": jwt}})).unwrap_err();
             assert!(err.to_string().starts_with("spec.auth.jwt needs exactly one"), "{err}");
-            assert_eq!(err.reason(), "InvalidSpec");
+            assert_eq!(err.reason().as_str(), "InvalidSpec");
         }
     }
 }

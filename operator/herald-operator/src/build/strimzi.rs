@@ -8,8 +8,9 @@ use herald_api::labels::{Component, MANAGED_BY, label_value};
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::ObjectMeta;
 
-use crate::names::{self, PIPELINE_LABEL, PIPELINE_NAMESPACE_LABEL, PIPELINE_UID_LABEL};
-use crate::validate::ValidPipeline;
+use super::names::{PIPELINE_LABEL, PIPELINE_NAMESPACE_LABEL, PIPELINE_UID_LABEL};
+use super::reason::Reason;
+use super::validate::ValidPipeline;
 
 pub const GROUP: &str = "kafka.strimzi.io";
 pub const KIND: &str = "KafkaTopic";
@@ -32,8 +33,7 @@ fn strimzi_labels(pipeline: &ValidPipeline, cluster: &str) -> BTreeMap<String, S
 pub fn kafka_topic(pipeline: &ValidPipeline, ar: &ApiResource) -> Option<DynamicObject> {
     let cluster = pipeline.spec().kafka.cluster_ref.as_ref()?;
     let topic = &pipeline.spec().topic;
-    let mut obj =
-        DynamicObject::new(&names::kafka_topic_name(&pipeline.pipeline), ar).within(&pipeline.cluster_namespace);
+    let mut obj = DynamicObject::new(&pipeline.kafka_topic, ar).within(&pipeline.cluster_namespace);
     obj.metadata = ObjectMeta { labels: Some(strimzi_labels(pipeline, &cluster.name)), ..obj.metadata };
     obj.data = serde_json::json!({
         "spec": {
@@ -46,28 +46,39 @@ pub fn kafka_topic(pipeline: &ValidPipeline, ar: &ApiResource) -> Option<Dynamic
     Some(obj)
 }
 
+/// Whether a KafkaTopic was made by Herald for the pipeline `namespace/name` (this one or a
+/// predecessor of the same name: with `deletionPolicy: Retain` the topic outlives the pipeline).
+/// A topic labelled for a pipeline of that name in another namespace is not; one from before the
+/// namespace label was written (it has none) is.
+pub fn kafka_topic_is_ours(meta: &ObjectMeta, namespace: &str, name: &str) -> bool {
+    let labels = meta.labels.clone().unwrap_or_default();
+    labels.get("app.kubernetes.io/managed-by").map(String::as_str) == Some(MANAGED_BY)
+        && labels.get(PIPELINE_LABEL) == Some(&label_value(name))
+        && labels.get(PIPELINE_NAMESPACE_LABEL).is_none_or(|ns| *ns == label_value(namespace))
+}
+
 /// Whether Strimzi reports the KafkaTopic ready at its current generation, with why not.
-pub fn readiness(obj: &DynamicObject) -> (bool, String, String) {
+pub fn readiness(obj: &DynamicObject) -> (bool, Reason, String) {
     let status = &obj.data["status"];
     let generation = obj.metadata.generation.unwrap_or(0);
     let observed = status["observedGeneration"].as_i64().unwrap_or(-1);
     let ready = status["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "Ready")).cloned();
     match ready {
         _ if observed < generation => {
-            (false, "TopicPending".into(), "Strimzi has not reconciled the current KafkaTopic yet".into())
+            (false, Reason::TopicPending, "Strimzi has not reconciled the current KafkaTopic yet".into())
         }
-        Some(c) if c["status"] == "True" => (true, "TopicReady".into(), "Strimzi reports the KafkaTopic ready".into()),
+        Some(c) if c["status"] == "True" => (true, Reason::TopicReady, "Strimzi reports the KafkaTopic ready".into()),
         Some(c) => (
             false,
-            c["reason"].as_str().unwrap_or("TopicNotReady").to_string(),
+            Reason::Strimzi(c["reason"].as_str().unwrap_or("TopicNotReady").to_string()),
             c["message"].as_str().unwrap_or("Strimzi reports the KafkaTopic not ready").to_string(),
         ),
-        None => (false, "TopicPending".into(), "Strimzi has not reported on the KafkaTopic yet".into()),
+        None => (false, Reason::TopicPending, "Strimzi has not reported on the KafkaTopic yet".into()),
     }
 }
 
 /// The KafkaUsers the operator creates for `pipeline`: one per role without a named Secret, in
-/// the pipeline's namespace (which [`crate::validate`] requires to be the cluster's), owned by
+/// the pipeline's namespace (which [`super::validate`] requires to be the cluster's), owned by
 /// the pipeline so they go with it. Least privilege, literal names only: the producer may Write
 /// and Describe the topic; the consumers may Read and Describe it and Read their group. Strimzi
 /// writes each user's Secret under the same name.
@@ -87,17 +98,18 @@ pub fn kafka_users(pipeline: &ValidPipeline, ar: &ApiResource) -> Vec<DynamicObj
             "host": "*",
         })
     };
-    names::managed_users(&pipeline.pipeline)
-        .into_iter()
-        .filter_map(|role| {
-            let name = names::user_name(&pipeline.pipeline, role)?;
+    pipeline
+        .managed_users()
+        .iter()
+        .filter_map(|&role| {
+            let name = pipeline.user(role)?;
             let acls = match role {
                 Component::Producer => vec![acl("topic", &pipeline.topic, &["Write", "Describe"])],
                 Component::Consumer => {
                     vec![acl("topic", &pipeline.topic, &["Read", "Describe"]), acl("group", &pipeline.group, &["Read"])]
                 }
             };
-            let mut obj = DynamicObject::new(&name, ar).within(&pipeline.namespace);
+            let mut obj = DynamicObject::new(name, ar).within(&pipeline.namespace);
             obj.metadata = ObjectMeta {
                 labels: Some(strimzi_labels(pipeline, &cluster.name)),
                 owner_references: Some(vec![pipeline.owner.clone()]),
@@ -117,7 +129,7 @@ pub fn kafka_users(pipeline: &ValidPipeline, ar: &ApiResource) -> Vec<DynamicObj
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::{TenancyPolicy, validate};
+    use crate::build::validate::{TenancyPolicy, validate};
     use herald_api::NotificationPipeline;
 
     #[test]

@@ -2,11 +2,11 @@
 //! Strimzi's KafkaUser Secret layout, turned into librdkafka properties, a password file and
 //! read-only Secret volumes.
 
+use herald_api::AuthenticationType;
 use herald_api::labels::Component;
-use herald_api::{AuthenticationType, NotificationPipeline};
 use k8s_openapi::api::core::v1::{EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount};
 
-use crate::names::user_name;
+use super::validate::ValidPipeline;
 
 const CA_DIR: &str = "/etc/herald/kafka-ca";
 const USER_DIR: &str = "/etc/herald/kafka-user";
@@ -21,9 +21,10 @@ pub struct Security {
 }
 
 /// The Secret and key holding the CA the brokers' certificates chain to.
-fn ca_secret(pipeline: &NotificationPipeline) -> Option<(String, String)> {
-    let tls = pipeline.spec.kafka.tls.as_ref()?;
-    match (&tls.ca_secret_ref, &pipeline.spec.kafka.cluster_ref) {
+fn ca_secret(pipeline: &ValidPipeline) -> Option<(String, String)> {
+    let kafka = &pipeline.spec().kafka;
+    let tls = kafka.tls.as_ref()?;
+    match (&tls.ca_secret_ref, &kafka.cluster_ref) {
         (Some(r), _) => Some((r.name.clone(), r.key.clone())),
         (None, Some(cluster)) => Some((format!("{}-cluster-ca-cert", cluster.name), "ca.crt".to_string())),
         // Rejected by the CRD's CEL rule; treated as "no CA" if it slips through.
@@ -59,8 +60,8 @@ fn item(key: &str) -> KeyToPath {
 }
 
 /// The security of `role`'s pods; empty without `tls` and `authentication`.
-pub fn security(pipeline: &NotificationPipeline, role: Component) -> Security {
-    let kafka = &pipeline.spec.kafka;
+pub fn security(pipeline: &ValidPipeline, role: Component) -> Security {
+    let kafka = &pipeline.spec().kafka;
     let mut s = Security::default();
     let mut properties = Vec::new();
     let mut set = |k: &str, v: String| properties.push((k.to_string(), v));
@@ -81,11 +82,11 @@ pub fn security(pipeline: &NotificationPipeline, role: Component) -> Security {
         s.volumes.push(v);
         s.mounts.push(m);
     }
-    if let (Some(kind), Some(user)) = (auth, user_name(pipeline, role)) {
+    if let (Some(kind), Some(user)) = (auth, pipeline.user(role)) {
         let items = match kind {
             AuthenticationType::ScramSha512 => {
                 set("sasl.mechanism", "SCRAM-SHA-512".to_string());
-                set("sasl.username", user.clone());
+                set("sasl.username", user.to_string());
                 s.env.push(EnvVar {
                     name: "HERALD_KAFKA_SASL_PASSWORD_FILE".to_string(),
                     value: Some(format!("{USER_DIR}/password")),
@@ -99,7 +100,7 @@ pub fn security(pipeline: &NotificationPipeline, role: Component) -> Security {
                 vec![item("user.crt"), item("user.key")]
             }
         };
-        let (v, m) = secret_volume("kafka-user", &user, items, USER_DIR);
+        let (v, m) = secret_volume("kafka-user", user, items, USER_DIR);
         s.volumes.push(v);
         s.mounts.push(m);
     }
@@ -110,9 +111,9 @@ pub fn security(pipeline: &NotificationPipeline, role: Component) -> Security {
 /// The Secrets the operator reads to reach Kafka as the consumers do (its lag probe and `Admin`
 /// topic creation): the CA and the consumers' credentials. Which keys it needs is
 /// [`operator_properties`]'s business.
-pub fn operator_secrets(pipeline: &NotificationPipeline) -> Vec<String> {
+pub fn operator_secrets(pipeline: &ValidPipeline) -> Vec<String> {
     let ca = ca_secret(pipeline).map(|(secret, _)| secret);
-    let consumers = pipeline.spec.kafka.authentication.as_ref().and(user_name(pipeline, Component::Consumer));
+    let consumers = pipeline.user(Component::Consumer).map(str::to_string);
     ca.into_iter().chain(consumers).collect()
 }
 
@@ -121,7 +122,7 @@ pub fn operator_secrets(pipeline: &NotificationPipeline) -> Vec<String> {
 /// certificate and the key as PEM properties, the password as `sasl.password`. `Err` says what is
 /// missing.
 pub fn operator_properties(
-    pipeline: &NotificationPipeline,
+    pipeline: &ValidPipeline,
     secrets: &std::collections::BTreeMap<String, Option<std::collections::BTreeMap<String, Vec<u8>>>>,
 ) -> Result<Vec<(String, String)>, String> {
     let read = |secret: &str, key: &str| -> Result<String, String> {
@@ -138,12 +139,12 @@ pub fn operator_properties(
     if let Some((secret, key)) = ca_secret(pipeline) {
         properties.push(("ssl.ca.pem".into(), read(&secret, &key)?));
     }
-    if let (Some(auth), Some(user)) = (&pipeline.spec.kafka.authentication, user_name(pipeline, Component::Consumer)) {
+    if let (Some(auth), Some(user)) = (&pipeline.spec().kafka.authentication, pipeline.user(Component::Consumer)) {
         match auth.kind {
-            AuthenticationType::ScramSha512 => properties.push(("sasl.password".into(), read(&user, "password")?)),
+            AuthenticationType::ScramSha512 => properties.push(("sasl.password".into(), read(user, "password")?)),
             AuthenticationType::Tls => {
-                properties.push(("ssl.certificate.pem".into(), read(&user, "user.crt")?));
-                properties.push(("ssl.key.pem".into(), read(&user, "user.key")?));
+                properties.push(("ssl.certificate.pem".into(), read(user, "user.crt")?));
+                properties.push(("ssl.key.pem".into(), read(user, "user.key")?));
             }
         }
     }
@@ -155,14 +156,15 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn pipeline(kafka: serde_json::Value) -> NotificationPipeline {
-        serde_json::from_value(serde_json::json!({
+    fn pipeline(kafka: serde_json::Value) -> ValidPipeline {
+        let p = serde_json::from_value(serde_json::json!({
             "apiVersion": "herald.dev/v1alpha1",
             "kind": "NotificationPipeline",
-            "metadata": {"name": "social", "namespace": "apps"},
+            "metadata": {"name": "social", "namespace": "apps", "uid": "u-1"},
             "spec": {"kafka": kafka},
         }))
-        .unwrap()
+        .unwrap();
+        crate::build::validate::validate(&p, &Default::default()).unwrap()
     }
 
     type Secrets = BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>;

@@ -1,24 +1,21 @@
-//! What a pipeline becomes, as typed objects: pure functions of the validated pipeline and the
-//! operator's defaults. They never touch a client and cannot fail.
+//! The producer's and the consumers' Deployments (pure): their containers, env, probes,
+//! security contexts, volumes and rollout rules, from the validated pipeline, the images and what
+//! the reconcile observed.
 
 use std::collections::BTreeMap;
 
-use crate::credentials::{self, Security, secret_volume};
-use crate::names;
-use crate::validate::{Auth, ValidPipeline};
 use herald_api::labels::{self, Component};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Volume,
+    VolumeMount,
 };
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
-};
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::credentials::{self, Security, secret_volume};
+use super::validate::{Auth, ValidPipeline};
 
 /// The producer's API port (`POST /send`, probes).
 pub const PRODUCER_PORT: i32 = 8080;
@@ -59,19 +56,10 @@ pub struct Images {
     pub consumer: String,
 }
 
-/// What the operator's flags give every pipeline.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Defaults {
-    pub images: Images,
-    /// The namespaces whose pods may scrape the pipelines' `/metrics`
-    /// (`--metrics-namespace-selector`; empty: every namespace).
-    pub metrics_namespaces: LabelSelector,
-}
-
 /// What the reconcile observed that the objects depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
-    /// Consumer replicas (from [`crate::scaling`]).
+    /// Consumer replicas (from [`super::scaling`]).
     pub consumers: i32,
     /// The uid of the pipeline's peer-token Secret.
     pub peer_token_uid: String,
@@ -95,36 +83,7 @@ fn partition_history_env(observed: &Observed) -> Option<EnvVar> {
     })
 }
 
-/// The objects of one pipeline, in the order they are applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Children {
-    pub producer_deployment: Deployment,
-    pub producer_service: Service,
-    pub consumer_deployment: Deployment,
-    pub consumer_service: Service,
-    pub consumer_headless_service: Service,
-    pub consumer_pdb: PodDisruptionBudget,
-    /// `None` with `spec.networkPolicy.enabled: false` (the operator deletes its own).
-    pub producer_network_policy: Option<NetworkPolicy>,
-    pub consumer_network_policy: Option<NetworkPolicy>,
-}
-
-/// Builds every child of `pipeline`.
-pub fn children(pipeline: &ValidPipeline, defaults: &Defaults, observed: &Observed) -> Children {
-    let policies = pipeline.spec().network_policy.enabled;
-    Children {
-        producer_deployment: producer_deployment(pipeline, &defaults.images, observed),
-        producer_service: service(pipeline, Component::Producer, PRODUCER_PORT, false),
-        consumer_deployment: consumer_deployment(pipeline, &defaults.images, observed),
-        consumer_service: service(pipeline, Component::Consumer, CONSUMER_PORT, false),
-        consumer_headless_service: service(pipeline, Component::Consumer, CONSUMER_PORT, true),
-        consumer_pdb: consumer_pdb(pipeline),
-        producer_network_policy: policies.then(|| network_policy(pipeline, Component::Producer, defaults)),
-        consumer_network_policy: policies.then(|| network_policy(pipeline, Component::Consumer, defaults)),
-    }
-}
-
-fn meta(pipeline: &ValidPipeline, name: String, component: Component) -> ObjectMeta {
+pub(crate) fn meta(pipeline: &ValidPipeline, name: String, component: Component) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(pipeline.namespace.clone()),
@@ -296,9 +255,9 @@ fn api_auth(auth: &Auth, security: &mut Security) {
     }
 }
 
-fn producer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Observed) -> Deployment {
+pub(crate) fn producer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Observed) -> Deployment {
     let spec = &pipeline.spec().producer;
-    let mut security = credentials::security(&pipeline.pipeline, Component::Producer);
+    let mut security = credentials::security(pipeline, Component::Producer);
     api_auth(&pipeline.auth, &mut security);
     let mut env_vars = common_env(pipeline, PRODUCER_PORT, PRODUCER_METRICS_PORT, &security);
     // Read markers go to every partition a user mapped to.
@@ -346,12 +305,12 @@ fn producer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Obs
     )
 }
 
-fn consumer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Observed) -> Deployment {
+pub(crate) fn consumer_deployment(pipeline: &ValidPipeline, images: &Images, observed: &Observed) -> Deployment {
     let spec = &pipeline.spec().consumer;
-    let mut security = credentials::security(&pipeline.pipeline, Component::Consumer);
+    let mut security = credentials::security(pipeline, Component::Consumer);
     api_auth(&pipeline.auth, &mut security);
     // Forwarded reads and /internal/claims carry the pipeline's peer token.
-    let peer = herald_api::KeyRef { name: names::peer_token_secret(&pipeline.name), key: PEER_TOKEN_KEY.to_string() };
+    let peer = herald_api::KeyRef { name: pipeline.peer_token_secret.clone(), key: PEER_TOKEN_KEY.to_string() };
     let (v, m) = secret_volume(
         "peer-token",
         &peer.name,
@@ -421,93 +380,6 @@ fn one_consumer_at_a_time() -> DeploymentStrategy {
         rolling_update: Some(RollingUpdateDeployment {
             max_surge: Some(IntOrString::Int(1)),
             max_unavailable: Some(IntOrString::Int(0)),
-        }),
-    }
-}
-
-fn service(pipeline: &ValidPipeline, component: Component, port: i32, headless: bool) -> Service {
-    let name = pipeline.name.as_str();
-    let mut service_name = labels::child_name(name, component);
-    if headless {
-        service_name.push_str("-headless");
-    }
-    Service {
-        metadata: meta(pipeline, service_name, component),
-        spec: Some(ServiceSpec {
-            selector: Some(labels::selector(name, component)),
-            ports: Some(vec![ServicePort {
-                name: Some(HTTP_PORT_NAME.to_string()),
-                port,
-                target_port: Some(IntOrString::String(HTTP_PORT_NAME.to_string())),
-                protocol: Some("TCP".to_string()),
-                ..ServicePort::default()
-            }]),
-            // Pods addressable one by one, ready or not (consumers find each other through it).
-            cluster_ip: headless.then(|| "None".to_string()),
-            publish_not_ready_addresses: headless.then_some(true),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    }
-}
-
-fn consumer_pdb(pipeline: &ValidPipeline) -> PodDisruptionBudget {
-    let name = pipeline.name.as_str();
-    PodDisruptionBudget {
-        metadata: meta(pipeline, labels::child_name(name, Component::Consumer), Component::Consumer),
-        spec: Some(PodDisruptionBudgetSpec {
-            // One consumer at a time: each eviction is a rebalance.
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(labels::selector(name, Component::Consumer)),
-                ..LabelSelector::default()
-            }),
-            ..PodDisruptionBudgetSpec::default()
-        }),
-        ..PodDisruptionBudget::default()
-    }
-}
-
-/// Ingress to `component`'s pods: the API port from the pipeline's namespace (which holds the
-/// other consumers, for forwarded reads) and the spec's readers or senders; the metrics port from
-/// the operator's metrics namespaces. Egress (Kafka, the API server) is not restricted.
-fn network_policy(pipeline: &ValidPipeline, component: Component, defaults: &Defaults) -> NetworkPolicy {
-    let spec = &pipeline.spec().network_policy;
-    let extra = match component {
-        Component::Producer => &spec.senders,
-        Component::Consumer => &spec.readers,
-    };
-    let port = |name: &str| NetworkPolicyPort {
-        port: Some(IntOrString::String(name.to_string())),
-        protocol: Some("TCP".to_string()),
-        ..NetworkPolicyPort::default()
-    };
-    let same_namespace =
-        NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..NetworkPolicyPeer::default() };
-    let api_from = std::iter::once(same_namespace)
-        .chain(extra.iter().map(|p| NetworkPolicyPeer {
-            namespace_selector: p.namespace_selector.clone(),
-            pod_selector: p.pod_selector.clone(),
-            ip_block: None,
-        }))
-        .collect();
-    let metrics_from = NetworkPolicyPeer {
-        namespace_selector: Some(defaults.metrics_namespaces.clone()),
-        ..NetworkPolicyPeer::default()
-    };
-    NetworkPolicy {
-        metadata: meta(pipeline, labels::child_name(&pipeline.name, component), component),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(labels::selector(&pipeline.name, component)),
-                ..LabelSelector::default()
-            }),
-            policy_types: Some(vec!["Ingress".to_string()]),
-            ingress: Some(vec![
-                NetworkPolicyIngressRule { from: Some(api_from), ports: Some(vec![port(HTTP_PORT_NAME)]) },
-                NetworkPolicyIngressRule { from: Some(vec![metrics_from]), ports: Some(vec![port(METRICS_PORT_NAME)]) },
-            ]),
-            ..NetworkPolicySpec::default()
         }),
     }
 }

@@ -17,27 +17,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::scram::{Hash, Scram};
-
-/// Why talking to the cluster failed.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum ProbeError {
-    #[error("connecting to {addr}: {why}")]
-    Connect { addr: String, why: String },
-    #[error("{addr} did not answer within {timeout:?}")]
-    Timeout { addr: String, timeout: Duration },
-    #[error("talking to {addr}: {why}")]
-    Io { addr: String, why: String },
-    #[error("authenticating to {addr}: {why}")]
-    Auth { addr: String, why: String },
-    #[error("{addr} does not speak {api:?} in a version this client knows")]
-    Version { addr: String, api: ApiKey },
-    #[error(
-        "the operator's Kafka client does not support {0} (the lag probe speaks PLAINTEXT, SSL, SASL PLAIN and SCRAM)"
-    )]
-    Unsupported(String),
-    #[error("{0}")]
-    Broker(String),
-}
+use crate::kafka::error::ProbeError;
 
 /// SASL credentials.
 #[derive(Clone, PartialEq, Eq)]

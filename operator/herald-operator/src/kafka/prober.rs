@@ -1,7 +1,7 @@
 //! The background lag prober. Reconciles never call Kafka for the lag: they register what to
 //! probe and read the latest result. Once per period the prober probes every registered
 //! pipeline, all pipelines of one Kafka cluster in one batch through one client (see
-//! [`crate::kafka`]); a pipeline registered anew is probed at once, and its first result
+//! [`super::protocol`]); a pipeline registered anew is probed at once, and its first result
 //! triggers a reconcile so that scaling starts without waiting for a period.
 //!
 //! A failed probe keeps the last good reading until it is older than three periods; after that
@@ -11,48 +11,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use herald_api::KafkaSpec;
 use prometheus::IntCounterVec;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::topic::{LagReport, TopicError};
-
-/// One pipeline's lag to read: its topic and consumer group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LagTarget {
-    pub topic: String,
-    pub group: String,
-}
-
-/// Reads the lag of many groups on one Kafka cluster in one go.
-pub trait LagSource: Send + Sync + 'static {
-    /// The lag of each target on the cluster `kafka` reaches (servers and every property,
-    /// credentials included), in the order of `targets`. `Ok(None)`: the topic does not exist.
-    fn probe<'a>(
-        &'a self,
-        kafka: &'a KafkaSpec,
-        targets: &'a [LagTarget],
-    ) -> BoxFuture<'a, Vec<Result<Option<LagReport>, TopicError>>>;
-
-    /// Drops the clients of clusters no pipeline uses any more (`in_use`: their keys, as
-    /// [`cluster_key`] makes them).
-    fn retain(&self, in_use: &[String]);
-}
-
-/// Properties holding secret material: left out of a cluster's key, so that a rotated password
-/// or certificate replaces the cluster's client instead of adding one.
-pub const SECRET_PROPERTIES: &[&str] =
-    &["sasl.password", "ssl.key.pem", "ssl.certificate.pem", "ssl.ca.pem", "ssl.key.password"];
-
-/// What identifies a cluster and the identity used on it: the servers and every property that is
-/// not a secret.
-pub fn cluster_key(kafka: &KafkaSpec) -> String {
-    let public: Vec<_> = kafka.properties.iter().filter(|(k, _)| !SECRET_PROPERTIES.contains(&k.as_str())).collect();
-    format!("{}\n{public:?}", kafka.bootstrap_servers)
-}
+use super::lag::{LagReport, LagSource, LagTarget, cluster_key};
 
 /// What the reconcile learns about a pipeline's lag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +225,8 @@ impl Prober {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::error::TopicError;
+    use futures::future::BoxFuture;
     use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
     /// A cluster whose lag grows by one on every probe; can be made to fail.

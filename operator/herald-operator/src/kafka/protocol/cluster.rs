@@ -18,9 +18,9 @@ use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponse;
 use kafka_protocol::messages::{ApiKey, BrokerId, GroupId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::conn::{Connection, ProbeError, Settings};
-use crate::prober::LagTarget;
-use crate::topic::{LagReport, partition_lag};
+use super::conn::{Connection, Settings};
+use crate::kafka::error::ProbeError;
+use crate::kafka::lag::{LagReport, LagTarget, partition_lag};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 

@@ -1,6 +1,6 @@
 //! The topic in Kafka itself, for `Admin` (the operator creates it) and `External` (it must
-//! exist) management: read its partition count from metadata, create it when missing. And what
-//! a lag reading is (the lag itself is read by [`crate::kafka`]).
+//! exist) management: read its partition count from metadata, create it when missing, through
+//! one librdkafka admin client per cluster and identity.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -14,6 +14,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+
+use super::error::TopicError;
+use super::lag::cluster_key;
 
 /// What a pipeline asks of its topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,68 +41,6 @@ impl Ensured {
         match self {
             Ensured::Created { partitions } | Ensured::Exists { partitions } => partitions,
         }
-    }
-}
-
-/// Why the topic could not be read or created.
-#[derive(Debug, thiserror::Error)]
-pub enum TopicError {
-    #[error("creating the Kafka admin client: {0}")]
-    Client(KafkaError),
-    #[error("cannot reach Kafka: {0}")]
-    Unreachable(KafkaError),
-    #[error("Kafka refused to create topic {topic}: {code}")]
-    Create { topic: String, code: RDKafkaErrorCode },
-    #[error("no Kafka credentials for the operator: {0}")]
-    Credentials(String),
-    #[error("reading the lag: {0}")]
-    Probe(crate::kafka::ProbeError),
-}
-
-impl TopicError {
-    /// Whether retrying later can help (the broker may come back) or the spec must change.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            TopicError::Client(_) => false,
-            TopicError::Unreachable(_) => true,
-            // Strimzi writes a new KafkaUser's Secret a moment after the user is created.
-            TopicError::Credentials(_) => true,
-            TopicError::Probe(e) => !matches!(e, crate::kafka::ProbeError::Unsupported(_)),
-            TopicError::Create { code, .. } => !matches!(
-                code,
-                RDKafkaErrorCode::InvalidTopic
-                    | RDKafkaErrorCode::InvalidPartitions
-                    | RDKafkaErrorCode::InvalidReplicationFactor
-                    | RDKafkaErrorCode::InvalidConfig
-                    | RDKafkaErrorCode::TopicAuthorizationFailed
-                    | RDKafkaErrorCode::PolicyViolation
-            ),
-        }
-    }
-}
-
-/// A group's lag on a topic, as read from Kafka (not from the consumers).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LagReport {
-    /// The topic's partition count.
-    pub partitions: i32,
-    /// Lag by partition, every partition of the topic.
-    pub per_partition: Vec<(i32, i64)>,
-}
-
-impl LagReport {
-    pub fn total(&self) -> i64 {
-        self.per_partition.iter().map(|(_, lag)| *lag).sum()
-    }
-}
-
-/// The lag of one partition: from the committed offset to the log end, or, with nothing
-/// committed, everything still retained (records removed by retention never count). A log end
-/// reported below the committed offset (a broker quirk) counts as the committed offset.
-pub fn partition_lag(log_start: i64, log_end: i64, committed: Option<i64>) -> i64 {
-    match committed {
-        Some(c) => (log_end.max(c) - c).max(0),
-        None => (log_end - log_start.max(0)).max(0),
     }
 }
 
@@ -203,7 +144,7 @@ impl KafkaTopics {
     }
 
     fn admin(&self, kafka: &KafkaSpec) -> Result<Arc<TopicAdmin>, TopicError> {
-        let key = crate::prober::cluster_key(kafka);
+        let key = cluster_key(kafka);
         let mut admins = self.admins.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(cached) = admins.get(&key)
             && cached.properties == kafka.properties
@@ -247,15 +188,5 @@ mod tests {
         let rotated = topics.admin(&kafka("two")).unwrap();
         assert!(!Arc::ptr_eq(&first, &rotated));
         assert_eq!(topics.admins.lock().unwrap().len(), 1, "the old client is dropped, not kept");
-    }
-
-    #[test]
-    fn partition_lag_rules() {
-        assert_eq!(partition_lag(0, 100, Some(60)), 40);
-        assert_eq!(partition_lag(0, 100, Some(100)), 0);
-        assert_eq!(partition_lag(0, 100, None), 100, "nothing committed: everything retained");
-        assert_eq!(partition_lag(70, 100, None), 30, "records removed by retention never count");
-        assert_eq!(partition_lag(0, 91, Some(100)), 0, "a log end reported below the commit");
-        assert_eq!(partition_lag(0, 0, None), 0);
     }
 }

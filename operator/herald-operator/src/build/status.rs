@@ -10,8 +10,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use herald_model::partition::MAX_HISTORY;
 
-use crate::scaling::{Decision, recommended_partitions};
-use crate::validate::Auth;
+use super::reason::Reason;
+use super::scaling::{Decision, recommended_partitions};
+use super::validate::Auth;
 
 pub const READY: &str = "Ready";
 pub const TOPIC_READY: &str = "TopicReady";
@@ -46,7 +47,7 @@ pub struct TopicState {
     /// The partition count consumers are capped at (the topic's, or the spec's until known).
     pub partitions: i32,
     pub ready: bool,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
     /// The operator created the topic for this pipeline (`Admin`).
     pub created: bool,
@@ -195,7 +196,7 @@ pub fn compute(
     let c =
         |type_: &str, ok: bool, reason: &str, message: String| condition(type_, ok, reason, message, generation, now);
     let mut conditions = vec![
-        c(TOPIC_READY, topic.ready, &topic.reason, topic.message.clone()),
+        c(TOPIC_READY, topic.ready, topic.reason.as_str(), topic.message.clone()),
         c(PRODUCER_AVAILABLE, producer_ok, &producer_reason, producer_message),
         c(CONSUMERS_AVAILABLE, consumers_ok, &consumers_reason, consumers_message),
     ];
@@ -314,11 +315,16 @@ pub fn compute(
 
 /// A pipeline that cannot be reconciled as it is: `Ready=False` with the reason, everything else
 /// kept.
-pub fn refused(pipeline: &NotificationPipeline, reason: &str, message: &str, now: &Time) -> NotificationPipelineStatus {
+pub fn refused(
+    pipeline: &NotificationPipeline,
+    reason: &Reason,
+    message: &str,
+    now: &Time,
+) -> NotificationPipelineStatus {
     let previous = pipeline.status.clone().unwrap_or_default();
     let generation = pipeline.metadata.generation;
     let mut conditions: Vec<Condition> = previous.conditions.iter().filter(|c| c.type_ != READY).cloned().collect();
-    conditions.insert(0, condition(READY, false, reason, message, generation, now));
+    conditions.insert(0, condition(READY, false, reason.as_str(), message, generation, now));
     NotificationPipelineStatus {
         observed_generation: generation,
         conditions: merge_conditions(&previous.conditions, conditions),
@@ -335,7 +341,7 @@ mod tests {
             name: "t".into(),
             partitions,
             ready,
-            reason: String::new(),
+            reason: Reason::TopicPending,
             message: String::new(),
             created: false,
         }
