@@ -356,6 +356,26 @@ async fn deletion_with_delete_removes_the_kafka_topic_then_the_finalizer() {
 }
 
 #[tokio::test]
+async fn deletion_leaves_a_kafka_topic_labelled_for_another_namespaces_pipeline() {
+    let s = setup(FakeTopics::existing(6), FakeLag::fixed(0));
+    s.server.serve_strimzi();
+    s.create(&social(serde_json::json!({
+        "kafka": {"bootstrapServers": "k:9092", "clusterRef": {"name": "my-cluster", "namespace": "kafka"}},
+        "topic": {"deletionPolicy": "Delete"},
+    })));
+    s.reconcile().await.unwrap();
+    // The KafkaTopic of that name now says it belongs to team-b's pipeline "social": the topic step
+    // would refuse it as someone else's, and so must the cleanup.
+    let mut topic = s.get("kafkatopics", "kafka", "apps.social").unwrap();
+    topic["metadata"]["labels"]["herald.dev/pipeline-namespace"] = "team-b".into();
+    s.server.put("kafkatopics", topic);
+    s.server.delete("notificationpipelines", "apps", "social");
+    s.reconcile().await.unwrap();
+    assert!(s.pipeline().is_none(), "finalizer released");
+    assert!(s.get("kafkatopics", "kafka", "apps.social").is_some(), "another namespace's KafkaTopic was deleted");
+}
+
+#[tokio::test]
 async fn without_delete_no_finalizer_is_added_and_an_old_one_is_removed() {
     let s = setup(FakeTopics::existing(6), FakeLag::fixed(0));
     s.server.serve_strimzi();
