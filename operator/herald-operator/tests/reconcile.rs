@@ -639,3 +639,34 @@ async fn network_policies_are_kept_and_removed_when_turned_off_but_never_someone
     assert!(s.condition("Ready")["message"].as_str().unwrap().contains("NetworkPolicy apps/social-consumer"));
     assert_eq!(s.get("networkpolicies", "apps", "social-consumer").unwrap(), stored);
 }
+
+/// With the controller's child index (as `run` has it), a steady-state reconcile asks the API
+/// server nothing about a child it would remove and the watch has not seen; the first reconcile
+/// of a new spec asks all the same, so an object the watch has not reported yet is not left
+/// behind.
+#[tokio::test]
+async fn with_the_child_index_a_new_spec_still_asks_the_api_server_about_children_it_removes() {
+    let mut s = setup(FakeTopics::existing(6), FakeLag::fixed(0));
+    // An index whose watches have reported nothing (yet): every lookup misses.
+    Arc::get_mut(&mut s.ctx).expect("only this test holds the context").children =
+        Some(Arc::new(herald_operator::controller::ChildIndex::default()));
+    let off = social(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"},
+        "networkPolicy": {"enabled": false}}));
+    s.create(&external());
+    s.reconcile().await.unwrap();
+    assert!(s.get("networkpolicies", "apps", "social-consumer").is_some(), "created");
+
+    // Policies turned off: the watch never reported them, but the new spec is checked against the
+    // API server and both policies go.
+    s.create(&off);
+    s.server.reset_calls();
+    s.reconcile().await.unwrap();
+    assert!(s.server.count("get", "networkpolicies") >= 2, "a new spec reads what it removes");
+    assert!(s.get("networkpolicies", "apps", "social-producer").is_none(), "removed although unseen by the watch");
+    assert!(s.get("networkpolicies", "apps", "social-consumer").is_none(), "removed although unseen by the watch");
+
+    // Once that generation is observed, a steady-state reconcile asks nothing about them.
+    s.server.reset_calls();
+    s.reconcile().await.unwrap();
+    assert_eq!(s.server.count("get", "networkpolicies"), 0, "steady state: the index answers");
+}
