@@ -153,7 +153,7 @@ async fn pages_discovery_faults_and_calls() {
 }
 
 #[tokio::test]
-async fn a_watch_from_a_version_older_than_the_history_is_gone_and_the_watcher_relists() {
+async fn a_watch_from_a_version_older_than_the_history_is_gone() {
     let server = FakeApiServer::with_history(4);
     let cms: Api<ConfigMap> = Api::namespaced(server.client(), "apps");
     let list = cms.list(&ListParams::default()).await.unwrap();
@@ -166,15 +166,99 @@ async fn a_watch_from_a_version_older_than_the_history_is_gone_and_the_watcher_r
         kube::api::WatchEvent::Error(e) => assert_eq!(e.code, 410),
         other => panic!("expected 410 Gone, got {other:?}"),
     }
-    // The watcher recovers by listing again.
-    let mut events = watcher::watcher(cms, watcher::Config::default()).boxed();
-    let mut names = 0;
-    while let Some(Ok(e)) = events.next().await {
-        match e {
-            Event::InitApply(_) => names += 1,
+}
+
+/// kube-runtime's watcher itself meets the 410: its watch (no bookmarks) resumes from a version
+/// the history no longer holds, and it re-lists — learning of the deletion and the creation it
+/// missed meanwhile. (The watcher's stream is lazy: its watch request goes out only when polled
+/// after `InitDone`, so every write below precedes it.)
+#[tokio::test]
+async fn a_watcher_that_falls_behind_the_history_is_told_410_and_relists() {
+    let server = FakeApiServer::with_history(4);
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "apps");
+    server.put("configmaps", config_map("a", "1"));
+    let config = watcher::Config::default().labels("team=a").disable_bookmarks();
+    let mut events = watcher::watcher(cms, config).boxed();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), events.next()).await.expect("an event within 10 s").unwrap()
+    };
+    let mut first = Vec::new();
+    loop {
+        match next().await.unwrap() {
+            Event::InitApply(cm) => first.push(cm.metadata.name.unwrap()),
             Event::InitDone => break,
             _ => {}
         }
     }
-    assert_eq!(names, 10);
+    assert_eq!(first, ["a"]);
+    // Writes the watch does not select move the resource version past the history it resumes
+    // from; without bookmarks the watcher never learns the newer version.
+    for i in 0..10 {
+        let mut other = config_map(&format!("other{i}"), "x");
+        other["metadata"]["labels"]["team"] = "b".into();
+        server.put("configmaps", other);
+    }
+    // Removed while the watcher is behind: only a re-list can tell it.
+    server.delete("configmaps", "apps", "a");
+    server.put("configmaps", config_map("b", "1"));
+    let mut gone = false;
+    let mut relisted = Vec::new();
+    loop {
+        match next().await {
+            Err(watcher::Error::WatchError(e)) => {
+                assert_eq!(e.code, 410, "{e:?}");
+                gone = true;
+            }
+            Err(other) => panic!("unexpected watcher error {other:?}"),
+            Ok(Event::Init) => relisted.clear(),
+            Ok(Event::InitApply(cm)) => relisted.push(cm.metadata.name.unwrap()),
+            Ok(Event::InitDone) => break,
+            Ok(Event::Apply(_) | Event::Delete(_)) => {
+                panic!("a change delivered live: the history should have been exceeded")
+            }
+        }
+    }
+    assert!(gone, "the watcher re-listed without a 410");
+    assert_eq!(relisted, ["b"], "the re-list replaces what the watcher knew");
+    assert_eq!(server.count("list", "configmaps"), 2, "one initial list and one re-list");
+}
+
+/// Writers racing each other still reach a watch in resourceVersion order, so the watch (which
+/// skips any change at or below the last version it sent) loses none of them. Fails when the
+/// store's lock is released before the change is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_lose_no_change_to_a_watch() {
+    const WRITERS: usize = 8;
+    const EACH: usize = 250;
+    let server = FakeApiServer::new();
+    let cms: Api<ConfigMap> = Api::namespaced(server.client(), "apps");
+    let from = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let mut stream = cms.watch(&kube::api::WatchParams::default(), &from).await.unwrap().boxed();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    server.put("configmaps", config_map(&format!("w{w}-{i}"), "x"));
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let all = tokio::time::timeout(Duration::from_secs(10), async {
+        while seen.len() < WRITERS * EACH {
+            match stream.next().await.unwrap().unwrap() {
+                kube::api::WatchEvent::Added(cm) => {
+                    seen.insert(cm.metadata.name.unwrap());
+                }
+                kube::api::WatchEvent::Bookmark(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(all.is_ok(), "the watch delivered {} of {} creations", seen.len(), WRITERS * EACH);
 }
