@@ -46,8 +46,12 @@ PANELS = [
         (f'histogram_quantile(0.5, sum by (le) (rate(herald_consumer_end_to_end_latency_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p50"),
         (f'histogram_quantile(0.99, sum by (le) (rate(herald_consumer_end_to_end_latency_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p99"),
     ], "s", ""),
-    ("Invalid records", [(f'sum(rate(herald_consumer_records_total{{{SEL}, outcome="invalid"}}[$__rate_interval]))', "invalid")], "ops",
-     "Records on the topic that are not Herald notifications."),
+    ("Skipped records and fields", [
+        (f'sum(rate(herald_consumer_records_total{{{SEL}, outcome="invalid"}}[$__rate_interval]))', "invalid"),
+        (f'sum(rate(herald_consumer_records_total{{{SEL}, outcome="unknown"}}[$__rate_interval]))', "unknown kind"),
+        (f'sum by (kind) (rate(herald_consumer_unknown_fields_total{{{SEL}}}[$__rate_interval]))', "unknown fields: {{kind}}"),
+    ], "ops",
+     "Invalid: records on the topic that are not Herald records (dead-lettered when a dead-letter topic is set). Unknown kind / unknown fields: records of a newer producer that these consumers skip (the record contract's version rule) — expected during a rolling update, a sign of consumers left behind when it lasts."),
     ("Rebalances", [
         (f'sum(increase(herald_consumer_rebalances_total{{{SEL}}}[$__rate_interval]))', "rebalance callbacks"),
         (f'sum(increase(herald_consumer_assignments_lost_total{{{SEL}}}[$__rate_interval]))', "assignments lost"),

@@ -49,6 +49,23 @@ pub async fn produce_raw(
     (d.partition, d.offset)
 }
 
+/// Writes one record with `headers` (name, value), keyed by `key`, returning where it landed.
+pub async fn produce_with_headers(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+    headers: &[(&str, &[u8])],
+) -> (i32, i64) {
+    let mut owned = rdkafka::message::OwnedHeaders::new();
+    for (name, v) in headers {
+        owned = owned.insert(rdkafka::message::Header { key: name, value: Some(*v) });
+    }
+    let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key).payload(value).headers(owned);
+    let d = producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("produce");
+    (d.partition, d.offset)
+}
+
 /// Writes one record with its Kafka timestamp set to `timestamp_ms` (as a producer whose clock
 /// says so would), returning where it landed.
 pub async fn produce_at(

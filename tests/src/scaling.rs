@@ -351,7 +351,9 @@ fn record(
             tally.reads += 1;
             tally.not_200 += 1;
             tally.latencies_us.push(took.as_micros() as u64);
-            tally.failed(user, format!("user {user} from {consumer}: {} {}", a.status, a.text));
+            let at = chrono::Utc::now().format("%H:%M:%S%.3f");
+            let ms = took.as_millis();
+            tally.failed(user, format!("{at} user {user} from {consumer} ({ms} ms): {} {}", a.status, a.text));
         }
     }
 }
@@ -376,6 +378,8 @@ pub struct Scenario {
     pub consumers: Vec<Service>,
     pub load: Load,
     env: Vec<(&'static str, String)>,
+    /// Consumers stopped so far: their logs are part of [`Scenario::moves_log`].
+    stopped: Vec<Service>,
 }
 
 impl Scenario {
@@ -404,7 +408,7 @@ impl Scenario {
         }
         // A few seconds of steady state first.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        Self { setup, http, producer, consumers: running, load, env }
+        Self { setup, http, producer, consumers: running, load, env, stopped: Vec::new() }
     }
 
     /// Scales the group 3 → 6 → 3, one consumer at a time on the way down, each taken out of the
@@ -425,6 +429,7 @@ impl Scenario {
             let mut leaving = self.consumers.remove(0);
             self.load.remove(&leaving.url);
             assert!(leaving.terminate(Duration::from_secs(120)).success(), "{} did not exit cleanly", leaving.url);
+            self.stopped.push(leaving);
             wait_assigned(&self.http, &self.consumers.iter().collect::<Vec<_>>(), spread).await;
         }
         self.load.take_report()
@@ -444,6 +449,7 @@ impl Scenario {
             self.consumers.push(fresh);
             self.load.remove(&old.url);
             assert!(old.terminate(Duration::from_secs(120)).success(), "{} did not exit cleanly", old.url);
+            self.stopped.push(old);
             let spread = vec![even; self.consumers.len()];
             wait_assigned(&self.http, &self.consumers.iter().collect::<Vec<_>>(), &spread).await;
         }
@@ -491,15 +497,17 @@ impl Scenario {
         (rss / n, store / n)
     }
 
-    /// The running consumers' log lines about moves and trouble (the last 30 of each): what a
-    /// failed assertion shows next to the reads that failed.
+    /// The consumers' log lines about moves and trouble (the last 30 of each, stopped ones
+    /// first): what a failed assertion shows next to the reads that failed.
     pub fn moves_log(&self) -> String {
-        const ABOUT: [&str; 7] = ["handoff", "revoked", "assigned", "taken back", "standby", "WARN", "ERROR"];
+        const ABOUT: [&str; 8] =
+            ["handoff", "revoked", "assigned", "taken back", "standby", "WARN", "ERROR", "shutting down"];
         let mut out = String::new();
-        for c in &self.consumers {
+        let stopped = self.stopped.iter().map(|c| (c, " (stopped)"));
+        for (c, what) in stopped.chain(self.consumers.iter().map(|c| (c, ""))) {
             let log = c.log();
             let lines: Vec<&str> = log.lines().filter(|l| ABOUT.iter().any(|a| l.contains(a))).collect();
-            out.push_str(&format!("--- {}\n", c.url));
+            out.push_str(&format!("--- {}{what}\n", c.url));
             for line in &lines[lines.len().saturating_sub(30)..] {
                 out.push_str(line);
                 out.push('\n');

@@ -307,6 +307,86 @@ async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
     }
 }
 
+/// The record contract's version rule, as a consumer of this version meets records of a newer
+/// producer: a record kind it does not know is skipped and counted as `unknown` (not invalid, not
+/// dead-lettered); fields it does not know are skipped, and the rest of the record is used. The
+/// offsets move past all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_of_unknown_kinds_and_fields_are_skipped_not_dead_lettered() {
+    let s = Setup::new(Storage::Memory, 3, 4).await;
+    let dead_letter = herald_tests::unique("dead-letter");
+    kafka::create_topic(&s.broker.bootstrap(), &dead_letter, 1).await;
+    let http = Http::new();
+    let consumer = s.consumer(&[("HERALD_DEAD_LETTER_TOPIC", dead_letter.clone())]);
+    let producer = s.producer(&[]);
+    wait_ready(&http, &consumer, READY).await;
+    wait_ready(&http, &producer, READY).await;
+
+    let raw = kafka::raw_producer(&s.broker.bootstrap());
+    let n = Notification::new(
+        User { id: 1.into(), name: "Emma".into() },
+        User { id: 2.into(), name: "Bruno".into() },
+        "newer".into(),
+    );
+    let known = String::from_utf8(n.encode()).unwrap();
+    // A newer producer's notification: new fields at the top and inside `from`.
+    let newer = known
+        .replacen(r#""message":"newer""#, r#""message":"newer","title":"T","data":{"k":[1,2]}"#, 1)
+        .replacen(r#""name":"Emma""#, r#""name":"Emma","avatar":"a.png""#, 1);
+    let mut at = vec![kafka::produce_with_headers(&raw, &s.topic, b"2", newer.as_bytes(), &[]).await];
+    // A kind this version does not know (say, a newer inbox action).
+    let action = format!(r#"{{"user":2,"action":"archive","ids":["{}"],"at":"2026-12-06T00:00:00Z"}}"#, n.id);
+    at.push(kafka::produce_with_headers(&raw, &s.topic, b"2", action.as_bytes(), &[("herald.kind", b"archive")]).await);
+    // A read marker with a field this version does not know: applied all the same.
+    let marker = format!(r#"{{"user":2,"ids":["{}"],"at":"2026-12-06T00:00:01Z","category":"x"}}"#, n.id);
+    at.push(kafka::produce_with_headers(&raw, &s.topic, b"2", marker.as_bytes(), &[("herald.kind", b"read")]).await);
+    // A notification that says so.
+    let labelled = Notification::new(n.from.clone(), n.to.clone(), "labelled".into());
+    let labelled_json = labelled.encode();
+    at.push(
+        kafka::produce_with_headers(&raw, &s.topic, b"2", &labelled_json, &[("herald.kind", b"notification")]).await,
+    );
+    let partition = at[0].0;
+    assert!(at.iter().all(|(p, _)| *p == partition), "one user, one partition: {at:?}");
+    let sent = send_many(&http, &producer.url, 1, 1, |_| 2).await;
+
+    let url = format!("{}/notifications/2", consumer.url);
+    let items = wait_for("everything before the producer's notification handled", SETTLE, || async {
+        let got = http.get(&url).await.ok()?;
+        let items = got.json["notifications"].as_array()?.clone();
+        (items.iter().any(|i| i["id"] == sent[0].id.as_str())).then_some(items)
+    })
+    .await;
+    let ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [n.id.to_string().as_str(), labelled.id.to_string().as_str(), sent[0].id.as_str()]);
+    // The newer notification is served as this version knows it (no title, data or avatar)...
+    let first = &items[0];
+    assert_eq!(first["message"], "newer");
+    assert_eq!(first["from"], serde_json::json!({"id": 1, "name": "Emma"}));
+    assert!(first.get("title").is_none() && first.get("data").is_none(), "{first}");
+    // ... and the marker with an unknown field marked it read.
+    assert_eq!(first["read"], true, "{first}");
+    assert_eq!(items[1]["read"], false);
+
+    let text = scrape(&http, &consumer).await;
+    let count = |outcome: &str| metrics::sum(&text, "herald_consumer_records_total", &[("outcome", outcome)]);
+    assert_eq!(count("unknown"), 1.0, "the unknown kind");
+    assert_eq!(count("invalid"), 0.0);
+    assert_eq!(count("marker"), 1.0);
+    assert_eq!(count("stored"), 3.0);
+    let fields = |kind: &str| metrics::sum(&text, "herald_consumer_unknown_fields_total", &[("kind", kind)]);
+    assert_eq!((fields("notification"), fields("read")), (1.0, 1.0));
+    assert_eq!(metrics::sum(&text, "herald_consumer_dead_letter_records_total", &[("outcome", "written")]), 0.0);
+    // The group's offset moves past every one of them.
+    assert_eq!(sent[0].partition, i64::from(partition));
+    let end = sent[0].offset + 1;
+    wait_for("the offsets committed past the skipped records", SETTLE, || async {
+        let committed = kafka::committed(&s.broker.bootstrap(), &s.topic, &s.group, 3);
+        (committed.get(&partition).copied().unwrap_or(-1) >= end).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_outage_answers_503_within_the_send_timeout_never_200() {
     let mut s = Setup::new(Storage::Memory, 3, 4).await;

@@ -1,6 +1,7 @@
 //! The consumer's Prometheus metrics. Per-partition series exist only while the partition is
 //! assigned to this member.
 
+use herald_model::RecordKind;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// What happened to one record.
@@ -11,11 +12,18 @@ pub enum RecordOutcome {
     Invalid,
     /// A read marker, applied.
     Marker,
+    /// A record kind this version does not know (the record contract's version rule): skipped.
+    Unknown,
 }
 
 impl RecordOutcome {
-    pub const ALL: [RecordOutcome; 4] =
-        [RecordOutcome::Stored, RecordOutcome::Duplicate, RecordOutcome::Invalid, RecordOutcome::Marker];
+    pub const ALL: [RecordOutcome; 5] = [
+        RecordOutcome::Stored,
+        RecordOutcome::Duplicate,
+        RecordOutcome::Invalid,
+        RecordOutcome::Marker,
+        RecordOutcome::Unknown,
+    ];
 
     /// Its place in [`RecordOutcome::ALL`].
     pub fn index(self) -> usize {
@@ -28,6 +36,7 @@ impl RecordOutcome {
             RecordOutcome::Duplicate => "duplicate",
             RecordOutcome::Invalid => "invalid",
             RecordOutcome::Marker => "marker",
+            RecordOutcome::Unknown => "unknown",
         }
     }
 }
@@ -70,6 +79,8 @@ pub struct ConsumerMetrics {
     pub read_retries: IntCounter,
     /// Streams refused because `--max-streams` were open.
     pub streams_refused: IntCounter,
+    /// Records with fields this version does not know (skipped), by kind: notification, read.
+    pub unknown_fields: IntCounterVec,
 }
 
 /// How a handoff ended.
@@ -131,7 +142,7 @@ impl ConsumerMetrics {
             records: IntCounterVec::new(
                 Opts::new(
                     "herald_consumer_records_total",
-                    "Records handled, by outcome: stored, duplicate (already stored), invalid (skipped).",
+                    "Records handled, by outcome: stored, duplicate (already stored), marker (a read marker applied), unknown (a record kind this version does not know, skipped), invalid (skipped).",
                 ),
                 &["topic", "outcome"],
             )?,
@@ -239,6 +250,13 @@ impl ConsumerMetrics {
                 "herald_consumer_streams_refused_total",
                 "Streams refused because --max-streams were open.",
             )?,
+            unknown_fields: IntCounterVec::new(
+                Opts::new(
+                    "herald_consumer_unknown_fields_total",
+                    "Records with fields this consumer version does not know (skipped; the rest of the record is used), by kind: notification or read. Written by a newer producer.",
+                ),
+                &["kind"],
+            )?,
             refresh_requests: IntCounter::new(
                 "herald_consumer_membership_refresh_requests_total",
                 "Early looks at the peers' claims asked for: a forward failed, ownership moved, or an authenticated peer's forwarded read found this member no longer holds the partition.",
@@ -258,6 +276,10 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.standby_lag.clone()))?;
         registry.register(Box::new(m.read_retries.clone()))?;
         registry.register(Box::new(m.streams_refused.clone()))?;
+        registry.register(Box::new(m.unknown_fields.clone()))?;
+        for kind in [RecordKind::Notification, RecordKind::Read] {
+            m.unknown_fields(kind);
+        }
         registry.register(Box::new(m.restore_records.clone()))?;
         registry.register(Box::new(m.restore_duration.clone()))?;
         registry.register(Box::new(m.store_bytes.clone()))?;
@@ -279,6 +301,16 @@ impl ConsumerMetrics {
         registry.register(Box::new(m.streams.clone()))?;
         registry.register(Box::new(m.end_to_end_latency.clone()))?;
         Ok(m)
+    }
+
+    /// The counter of records of `kind` with fields this version does not know.
+    pub fn unknown_fields(&self, kind: RecordKind) -> IntCounter {
+        let label = match kind {
+            RecordKind::Notification => "notification",
+            RecordKind::Read => "read",
+            RecordKind::Unknown => "unknown",
+        };
+        self.unknown_fields.with_label_values(&[label])
     }
 
     /// The counter for one outcome on `topic`, for callers that cache it.

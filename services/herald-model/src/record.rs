@@ -11,6 +11,7 @@ use crate::error::DecodeError;
 use crate::time::format_time;
 use crate::time::parse_time;
 use crate::user_id::UserId;
+use crate::version::has_unknown_fields;
 
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
 pub(crate) struct BorrowedUser<'a> {
@@ -42,15 +43,24 @@ pub struct Record<'a> {
     pub id: Uuid,
     pub to: UserId,
     pub sent_at: DateTime<Utc>,
+    /// The value had fields this version does not know: skipped (the version rule,
+    /// [`crate::version`]), not kept or served.
+    pub unknown_fields: bool,
     pub(crate) fields: Borrowed<'a>,
 }
+
+/// The fields of a notification record this version knows.
+const RECORD_FIELDS: &[&str] = &["id", "from", "to", "message", "sentAt"];
 
 /// Decodes a record without copying it and checks the record contract (see [`decode`]).
 pub fn decode_record<'a>(key: Option<&[u8]>, value: Option<&'a [u8]>) -> Result<Record<'a>, DecodeError> {
     let value = value.ok_or(DecodeError::MissingValue)?;
-    let fields: Borrowed<'a> = match parse_exact(value) {
-        Some(fields) => fields,
-        None => serde_json::from_slice(value).map_err(|e| DecodeError::InvalidJson(e.to_string()))?,
+    let (fields, unknown_fields): (Borrowed<'a>, bool) = match parse_exact(value) {
+        Some(fields) => (fields, false),
+        None => {
+            let fields = serde_json::from_slice(value).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+            (fields, has_unknown_fields(value, RECORD_FIELDS))
+        }
     };
     check_key(key, &fields.to.id)?;
     if fields.message.is_empty() {
@@ -58,7 +68,7 @@ pub fn decode_record<'a>(key: Option<&[u8]>, value: Option<&'a [u8]>) -> Result<
     }
     // Kept as an instant: whatever form the record wrote it in, it is served in the contract's.
     let sent_at = parse_time(&fields.sent_at)?;
-    Ok(Record { id: fields.id, to: fields.to.id.clone(), sent_at, fields })
+    Ok(Record { id: fields.id, to: fields.to.id.clone(), sent_at, unknown_fields, fields })
 }
 
 /// The producer's exact form — `{"id":"…","from":{"id":N,"name":"…"},"to":{"id":N,"name":"…"},

@@ -205,7 +205,7 @@ fn read_markers_round_trip_and_are_checked() {
         ReadMarker { user: UserId::from(2), ids: vec![Uuid::new_v4(), Uuid::new_v4()], all: false, at: Utc::now() };
     let all = ReadMarker { user: UserId::from(2), ids: vec![], all: true, at: Utc::now() };
     for m in [&ids, &all] {
-        let back = decode_marker(Some(b"2"), Some(&m.encode())).unwrap();
+        let back = decode_marker(Some(b"2"), Some(&m.encode())).unwrap().marker;
         assert_eq!((&back.user, &back.ids, back.all), (&m.user, &m.ids, m.all));
     }
     assert!(matches!(decode_marker(Some(b"3"), Some(&ids.encode())), Err(DecodeError::KeyMismatch { .. })));
@@ -239,4 +239,26 @@ fn decode_record_rejects_what_decode_rejects() {
         1,
     );
     assert!(matches!(decode_record(Some(b"2"), Some(duplicate.as_bytes())), Err(DecodeError::InvalidJson(_))));
+}
+
+/// The version rule: fields a newer producer adds are skipped — the record is stored and served
+/// as this version knows it — and reported, so the consumer can count them.
+#[test]
+fn unknown_fields_are_skipped_and_reported() {
+    let n = mk_notification();
+    let good = String::from_utf8(n.encode()).unwrap();
+    let known = decode_record(Some(b"2"), Some(good.as_bytes())).unwrap();
+    assert!(!known.unknown_fields);
+    let newer = good.replacen("\"message\":\"hi\"", "\"message\":\"hi\",\"priority\":{\"level\":[1,2]}", 1);
+    let newer = newer.replacen("\"name\":", "\"avatar\":\"a.png\",\"name\":", 1);
+    let r = decode_record(Some(b"2"), Some(newer.as_bytes())).unwrap();
+    assert!(r.unknown_fields);
+    assert_eq!(String::from_utf8(served(&r)).unwrap(), String::from_utf8(known.canonical()).unwrap());
+    let marker = ReadMarker { user: UserId::from(2), ids: vec![], all: true, at: Utc::now() };
+    let plain = decode_marker(Some(b"2"), Some(&marker.encode())).unwrap();
+    assert!(!plain.unknown_fields);
+    let text = String::from_utf8(marker.encode()).unwrap().replacen('{', "{\"category\":\"x\",", 1);
+    let newer = decode_marker(Some(b"2"), Some(text.as_bytes())).unwrap();
+    assert!(newer.unknown_fields);
+    assert_eq!(newer.marker, plain.marker);
 }

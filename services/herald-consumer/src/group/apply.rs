@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use herald_model::{DecodeError, KIND_HEADER, KIND_READ, decode_marker, decode_record};
+use herald_model::{DecodeError, KIND_HEADER, RecordKind, decode_marker, decode_record};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use crate::claims::{Claim, Claims};
@@ -20,21 +20,23 @@ pub struct Incoming<'a> {
     pub offset: i64,
     pub key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
-    /// A read marker (by its `herald.kind` header), not a notification.
-    pub marker: bool,
+    /// What the record is, by its `herald.kind` header.
+    pub kind: RecordKind,
 }
 
 impl<'a> Incoming<'a> {
     pub fn of(message: &'a BorrowedMessage<'a>) -> Self {
-        let marker = message
-            .headers()
-            .is_some_and(|h| h.iter().any(|h| h.key == KIND_HEADER && h.value == Some(KIND_READ.as_bytes())));
+        // A header without a value names no kind this version knows.
+        let kind = match message.headers().and_then(|h| h.iter().find(|h| h.key == KIND_HEADER)) {
+            None => RecordKind::Notification,
+            Some(header) => RecordKind::of(Some(header.value.unwrap_or_default())),
+        };
         Self {
             partition: message.partition(),
             offset: message.offset(),
             key: message.key(),
             payload: message.payload(),
-            marker,
+            kind,
         }
     }
 }
@@ -47,7 +49,9 @@ pub enum Applied {
     Duplicate,
     /// A read marker, applied.
     Marker,
-    /// Neither a notification nor a read marker: skipped.
+    /// A record kind this version does not know (the version rule): skipped, not invalid.
+    Unknown,
+    /// Not what its kind says it is: skipped.
     Invalid(DecodeError),
 }
 
@@ -57,6 +61,7 @@ impl Applied {
             Applied::Stored => RecordOutcome::Stored,
             Applied::Duplicate => RecordOutcome::Duplicate,
             Applied::Marker => RecordOutcome::Marker,
+            Applied::Unknown => RecordOutcome::Unknown,
             Applied::Invalid(_) => RecordOutcome::Invalid,
         }
     }
@@ -88,18 +93,20 @@ impl Applier {
     /// stored at, for the end-to-end latency; `None` while restoring (the record is not new).
     pub fn apply(&self, record: &Incoming<'_>, now: Option<DateTime<Utc>>) -> Applied {
         let (partition, offset) = (record.partition, record.offset);
-        let applied = if record.marker {
-            match decode_marker(record.key, record.payload) {
-                Ok(marker) => {
+        let applied = match record.kind {
+            RecordKind::Read => match decode_marker(record.key, record.payload) {
+                Ok(decoded) => {
+                    self.count_unknown_fields(decoded.unknown_fields && now.is_some(), RecordKind::Read);
+                    let marker = decoded.marker;
                     let marked = self.store.mark_read(&marker, partition, offset);
-                    tracing::debug!(partition, offset, user = %marker.user, marked, "read marker applied");
+                    tracing::debug!(partition, offset, marked, "read marker applied");
                     Applied::Marker
                 }
                 Err(error) => Applied::Invalid(error),
-            }
-        } else {
-            match decode_record(record.key, record.payload) {
+            },
+            RecordKind::Notification => match decode_record(record.key, record.payload) {
                 Ok(decoded) => {
+                    self.count_unknown_fields(decoded.unknown_fields && now.is_some(), RecordKind::Notification);
                     let applied = match self.store.insert(&decoded, partition, offset) {
                         Insert::Stored => {
                             if let Some(now) = now {
@@ -115,6 +122,10 @@ impl Applier {
                     applied
                 }
                 Err(error) => Applied::Invalid(error),
+            },
+            RecordKind::Unknown => {
+                tracing::debug!(partition, offset, "record of a kind this version does not know skipped");
+                Applied::Unknown
             }
         };
         self.metrics.store_bytes.set(self.store.bytes() as i64);
@@ -139,6 +150,14 @@ impl Applier {
     pub fn at_end(&self, claim: &Claim) {
         if self.claims.at_end(claim) {
             self.restore_completed(claim, "reached the log end");
+        }
+    }
+
+    /// A new record of `kind` (not one restored, nor read outside the group: those were counted
+    /// by the member that handled them) had fields this version does not know, skipped.
+    fn count_unknown_fields(&self, unknown: bool, kind: RecordKind) {
+        if unknown {
+            self.metrics.unknown_fields(kind).inc();
         }
     }
 

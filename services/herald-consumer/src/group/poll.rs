@@ -485,8 +485,13 @@ mod tests {
 
         fn record(&mut self, reader: &FakeReader, offset: i64) -> Step {
             let (key, value) = &self.values[offset as usize];
-            let record =
-                Incoming { partition: 0, offset, key: Some(key.as_bytes()), payload: Some(value), marker: false };
+            let record = Incoming {
+                partition: 0,
+                offset,
+                key: Some(key.as_bytes()),
+                payload: Some(value),
+                kind: herald_model::RecordKind::Notification,
+            };
             self.state.polled(false);
             self.state.record(reader, &record, None)
         }
@@ -628,8 +633,13 @@ mod tests {
         let mut tail = PollLoop::new(Mode::Tail, "t", f.applier.clone(), f.status.clone(), f.metrics.clone());
         let outside = FakeReader::default();
         let (key, value) = f.values[2].clone();
-        let record =
-            Incoming { partition: 0, offset: 2, key: Some(key.as_bytes()), payload: Some(&value), marker: false };
+        let record = Incoming {
+            partition: 0,
+            offset: 2,
+            key: Some(key.as_bytes()),
+            payload: Some(&value),
+            kind: herald_model::RecordKind::Notification,
+        };
         tail.polled(false);
         assert_eq!(tail.record(&outside, &record, None), Step::Handled(RecordOutcome::Stored));
         assert_eq!((f.stored(), claim.handled()), (3, 3));
