@@ -158,6 +158,11 @@ async fn a_topic_that_grew_is_remembered_and_its_history_reaches_the_producer_an
     s.reconcile().await.unwrap();
     assert_eq!(s.status()["topic"]["partitions"], 6);
     assert_eq!(s.status()["topic"]["partitionHistory"], serde_json::json!([3, 6]));
+    assert_eq!(env_of(&s, "social-consumer")["HERALD_PARTITION_HISTORY"], "3,6");
+    // Both pod templates change: the producer's follows once the consumers rolled out (the
+    // stand-in's Deployments become ready at once; the next reconcile sees it).
+    assert!(!env_of(&s, "social-producer").contains_key("HERALD_PARTITION_HISTORY"));
+    s.reconcile().await.unwrap();
     for d in ["social-producer", "social-consumer"] {
         assert_eq!(env_of(&s, d)["HERALD_PARTITION_HISTORY"], "3,6", "{d}");
     }
@@ -669,4 +674,54 @@ async fn with_the_child_index_a_new_spec_still_asks_the_api_server_about_childre
     s.server.reset_calls();
     s.reconcile().await.unwrap();
     assert_eq!(s.server.count("get", "networkpolicies"), 0, "steady state: the index answers");
+}
+
+fn image(s: &Setup, deployment: &str) -> String {
+    let d = s.get("deployments", "apps", deployment).unwrap_or_else(|| panic!("{deployment}"));
+    d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string()
+}
+
+/// Marks the stored Deployment's rollout complete, as the Deployment controller would.
+fn rolled_out(s: &Setup, deployment: &str) {
+    let mut d = s.get("deployments", "apps", deployment).unwrap();
+    let replicas = d["spec"]["replicas"].clone();
+    d["status"] = serde_json::json!({"observedGeneration": d["metadata"]["generation"], "replicas": replicas,
+        "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
+    s.server.put("deployments", d);
+}
+
+/// An upgrade that changes the pods of both Deployments rolls the consumers first: the producer
+/// keeps its pods until the consumers' rollout is complete (a newer producer may write what older
+/// consumers skip). A change to the producer alone is applied at once.
+#[tokio::test]
+async fn an_upgrade_rolls_the_consumers_before_the_producer() {
+    let s = setup(FakeTopics::existing(6), FakeLag::fixed(0));
+    let spec = |producer: &str, consumer: &str| {
+        social(serde_json::json!({"kafka": {"bootstrapServers": "k:9092"}, "topic": {"management": "External"},
+            "producer": {"image": producer}, "consumer": {"image": consumer}}))
+    };
+    s.create(&spec("herald/producer:1", "herald/consumer:1"));
+    s.reconcile().await.unwrap();
+    assert_eq!(
+        (image(&s, "social-producer"), image(&s, "social-consumer")),
+        ("herald/producer:1".into(), "herald/consumer:1".into())
+    );
+
+    // From now on the Deployment controller is slow: a rollout ends when the test says so.
+    s.server.simulate(Simulation { deployments_become_ready: false, strimzi_reconciles: true });
+    s.create(&spec("herald/producer:2", "herald/consumer:2"));
+    assert_eq!(s.reconcile().await.unwrap(), Action::requeue(Duration::from_secs(15)), "looks again soon");
+    assert_eq!(image(&s, "social-consumer"), "herald/consumer:2");
+    assert_eq!(image(&s, "social-producer"), "herald/producer:1", "the producer waits for the consumers");
+    s.reconcile().await.unwrap();
+    assert_eq!(image(&s, "social-producer"), "herald/producer:1", "still rolling");
+
+    rolled_out(&s, "social-consumer");
+    s.reconcile().await.unwrap();
+    assert_eq!(image(&s, "social-producer"), "herald/producer:2", "applied once the consumers are done");
+
+    // The producer alone: nothing to wait for.
+    s.create(&spec("herald/producer:3", "herald/consumer:2"));
+    s.reconcile().await.unwrap();
+    assert_eq!(image(&s, "social-producer"), "herald/producer:3");
 }

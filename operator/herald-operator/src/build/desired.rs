@@ -81,9 +81,10 @@ pub enum Child<'a> {
 
 impl Children {
     /// Every child, in the order it is applied — the KafkaUsers first (Strimzi writes the Secrets
-    /// the pods mount), the NetworkPolicies (so that no pod runs unprotected), the producer, the
-    /// Services and the budget, then the consumers once the topic is ready. The ownership check
-    /// before the apply and the apply itself both follow this list.
+    /// the pods mount), the NetworkPolicies (so that no pod runs unprotected), the Services and
+    /// the budget, the consumers once the topic is ready, then the producer (whose new pod
+    /// template waits for the consumers' rollout: [`super::rollout`]). The ownership check before
+    /// the apply and the apply itself both follow this list.
     pub fn in_order<'a>(&'a self, pipeline: &ValidPipeline, topic_ready: bool) -> Vec<Child<'a>> {
         let mut order = Vec::with_capacity(10);
         if !pipeline.managed_users().is_empty() {
@@ -100,7 +101,6 @@ impl Children {
                 },
             });
         }
-        order.push(Child::Deployment(Component::Producer, &self.producer_deployment));
         for service in [&self.producer_service, &self.consumer_service, &self.consumer_headless_service] {
             order.push(Child::Service(service));
         }
@@ -108,6 +108,7 @@ impl Children {
         if topic_ready {
             order.push(Child::Deployment(Component::Consumer, &self.consumer_deployment));
         }
+        order.push(Child::Deployment(Component::Producer, &self.producer_deployment));
         order
     }
 }

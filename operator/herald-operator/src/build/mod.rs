@@ -8,12 +8,14 @@
 //! - [`desired`] (Services, budget, NetworkPolicies, the declared list of children) and
 //!   [`workloads`] (the Deployments); [`credentials`]: the pods' Kafka security;
 //!   [`strimzi`]: the KafkaTopic and KafkaUsers; [`selector`]: label selectors;
-//! - [`status`], [`reason`]: the status and its reasons; [`scaling`]: the consumer count.
+//! - [`status`], [`reason`]: the status and its reasons; [`scaling`]: the consumer count;
+//!   [`rollout`]: consumers roll before the producer.
 
 pub mod credentials;
 pub mod desired;
 pub mod names;
 pub mod reason;
+pub mod rollout;
 pub mod scaling;
 pub mod selector;
 pub mod status;

@@ -181,7 +181,7 @@ fn deployment(pipeline: &ValidPipeline, w: Workload) -> Deployment {
         ..Container::default()
     };
     let selector = labels::selector(name, w.component);
-    Deployment {
+    super::rollout::with_digest(Deployment {
         metadata: meta(pipeline, labels::child_name(name, w.component), w.component),
         spec: Some(DeploymentSpec {
             replicas: Some(w.replicas),
@@ -205,7 +205,7 @@ fn deployment(pipeline: &ValidPipeline, w: Workload) -> Deployment {
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
-    }
+    })
 }
 
 /// The env every pod gets, with `security` (its role's Kafka credentials) added to the

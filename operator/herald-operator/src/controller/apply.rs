@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 
 use super::{Context, Error};
 use crate::build::desired::{Child, ChildKind, Children};
-use crate::build::strimzi;
 use crate::build::validate::ValidPipeline;
+use crate::build::{rollout, strimzi};
 use crate::kafka::admin::Topics;
 
 /// Who controls an object that has (or would have) a child's name.
@@ -78,6 +78,8 @@ impl std::fmt::Display for Conflict {
 pub struct Applied {
     pub producer: Deployment,
     pub consumer: Option<Deployment>,
+    /// The producer's new pod template waits for the consumers' rollout ([`rollout`]).
+    pub producer_held: bool,
 }
 
 /// What a namespaced child kind needs for the generic steps.
@@ -123,6 +125,16 @@ async fn check<K: ChildResource, T>(
         }
         _ => None,
     })
+}
+
+/// The `K` object `name` as the API server has it now, if any.
+async fn current<K: ChildResource, T>(
+    pipeline: &ValidPipeline,
+    ctx: &Context<T>,
+    name: &str,
+) -> Result<Option<K>, Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &pipeline.namespace);
+    api.get_opt(name).await.map_err(|source| Error::Read { kind: K::KIND, name: name.to_string(), source })
 }
 
 /// Applies `obj` (server-side, forced: the pipeline solely owns its children, checked by
@@ -247,7 +259,7 @@ pub async fn all<T: Topics>(
     children: &Children,
     topic_ready: bool,
 ) -> Result<Applied, Error> {
-    let (mut producer, mut consumer) = (None, None);
+    let (mut producer, mut consumer, mut producer_held) = (None, None, false);
     for step in children.in_order(pipeline, topic_ready) {
         match step {
             Child::KafkaUsers => {
@@ -265,11 +277,25 @@ pub async fn all<T: Topics>(
             Child::NetworkPolicy(policy) => {
                 child(pipeline, ctx, policy).await?;
             }
-            Child::Deployment(role, deployment) => {
-                let applied = Some(child(pipeline, ctx, deployment).await?);
-                match role {
-                    Component::Producer => producer = applied,
-                    Component::Consumer => consumer = applied,
+            Child::Deployment(Component::Consumer, deployment) => {
+                consumer = Some(child(pipeline, ctx, deployment).await?);
+            }
+            Child::Deployment(Component::Producer, deployment) => {
+                // Consumers still rolling out (applied just before): a producer whose pods would
+                // change keeps its current ones until they are done.
+                let existing = match consumer.as_ref().is_some_and(|c| !rollout::rollout_complete(c)) {
+                    true => current::<Deployment, T>(pipeline, ctx, &name_of(deployment)).await?,
+                    false => None,
+                };
+                if rollout::hold_producer(consumer.as_ref(), existing.as_ref(), deployment) {
+                    tracing::info!(
+                        pipeline = %pipeline.key(),
+                        "the producer's new pods wait until the consumers' rollout is complete"
+                    );
+                    producer_held = true;
+                    producer = existing;
+                } else {
+                    producer = Some(child(pipeline, ctx, deployment).await?);
                 }
             }
             Child::Service(service) => {
@@ -288,5 +314,5 @@ pub async fn all<T: Topics>(
     }
     // The list always holds the producer.
     let producer = producer.unwrap_or_else(|| children.producer_deployment.clone());
-    Ok(Applied { producer, consumer })
+    Ok(Applied { producer, consumer, producer_held })
 }

@@ -337,6 +337,9 @@ async fn reconcile_pipeline<T: Topics>(p: &NotificationPipeline, ctx: &Context<T
     );
     let sync = ctx.settings.sync_period;
     Ok(Action::requeue(match (ready, &topic.reason) {
+        // The producer waits for the consumers' rollout; their Deployment's watch events bring
+        // the next reconcile sooner, this is the fallback.
+        _ if applied.producer_held => CONVERGING.min(sync),
         (true, _) => sync,
         (false, Reason::StrimziNotInstalled) => STRIMZI_MISSING,
         _ => CONVERGING.min(sync),

@@ -162,6 +162,12 @@ impl GroupContext {
     /// never committed one: nothing to restore). `None` for all when it cannot be read; those
     /// restores end at the log end instead.
     fn committed(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> HashMap<i32, Option<i64>> {
+        // Nothing new (a cooperative rebalance that only took partitions, or none): nothing to
+        // ask. Asking anyway blocks this callback, and with it the consuming of every partition
+        // still held, for up to COMMITTED_TIMEOUT while the coordinator is slow or being left.
+        if tpl.count() == 0 {
+            return HashMap::new();
+        }
         match consumer.committed_offsets(tpl.clone(), COMMITTED_TIMEOUT) {
             Ok(committed) => committed
                 .elements_for_topic(&self.topic)
@@ -182,6 +188,9 @@ impl GroupContext {
     /// bounded by `COMMITTED_TIMEOUT` and `WINDOW_TIMEOUT`, under `max.poll.interval.ms`.
     fn window_starts(&self, consumer: &BaseConsumer<Self>, partitions: &[i32]) -> HashMap<i32, i64> {
         let Some((history, seeker)) = &self.history else { return HashMap::new() };
+        if partitions.is_empty() {
+            return HashMap::new();
+        }
         let deadline = std::time::Instant::now() + WINDOW_TIMEOUT;
         let since = Utc::now().timestamp_millis().saturating_sub(history.as_millis() as i64).max(0);
         let mut query = TopicPartitionList::new();
