@@ -287,6 +287,9 @@ async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
         skipped.iter().all(|e| e["partition"].is_i64() && e["offset"].is_i64() && e["topic"] == s.topic.as_str()),
         "{skipped:?}"
     );
+    // A reason, never the error's text: that can quote the key (a user id) or a value.
+    assert!(skipped.iter().all(|e| e["reason"].is_string() && e.get("error").is_none()), "{skipped:?}");
+    assert!(skipped.iter().any(|e| e["reason"] == "key_mismatch"), "{skipped:?}");
 
     // Each skipped record is in the dead-letter topic, byte for byte, with where it came from
     // and why.

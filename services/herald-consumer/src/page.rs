@@ -145,11 +145,15 @@ pub fn select<'a>(
 
 /// Merges each partition's notifications (each list in log order) into one list in send order:
 /// the next one is always the earliest sent of the lists' heads (on a tie, the lower partition),
-/// so each partition keeps its log order and a [`Cursor`] compares the same way. Keeps the newest
-/// `max`.
+/// so each partition keeps its log order and a [`Cursor`] compares the same way. A notification
+/// in more than one list (a retry that straddled the topic's growth wrote it to the user's old
+/// and new partitions under one id) is kept once, where it came first, and read if either copy
+/// is. Keeps the newest `max`.
 pub fn merge(lists: Vec<Vec<Stored>>, max: usize) -> Vec<Stored> {
     let mut lists: Vec<std::collections::VecDeque<Stored>> = lists.into_iter().map(Into::into).collect();
-    let mut merged = Vec::with_capacity(lists.iter().map(|l| l.len()).sum());
+    let mut merged: Vec<Stored> = Vec::with_capacity(lists.iter().map(|l| l.len()).sum());
+    let mut kept_at: std::collections::HashMap<uuid::Uuid, usize> = std::collections::HashMap::new();
+    let several = lists.len() > 1;
     loop {
         let next = lists
             .iter()
@@ -158,6 +162,20 @@ pub fn merge(lists: Vec<Vec<Stored>>, max: usize) -> Vec<Stored> {
             .min()
             .map(|(_, i)| i);
         let Some(entry) = next.and_then(|i| lists.get_mut(i)).and_then(|l| l.pop_front()) else { break };
+        // One partition's list holds each id once already (the store drops redeliveries).
+        if several {
+            match kept_at.entry(entry.id()) {
+                std::collections::hash_map::Entry::Occupied(at) => {
+                    if let Some(kept) = merged.get_mut(*at.get()) {
+                        kept.read |= entry.read;
+                    }
+                    continue;
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(merged.len());
+                }
+            }
+        }
         merged.push(entry);
     }
     let extra = merged.len().saturating_sub(max);
@@ -290,6 +308,27 @@ mod tests {
         let kept = merge(vec![old, new], 25);
         assert_eq!(kept.len(), 25);
         assert_eq!(kept.last().map(|e| e.sent_at_ms), Some(1_000));
+    }
+
+    #[test]
+    fn a_notification_in_two_partitions_is_merged_once_and_read_if_either_copy_is() {
+        // A retry straddled the growth: the same notification in partition 1 and, sent again
+        // later, in partition 4, where a read marker covered it.
+        let n = notification(2, "retried");
+        let first = decoded(&n, |r| Stored::new(r, 1, 7));
+        let mut again = decoded(&n, |r| Stored::new(r, 4, 2));
+        again.sent_at_ms += 50;
+        again.read = true;
+        let mut others = entries(3);
+        for (i, e) in others.iter_mut().enumerate() {
+            (e.partition, e.offset, e.sent_at_ms) = (4, 10 + i as i64, first.sent_at_ms + 100 + i as i64);
+        }
+        let mut new_partition = vec![again];
+        new_partition.extend(others);
+        let merged = merge(vec![vec![first], new_partition], usize::MAX);
+        assert_eq!(merged.len(), 4);
+        assert_eq!(merged.iter().filter(|e| e.id() == n.id).count(), 1);
+        assert_eq!((merged[0].partition, merged[0].offset, merged[0].read), (1, 7, true), "the first copy, read");
     }
 
     #[test]

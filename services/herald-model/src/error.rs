@@ -14,3 +14,16 @@ pub enum DecodeError {
     #[error("notification has an empty message")]
     EmptyMessage,
 }
+
+impl DecodeError {
+    /// What went wrong, without anything the record holds (its key is a user id; a parser's
+    /// message can quote a value): what logs at `info` and above carry.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::MissingValue => "missing_value",
+            DecodeError::InvalidJson(_) => "invalid_json",
+            DecodeError::KeyMismatch { .. } => "key_mismatch",
+            DecodeError::EmptyMessage => "empty_message",
+        }
+    }
+}

@@ -356,7 +356,9 @@ impl PollLoop {
     /// dead-letter topic (when there is one).
     fn invalid(&self, record: &Incoming<'_>, dead_letter: Option<&DeadLetter>, error: &herald_model::DecodeError) {
         let (partition, offset) = (record.partition, record.offset);
-        tracing::warn!(topic = %self.topic, partition, offset, %error, "invalid record skipped");
+        // The error's text can hold a user id (the record's key) or a quoted value: debug only.
+        tracing::warn!(topic = %self.topic, partition, offset, reason = error.kind(), "invalid record skipped");
+        tracing::debug!(partition, offset, %error, "why the record is invalid");
         let Some(dl) = dead_letter else { return };
         let source = Source { topic: &self.topic, partition, offset };
         match dl.copy(source, record.key, record.payload, &error.to_string()) {
