@@ -6,7 +6,7 @@
 use herald_tests::broker::Storage;
 use herald_tests::http::Http;
 use herald_tests::reads::{READY, SETTLE, expected_lists, wait_assigned};
-use herald_tests::{Setup, send_many, wait_for, wait_ready};
+use herald_tests::{Setup, kafka, metrics, scrape, send_many, wait_for, wait_ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pages_of_100_walk_250_notifications_back_from_every_consumer() {
@@ -88,6 +88,15 @@ async fn a_send_retried_with_its_idempotency_key_is_shown_once() {
     assert!(first.status == 200 && retry.status == 200, "{} {}", first.text, retry.text);
     assert_eq!(first.json["id"], retry.json["id"]);
     assert_ne!((first.json["offset"].clone()), retry.json["offset"], "both records are in the log");
+    // The same key for other content is refused while the producer remembers it (a consumer
+    // would drop it as a duplicate that nobody sees).
+    let reused = {
+        let body = serde_json::json!({"fromID": 1, "toID": 2, "message": "your order was cancelled"});
+        let url = format!("{}/send", producer.url);
+        http.post_json_with(&url, &body, &[("idempotency-key", "order-42/shipped".to_string())]).await.unwrap()
+    };
+    assert_eq!(reused.status, 422, "{}", reused.text);
+    assert_eq!(reused.json, serde_json::json!({"message": "Idempotency-Key was used for another notification"}));
     // Another sender with the same key is another notification.
     let other = send(3, "order-42/shipped").await;
     assert_eq!(other.status, 200, "{}", other.text);
@@ -101,6 +110,24 @@ async fn a_send_retried_with_its_idempotency_key_is_shown_once() {
     })
     .await;
     assert_eq!(ids, [first.json["id"].as_str().unwrap(), other.json["id"].as_str().unwrap()]);
+
+    // The same id with other content through a path the producer does not remember (another
+    // producer pod, a restart): the consumer keeps the first and counts the conflict.
+    let raw = kafka::raw_producer(&s.broker.bootstrap());
+    let conflicting = serde_json::json!({"id": first.json["id"], "from": {"id": 1, "name": "Emma"},
+        "to": {"id": 2, "name": "Bruno"}, "message": "your order was cancelled", "sentAt": "2026-12-06T00:00:00Z"});
+    kafka::produce_raw(&raw, &s.topic, Some(b"2"), Some(conflicting.to_string().as_bytes())).await;
+    let counted = wait_for("the conflicting duplicate counted", SETTLE, || async {
+        let text = scrape(&http, &consumer).await;
+        let n = metrics::sum(&text, "herald_consumer_records_total", &[("outcome", "conflicting_duplicate")]);
+        (n == 1.0).then_some(n)
+    })
+    .await;
+    assert_eq!(counted, 1.0);
+    let a = http.get(&format!("{}/notifications/2", consumer.url)).await.unwrap();
+    let messages: Vec<&str> =
+        a.json["notifications"].as_array().unwrap().iter().map(|n| n["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, ["your order shipped", "your order shipped"], "the first kept, for both senders");
 
     for bad in ["", &"k".repeat(129), "tab\there"] {
         let a = send(1, bad).await;

@@ -14,15 +14,18 @@ pub enum RecordOutcome {
     Marker,
     /// A record kind this version does not know (the record contract's version rule): skipped.
     Unknown,
+    /// An id already stored with other content: the first kept.
+    ConflictingDuplicate,
 }
 
 impl RecordOutcome {
-    pub const ALL: [RecordOutcome; 5] = [
+    pub const ALL: [RecordOutcome; 6] = [
         RecordOutcome::Stored,
         RecordOutcome::Duplicate,
         RecordOutcome::Invalid,
         RecordOutcome::Marker,
         RecordOutcome::Unknown,
+        RecordOutcome::ConflictingDuplicate,
     ];
 
     /// Its place in [`RecordOutcome::ALL`].
@@ -37,6 +40,7 @@ impl RecordOutcome {
             RecordOutcome::Invalid => "invalid",
             RecordOutcome::Marker => "marker",
             RecordOutcome::Unknown => "unknown",
+            RecordOutcome::ConflictingDuplicate => "conflicting_duplicate",
         }
     }
 }
@@ -142,7 +146,7 @@ impl ConsumerMetrics {
             records: IntCounterVec::new(
                 Opts::new(
                     "herald_consumer_records_total",
-                    "Records handled, by outcome: stored, duplicate (already stored), marker (a read marker applied), unknown (a record kind this version does not know, skipped), invalid (skipped).",
+                    "Records handled, by outcome: stored, duplicate (already stored), marker (a read marker applied), unknown (a record kind this version does not know, skipped), conflicting_duplicate (an id already stored with other content; the first kept), invalid (skipped).",
                 ),
                 &["topic", "outcome"],
             )?,

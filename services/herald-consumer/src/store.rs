@@ -37,6 +37,11 @@ impl Stored {
         Packed::new(&self.packed)
     }
 
+    /// The packed form's bytes.
+    pub fn packed_bytes(&self) -> &[u8] {
+        &self.packed
+    }
+
     /// The packed form's size in bytes.
     pub fn packed_len(&self) -> usize {
         self.packed.len()
@@ -69,6 +74,9 @@ pub enum Insert {
     Stored,
     /// Already stored (a redelivery): nothing changed.
     Duplicate,
+    /// Its id is stored with other content (an `Idempotency-Key` reused for another notification
+    /// through another producer): the first is kept, nothing changed.
+    ConflictingDuplicate,
 }
 
 #[derive(Debug, Default)]
@@ -163,8 +171,13 @@ impl Store {
         }
         let fingerprint = fingerprint(&record.id);
         let entries = &log.entries;
-        if log.fingerprints.iter().enumerate().any(|(i, f)| *f == fingerprint && entries[i].id() == record.id) {
-            return Insert::Duplicate;
+        if let Some(i) =
+            log.fingerprints.iter().enumerate().position(|(i, f)| *f == fingerprint && entries[i].id() == record.id)
+        {
+            // The same id written again (a retry): the same notification unless what it says
+            // differs — the packed form holds everything but the time, which a retry renews.
+            let same = entries.get(i).is_some_and(|e| *e.packed_bytes() == *record.pack());
+            return if same { Insert::Duplicate } else { Insert::ConflictingDuplicate };
         }
         // Built under the lock only once it is known to be new: a redelivery costs no copy.
         let stored = Stored::new(record, partition, offset);
@@ -374,6 +387,20 @@ mod tests {
         assert_eq!(s.len(), 3);
         let first = &s.get(&UserId::from(2))[0];
         assert_eq!((first.partition, first.offset), (0, 10));
+    }
+
+    #[test]
+    fn an_id_written_again_with_other_content_is_a_conflicting_duplicate_and_the_first_stays() {
+        let s = Store::new(100, usize::MAX);
+        let first = mk(2, "shipped");
+        assert_eq!(put(&s, &first, 0, 1), Insert::Stored);
+        let mut retry = first.clone();
+        retry.sent_at += chrono::Duration::seconds(3);
+        assert_eq!(put(&s, &retry, 0, 2), Insert::Duplicate, "a retry renews only the time");
+        let mut reused = first.clone();
+        reused.message = "cancelled".into();
+        assert_eq!(put(&s, &reused, 0, 3), Insert::ConflictingDuplicate);
+        assert_eq!(messages(&s, 2), ["shipped"]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::idempotency::{Check, Remembered};
 use crate::kafka::{SendError, Sender};
 use crate::metrics::{Outcome, ProducerMetrics};
 use crate::request::{self, BodyFormat};
@@ -31,6 +32,8 @@ pub struct AppState {
     pub sender: Arc<Sender>,
     pub auth: Arc<Authenticator>,
     pub metrics: ProducerMetrics,
+    /// The `Idempotency-Key`s sent with lately ([`crate::idempotency`]).
+    pub keys: Arc<Remembered>,
 }
 
 /// Every way `/send` can fail, each with its status.
@@ -58,6 +61,8 @@ pub enum AppError {
     BadRequest(#[from] request::BadRequest),
     #[error("User not found")]
     UserNotFound,
+    #[error("Idempotency-Key was used for another notification")]
+    KeyReused,
     #[error("notification not sent: {0}; try again")]
     Unavailable(#[from] SendError),
 }
@@ -87,6 +92,7 @@ impl IntoResponse for AppError {
                 JsonError::new(StatusCode::BAD_REQUEST, message).into_response()
             }
             AppError::UserNotFound => JsonError::new(StatusCode::NOT_FOUND, message).into_response(),
+            AppError::KeyReused => JsonError::new(StatusCode::UNPROCESSABLE_ENTITY, message).into_response(),
             AppError::Unavailable(_) => JsonError::unavailable(message, Duration::from_secs(1)).into_response(),
         }
     }
@@ -258,10 +264,17 @@ async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
     let to = state.directory.get(&req.to_id).ok_or(AppError::UserNotFound)?;
     let mut notification = Notification::new(from.clone(), to.clone(), req.message);
     if let Some(key) = key {
-        // A retry writes the same id again; consumers keep the first and show it once.
+        // A retry writes the same id again; consumers keep the first and show it once. The same
+        // key for other content would be dropped by them as well: refused while remembered.
         notification.id = idempotent_id(&from.id, key);
+        if state.keys.check(&notification, Instant::now()) == Check::Conflict {
+            return Err(AppError::KeyReused);
+        }
     }
     let delivered = state.sender.send(&notification).await?;
+    if key.is_some() {
+        state.keys.remember(&notification, Instant::now());
+    }
     tracing::debug!(id = %notification.id, partition = delivered.partition, offset = delivered.offset, "sent");
     Ok(Sent {
         message: "Notification sent successfully!",

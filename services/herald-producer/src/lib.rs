@@ -2,6 +2,7 @@
 //! answers 200 only once the broker acknowledged it.
 
 pub mod app;
+pub mod idempotency;
 pub mod kafka;
 pub mod metrics;
 pub mod request;
@@ -141,7 +142,13 @@ impl Producer {
             "producer configured"
         );
         Ok(Self {
-            state: AppState { directory: Arc::new(directory), sender: Arc::new(sender), auth: Arc::new(auth), metrics },
+            state: AppState {
+                directory: Arc::new(directory),
+                sender: Arc::new(sender),
+                auth: Arc::new(auth),
+                metrics,
+                keys: Arc::default(),
+            },
             registry,
             http,
             edge: args.edge.clone(),

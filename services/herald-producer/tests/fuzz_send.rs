@@ -158,6 +158,7 @@ fn the_router_answers_every_body_with_200_or_a_4xx_json_message() {
             sender: Arc::new(Sender::new(&kafka, Duration::from_secs(5), metrics.client_replacements.clone()).unwrap()),
             auth: Arc::new(herald_auth::Authenticator::open()),
             metrics,
+            keys: Arc::default(),
         };
         let http = HttpMetrics::register(&registry).unwrap();
         router(state, http, &herald_kit::http::EdgeArgs::default())

@@ -66,6 +66,7 @@ fn mk_app(bootstrap: &str, token: Option<&str>, timeout: Duration) -> App {
         sender: Arc::new(Sender::new(&kafka, timeout, metrics.client_replacements.clone()).unwrap()),
         auth: Arc::new(authenticator(token)),
         metrics,
+        keys: Arc::default(),
     };
     let http = HttpMetrics::register(&registry).unwrap();
     App { api: router(state, http, &EdgeArgs::default()), registry }

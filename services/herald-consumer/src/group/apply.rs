@@ -47,6 +47,8 @@ pub enum Applied {
     Stored,
     /// Already stored (a redelivery): nothing changed.
     Duplicate,
+    /// Its id already stored with other content: the first kept.
+    ConflictingDuplicate,
     /// A read marker, applied.
     Marker,
     /// A record kind this version does not know (the version rule): skipped, not invalid.
@@ -60,6 +62,7 @@ impl Applied {
         match self {
             Applied::Stored => RecordOutcome::Stored,
             Applied::Duplicate => RecordOutcome::Duplicate,
+            Applied::ConflictingDuplicate => RecordOutcome::ConflictingDuplicate,
             Applied::Marker => RecordOutcome::Marker,
             Applied::Unknown => RecordOutcome::Unknown,
             Applied::Invalid(_) => RecordOutcome::Invalid,
@@ -116,6 +119,7 @@ impl Applier {
                             Applied::Stored
                         }
                         Insert::Duplicate => Applied::Duplicate,
+                        Insert::ConflictingDuplicate => Applied::ConflictingDuplicate,
                     };
                     let id = decoded.id;
                     tracing::debug!(partition, offset, %id, outcome = applied.outcome().label(), "record handled");
