@@ -262,3 +262,20 @@ fn unknown_fields_are_skipped_and_reported() {
     assert!(newer.unknown_fields);
     assert_eq!(newer.marker, plain.marker);
 }
+
+/// A record keyed `"02"` for user 2 (another producer's key) is not user 2's: it is invalid,
+/// not stored where no read of user 2 would find it.
+#[test]
+fn a_key_with_a_leading_zero_is_not_the_recipients() {
+    let value = mk_notification().encode();
+    assert!(decode_record(Some(b"2"), Some(&value)).is_ok());
+    for key in [&b"02"[..], b"002", b"+2"] {
+        assert!(matches!(decode_record(Some(key), Some(&value)), Err(DecodeError::KeyMismatch { .. })), "{key:?}");
+    }
+    for big in [u64::MAX, 10, 100, 1] {
+        let id = UserId::from(big);
+        assert!(id.is_key(id.key().as_bytes()), "{big}");
+        assert!(!id.is_key(format!("0{big}").as_bytes()), "{big}");
+        assert!(!id.is_key(format!("1{big}").as_bytes()), "{big}");
+    }
+}

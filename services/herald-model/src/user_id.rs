@@ -23,14 +23,24 @@ impl UserId {
         raw.parse().ok().filter(|id| *id > 0).map(Self)
     }
 
-    /// Whether `key` is this user's record key: the id in decimal, as [`UserId::key`] writes it
-    /// (leading zeros are read as the same number, as the record contract always allowed).
+    /// Whether `key` is this user's record key: exactly the bytes [`UserId::key`] writes. A key
+    /// such as `"02"` is not user 2's: it would land on another partition than user 2's
+    /// records, so a consumer that stored it under user 2 could never serve it (it is invalid).
     pub fn is_key(&self, key: &[u8]) -> bool {
-        std::str::from_utf8(key)
-            .ok()
-            .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|k| k.parse::<u64>().ok())
-            .is_some_and(|k| k == self.0)
+        // The decimal digits compared from the last, without formatting (once per record).
+        let mut n = self.0;
+        let mut rest = key;
+        loop {
+            let Some((last, head)) = rest.split_last() else { return false };
+            if *last != b'0' + (n % 10) as u8 {
+                return false;
+            }
+            n /= 10;
+            if n == 0 {
+                return head.is_empty();
+            }
+            rest = head;
+        }
     }
 
     /// The record key of this user's notifications and markers.
@@ -93,8 +103,10 @@ mod tests {
     fn keys_and_json_are_the_decimal_number() {
         let id = UserId::from(2);
         assert_eq!(id.key(), "2");
-        assert!(id.is_key(b"2") && id.is_key(b"02"));
-        assert!(!id.is_key(b"3") && !id.is_key(b"") && !id.is_key(b"2 ") && !id.is_key(&[0xff]));
+        assert!(id.is_key(b"2"));
+        for other in [&b"02"[..], b"+2", b"2 ", b" 2", b"3", b"", &[0xff]] {
+            assert!(!id.is_key(other), "{other:?}");
+        }
         assert_eq!(serde_json::to_string(&id).unwrap(), "2");
         assert_eq!(serde_json::from_str::<UserId>("2").unwrap(), id);
         assert_eq!(UserId::from_packed(id.to_packed()), id);
