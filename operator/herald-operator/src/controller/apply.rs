@@ -283,9 +283,10 @@ pub async fn all<T: Topics>(
             Child::Deployment(Component::Producer, deployment) => {
                 // Consumers still rolling out (applied just before): a producer whose pods would
                 // change keeps its current ones until they are done.
-                let existing = match consumer.as_ref().is_some_and(|c| !rollout::rollout_complete(c)) {
-                    true => current::<Deployment, T>(pipeline, ctx, &name_of(deployment)).await?,
-                    false => None,
+                let existing = if consumer.as_ref().is_some_and(|c| !rollout::rollout_complete(c)) {
+                    current::<Deployment, T>(pipeline, ctx, &name_of(deployment)).await?
+                } else {
+                    None
                 };
                 if rollout::hold_producer(consumer.as_ref(), existing.as_ref(), deployment) {
                     tracing::info!(
