@@ -132,6 +132,18 @@ impl Setup {
     /// The ends come from acknowledged produce offsets, not from the broker's ListOffsets:
     /// nisshi 0.7.0-pre.2 answers ListOffsets(latest) with the last batch's base offset + 1.
     pub async fn wait_committed_to(&self, ends: &BTreeMap<i32, i64>, limit: Duration) {
+        self.wait_committed_explained(ends, limit, &[]).await;
+    }
+
+    /// As [`Setup::wait_committed_to`]; on timeout the panic also shows the last lines of each of
+    /// `consumers`' logs about offsets, assignments and errors (what a stuck member said).
+    pub async fn wait_committed_explained(
+        &self,
+        ends: &BTreeMap<i32, i64>,
+        limit: Duration,
+        consumers: &[&process::Service],
+    ) {
+        const ABOUT: [&str; 8] = ["WARN", "ERROR", "panicked", "assigned", "revoked", "offsets", "gap", "lost"];
         let start = Instant::now();
         loop {
             let committed = self.committed();
@@ -143,11 +155,18 @@ impl Setup {
             if behind.is_empty() {
                 return;
             }
-            assert!(
-                start.elapsed() < limit,
-                "group {} did not commit up to the log end within {limit:?}: (partition, log end, committed) {behind:?}",
-                self.group
-            );
+            if start.elapsed() >= limit {
+                let mut said = String::new();
+                for c in consumers {
+                    let log = c.log();
+                    let lines: Vec<&str> = log.lines().filter(|l| ABOUT.iter().any(|a| l.contains(a))).collect();
+                    said.push_str(&format!("--- {}\n{}\n", c.url, lines[lines.len().saturating_sub(40)..].join("\n")));
+                }
+                panic!(
+                    "group {} did not commit up to the log end within {limit:?}: (partition, log end, committed) {behind:?}\n{said}",
+                    self.group
+                );
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

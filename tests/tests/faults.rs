@@ -164,7 +164,7 @@ async fn consumers_killed_at_random_during_a_stream_lose_nothing_and_show_no_dup
 
     let refs: Vec<&Service> = consumers.iter().collect();
     wait_assigned(&http, &refs, &[2.0, 2.0, 2.0]).await;
-    s.wait_committed_to(&log_ends(sent.iter().map(|a| (a.partition as i32, a.offset))), SETTLE).await;
+    s.wait_committed_explained(&log_ends(sent.iter().map(|a| (a.partition as i32, a.offset))), SETTLE, &refs).await;
     let (lost, duplicates, unexpected) = audit_reads(&http, &refs, &expected_lists(&sent)).await;
 
     let mut stored_by_live = 0.0;
@@ -289,8 +289,9 @@ async fn broker_restart_mid_stream_answers_503_meanwhile_and_loses_nothing() {
     // Every 200 is a record the broker still has after its restart.
     let (not_in_topic, records) = missing_from_topic(&s, &o.acked);
     // The consumers resume: they commit up to the end and every acknowledged send is readable.
-    s.wait_committed_to(&log_ends(o.acked.iter().map(|a| (a.partition as i32, a.offset))), SETTLE).await;
     let refs: Vec<&Service> = consumers.iter().collect();
+    let ends = log_ends(o.acked.iter().map(|a| (a.partition as i32, a.offset)));
+    s.wait_committed_explained(&ends, SETTLE, &refs).await;
     let (lost, duplicates, unexpected) = audit_reads(&http, &refs, &expected_lists(&o.acked)).await;
     let replacements =
         metrics::sum(&scrape(&http, &producer).await, "herald_producer_kafka_client_replacements_total", &[]);
