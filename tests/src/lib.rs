@@ -143,7 +143,8 @@ impl Setup {
         limit: Duration,
         consumers: &[&process::Service],
     ) {
-        const ABOUT: [&str; 8] = ["WARN", "ERROR", "panicked", "assigned", "revoked", "offsets", "gap", "lost"];
+        const ABOUT: [&str; 9] =
+            ["WARN", "ERROR", "panicked", "assigned", "revoked", "taken back", "offsets", "gap", "lost"];
         let start = Instant::now();
         loop {
             let committed = self.committed();
