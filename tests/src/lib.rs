@@ -144,7 +144,7 @@ impl Setup {
         consumers: &[&process::Service],
     ) {
         const ABOUT: [&str; 9] =
-            ["WARN", "ERROR", "panicked", "assigned", "revoked", "taken back", "offsets", "gap", "lost"];
+            ["WARN", "ERROR", "panicked", "assigned", "revoked", "taken back", "offsets", "missing", "lost"];
         let start = Instant::now();
         loop {
             let committed = self.committed();
