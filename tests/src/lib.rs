@@ -159,9 +159,7 @@ impl Setup {
             if start.elapsed() >= limit {
                 let mut said = String::new();
                 for c in consumers {
-                    let log = c.log();
-                    let lines: Vec<&str> = log.lines().filter(|l| ABOUT.iter().any(|a| l.contains(a))).collect();
-                    said.push_str(&format!("--- {}\n{}\n", c.url, lines[lines.len().saturating_sub(40)..].join("\n")));
+                    said.push_str(&format!("--- {}\n{}\n", c.url, c.log_excerpt(&ABOUT, 40)));
                 }
                 panic!(
                     "group {} did not commit up to the log end within {limit:?}: (partition, log end, committed) {behind:?}\n{said}",

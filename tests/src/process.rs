@@ -153,6 +153,14 @@ impl Service {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The last `n` lines of the log that contain any of `about`, one per line: what a failed
+    /// assertion shows of what the service said.
+    pub fn log_excerpt(&self, about: &[&str], n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().filter(|l| about.iter().any(|a| l.contains(a))).collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// The JSON log lines whose `message` is `message`.
     pub fn log_events(&self, message: &str) -> Vec<serde_json::Value> {
         self.log()

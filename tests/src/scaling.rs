@@ -513,13 +513,7 @@ impl Scenario {
         let mut out = String::new();
         let stopped = self.stopped.iter().map(|c| (c, " (stopped)"));
         for (c, what) in stopped.chain(self.consumers.iter().map(|c| (c, ""))) {
-            let log = c.log();
-            let lines: Vec<&str> = log.lines().filter(|l| ABOUT.iter().any(|a| l.contains(a))).collect();
-            out.push_str(&format!("--- {}{what}\n", c.url));
-            for line in &lines[lines.len().saturating_sub(30)..] {
-                out.push_str(line);
-                out.push('\n');
-            }
+            out.push_str(&format!("--- {}{what}\n{}\n", c.url, c.log_excerpt(&ABOUT, 30)));
         }
         out
     }

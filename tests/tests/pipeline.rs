@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use herald_model::{Notification, User};
 use herald_tests::broker::Storage;
 use herald_tests::http::Http;
+use herald_tests::process::Service;
 use herald_tests::reads::{assert_complete_everywhere, expected_lists};
 use herald_tests::{
     Acked, Setup, ids_for, kafka, log_ends, metrics, scrape, send_many, send_until, wait_for, wait_ready,
@@ -227,8 +228,9 @@ async fn sigterm_a_consumer_mid_stream_and_restart_it_loses_nothing() {
     assert_complete_everywhere(&http, &survivors, &expected_lists(&sent), SETTLE).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
+/// A broker, a dead-letter topic, a consumer copying invalid records to it and a producer, both
+/// ready.
+async fn with_dead_letter_topic() -> (Setup, String, Http, Service, Service) {
     let s = Setup::new(Storage::Memory, 3, 4).await;
     let dead_letter = herald_tests::unique("dead-letter");
     kafka::create_topic(&s.broker.bootstrap(), &dead_letter, 1).await;
@@ -237,6 +239,12 @@ async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
     let producer = s.producer(&[]);
     wait_ready(&http, &consumer, READY).await;
     wait_ready(&http, &producer, READY).await;
+    (s, dead_letter, http, consumer, producer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
+    let (s, dead_letter, http, consumer, producer) = with_dead_letter_topic().await;
 
     let raw = kafka::raw_producer(&s.broker.bootstrap());
     let valid_for_2 = Notification::new(
@@ -316,14 +324,7 @@ async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
 /// offsets move past all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn records_of_unknown_kinds_and_fields_are_skipped_not_dead_lettered() {
-    let s = Setup::new(Storage::Memory, 3, 4).await;
-    let dead_letter = herald_tests::unique("dead-letter");
-    kafka::create_topic(&s.broker.bootstrap(), &dead_letter, 1).await;
-    let http = Http::new();
-    let consumer = s.consumer(&[("HERALD_DEAD_LETTER_TOPIC", dead_letter.clone())]);
-    let producer = s.producer(&[]);
-    wait_ready(&http, &consumer, READY).await;
-    wait_ready(&http, &producer, READY).await;
+    let (s, _dead_letter, http, consumer, producer) = with_dead_letter_topic().await;
 
     let raw = kafka::raw_producer(&s.broker.bootstrap());
     let n = Notification::new(

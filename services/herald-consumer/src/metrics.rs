@@ -309,12 +309,7 @@ impl ConsumerMetrics {
 
     /// The counter of records of `kind` with fields this version does not know.
     pub fn unknown_fields(&self, kind: RecordKind) -> IntCounter {
-        let label = match kind {
-            RecordKind::Notification => "notification",
-            RecordKind::Read => "read",
-            RecordKind::Unknown => "unknown",
-        };
-        self.unknown_fields.with_label_values(&[label])
+        self.unknown_fields.with_label_values(&[kind.name()])
     }
 
     /// The counter for one outcome on `topic`, for callers that cache it.

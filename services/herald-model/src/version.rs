@@ -28,6 +28,15 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    /// Its `herald.kind` value (`unknown` for a kind this version does not know).
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::Notification => KIND_NOTIFICATION,
+            RecordKind::Read => KIND_READ,
+            RecordKind::Unknown => "unknown",
+        }
+    }
+
     /// The kind named by the `herald.kind` header's value; `None`: the record has no such header.
     pub fn of(header: Option<&[u8]>) -> Self {
         match header {
