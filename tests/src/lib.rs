@@ -53,6 +53,9 @@ pub struct Setup {
     /// them all as its peers, as a headless Service would list every pod.
     consumer_ports: Vec<u16>,
     consumers_started: AtomicUsize,
+    /// librdkafka's `fetch.wait.max.ms` for this setup's consumers (see
+    /// [`Setup::with_fetch_wait_ms`]).
+    fetch_wait_ms: u32,
 }
 
 /// Consumers one test may start in all.
@@ -91,7 +94,20 @@ impl Setup {
             users_file,
             consumer_ports,
             consumers_started: AtomicUsize::new(0),
+            fetch_wait_ms: 5,
         }
+    }
+
+    /// Consumers started from now on wait up to `ms` for a fetch (5 ms by default, see
+    /// [`TEST_CONSUMER_PROPERTIES`]). For logs of tens of thousands of records: nisshi's memory
+    /// engine lists every batch of a partition for each fetch below its end, and stops listing
+    /// once the fetch's wait is used up — a fetch whose list takes longer comes back empty. On
+    /// two busy CPUs, a 17,000-record partition's list takes longer than 5 ms, and a consumer
+    /// catching up on it moved ~25 records/s (measured: the consumer-sigkill suite then missed
+    /// its 120 s commit deadline). A real Kafka broker answers such a fetch at once.
+    pub fn with_fetch_wait_ms(mut self, ms: u32) -> Self {
+        self.fetch_wait_ms = ms;
+        self
     }
 
     fn common_env(&self) -> Vec<(&'static str, String)> {
@@ -116,7 +132,10 @@ impl Setup {
         let mut env = self.common_env();
         env.push(("HERALD_GROUP_ID", self.group.clone()));
         env.push(("HERALD_PEERS", peers.join(",")));
-        env.push(("HERALD_KAFKA_PROPERTIES", format!("{TEST_CONSUMER_PROPERTIES},statistics.interval.ms=1000")));
+        env.push((
+            "HERALD_KAFKA_PROPERTIES",
+            format!("{TEST_CONSUMER_PROPERTIES},statistics.interval.ms=1000,fetch.wait.max.ms={}", self.fetch_wait_ms),
+        ));
         env.extend_from_slice(extra);
         process::Service::start_on("herald-consumer", port, &[], &env)
     }

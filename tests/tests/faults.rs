@@ -117,7 +117,8 @@ async fn consumers_killed_at_random_during_a_stream_lose_nothing_and_show_no_dup
     const USERS: u64 = 2_000;
     const MIN_ROUNDS: usize = 4;
     let mut dice = Dice::new("consumer-sigkill");
-    let s = Arc::new(Setup::new(Storage::Memory, 6, USERS).await);
+    // 100,000 records: consumers that catch up on them need fetches nisshi can answer.
+    let s = Arc::new(Setup::new(Storage::Memory, 6, USERS).await.with_fetch_wait_ms(100));
     let http = Http::new();
     let producer = s.producer(&[]);
     wait_ready(&http, &producer, READY).await;
