@@ -95,6 +95,18 @@ impl Http {
             .await
     }
 
+    /// A send between users of any id form, as JSON (`from`/`to` as given: numbers or strings).
+    pub async fn send_between(
+        &self,
+        producer: &str,
+        from: impl serde::Serialize,
+        to: impl serde::Serialize,
+        message: &str,
+    ) -> Result<Answer, String> {
+        let body = serde_json::json!({"fromID": from, "toID": to, "message": message}).to_string();
+        self.request("POST", &format!("{producer}/send"), Some("application/json"), body.into_bytes()).await
+    }
+
     pub async fn send_json(&self, producer: &str, from: u64, to: u64, message: &str) -> Result<Answer, String> {
         let body = serde_json::json!({"fromID": from, "toID": to, "message": message}).to_string();
         self.request("POST", &format!("{producer}/send"), Some("application/json"), body.into_bytes()).await

@@ -36,8 +36,8 @@ async fn send_before_growth(
     futures::stream::iter(users)
         .map(|to| async move {
             let n = Notification::new(
-                User { id: 1.into(), name: "user1".into() },
-                User { id: to.into(), name: format!("user{to}") },
+                User { id: 1.into(), name: Some("user1".into()) },
+                User { id: to.into(), name: Some(format!("user{to}")) },
                 format!("{tag} {to}"),
             );
             let (key, value) = (n.key(), n.encode());

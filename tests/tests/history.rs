@@ -40,8 +40,11 @@ async fn records_older_than_the_window_are_neither_restored_nor_shown() {
     let mut recent: Vec<BTreeSet<String>> = vec![BTreeSet::new(); USERS as usize + 1];
     for i in 0..OLD + RECENT {
         let to = (i as u64 % USERS) + 1;
-        let mut n =
-            Notification::new(users[0].clone(), User { id: to.into(), name: format!("user{to}") }, format!("m{i}"));
+        let mut n = Notification::new(
+            users[0].clone(),
+            User { id: to.into(), name: Some(format!("user{to}")) },
+            format!("m{i}"),
+        );
         if i < OLD {
             n.sent_at = Utc::now() - Age::hours(3);
         } else {

@@ -50,10 +50,12 @@ async fn local_mode_runs_the_pipeline_it_prints_and_stops_cleanly() {
     let (producer, producer_metrics) = (producer_row[1], producer_row[2]);
     let read_url =
         table.lines().find_map(|l| l.trim().strip_prefix("curl http")).map(|rest| format!("http{rest}")).unwrap();
-    assert!(read_url.ends_with("/notifications/2"), "{read_url}");
+    // Local mode has no directory: the printed example uses the app's own string ids.
+    assert!(read_url.ends_with("/notifications/alice"), "{read_url}");
+    assert!(table.contains("-d fromID=bob -d toID=alice"), "{table}");
 
     let http = Http::new();
-    let sent = http.send_form(producer, 1, 2, "Hello Bruno").await.unwrap();
+    let sent = http.send_between(producer, "bob", "alice", "Hello Alice").await.unwrap();
     assert_eq!(sent.status, 200, "{}", sent.text);
     let got = wait_for("the notification at the printed URL", Duration::from_secs(30), || async {
         let a = http.get(&read_url).await.ok()?;
@@ -61,6 +63,7 @@ async fn local_mode_runs_the_pipeline_it_prints_and_stops_cleanly() {
     })
     .await;
     assert_eq!(got.json["notifications"][0]["id"], sent.json["id"]);
+    assert_eq!(got.json["notifications"][0]["from"], serde_json::json!({"id": "bob"}), "no directory: no names");
     // Every component's /metrics is where the table says, not on its API port.
     let text = http.get(producer_metrics).await.unwrap().text;
     assert!(text.contains(r#"herald_producer_notifications_total{outcome="sent"} 1"#), "{text}");

@@ -35,8 +35,8 @@ async fn transaction_markers_are_gaps_gone_past_without_losing_a_notification() 
             producer.begin_transaction().expect("begin");
             for i in 0..2 {
                 let n = Notification::new(
-                    User { id: 1.into(), name: "user1".into() },
-                    User { id: USER.into(), name: "user2".into() },
+                    User { id: 1.into(), name: Some("user1".into()) },
+                    User { id: USER.into(), name: Some("user2".into()) },
                     format!("transaction {t}, notification {i}"),
                 );
                 let (key, value) = (n.key(), n.encode());

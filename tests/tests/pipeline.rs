@@ -248,8 +248,8 @@ async fn invalid_records_are_counted_and_skipped_and_later_ones_stored() {
 
     let raw = kafka::raw_producer(&s.broker.bootstrap());
     let valid_for_2 = Notification::new(
-        User { id: 1.into(), name: "Emma".into() },
-        User { id: 2.into(), name: "Bruno".into() },
+        User { id: 1.into(), name: Some("Emma".into()) },
+        User { id: 2.into(), name: Some("Bruno".into()) },
         "x".into(),
     )
     .encode();
@@ -328,8 +328,8 @@ async fn records_of_unknown_kinds_and_fields_are_skipped_not_dead_lettered() {
 
     let raw = kafka::raw_producer(&s.broker.bootstrap());
     let n = Notification::new(
-        User { id: 1.into(), name: "Emma".into() },
-        User { id: 2.into(), name: "Bruno".into() },
+        User { id: 1.into(), name: Some("Emma".into()) },
+        User { id: 2.into(), name: Some("Bruno".into()) },
         "newer".into(),
     );
     let known = String::from_utf8(n.encode()).unwrap();

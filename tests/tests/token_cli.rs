@@ -99,7 +99,10 @@ fn minted_tokens_are_accepted_by_the_services_verifier() {
         )
         .unwrap();
         assert_eq!(header["alg"], algorithm);
-        assert_eq!(verify(&auth, &token), Ok(Identity::User { id: 2.into(), send_any: false, read_any: false }));
+        assert_eq!(
+            verify(&auth, &token),
+            Ok(Identity::User { id: 2.into(), send_any: false, read_any: false, name: None })
+        );
 
         auth.jwt_issuer = Some("https://id.example".into());
         auth.jwt_audience = Some("herald".into());
@@ -108,7 +111,10 @@ fn minted_tokens_are_accepted_by_the_services_verifier() {
             &["--sub", "7", "--scope", "read-any,send-any", "--issuer", "https://id.example", "--audience", "herald"],
         );
         assert!(ok, "{algorithm}: {err}");
-        assert_eq!(verify(&auth, &token), Ok(Identity::User { id: 7.into(), send_any: true, read_any: true }));
+        assert_eq!(
+            verify(&auth, &token),
+            Ok(Identity::User { id: 7.into(), send_any: true, read_any: true, name: None })
+        );
         let (_, wrong_audience, _) = mint(&key, &["--sub", "7", "--issuer", "https://id.example", "--audience", "x"]);
         assert!(verify(&auth, &wrong_audience).unwrap_err().contains("audience"), "{algorithm}");
         // The key never reaches the output.

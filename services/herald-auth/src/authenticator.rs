@@ -139,6 +139,32 @@ mod tests {
     }
 
     #[test]
+    fn a_string_sub_is_a_user_and_a_short_name_claim_is_kept() {
+        let (_dir, args) = files(SECRET, "s3rvice-t0ken");
+        let auth = Authenticator::from_args(&args, None).unwrap();
+        let alice = UserId::parse("alice@example.com").unwrap();
+        let mut named = claims("alice@example.com");
+        named["name"] = "Alice".into();
+        let identity = auth.authenticate(&headers(&hs256(named))).unwrap();
+        assert_eq!(
+            identity,
+            Identity::User { id: alice.clone(), send_any: false, read_any: false, name: Some("Alice".into()) }
+        );
+        assert_eq!(identity.name_of(&alice), Some("Alice"));
+        assert_eq!(identity.name_of(&UserId::from(7)), None, "a token names its own user only");
+        assert_eq!(Identity::Service.name_of(&alice), None);
+        for ignored in [serde_json::json!("x".repeat(257)), serde_json::json!(7), serde_json::json!("  ")] {
+            let mut odd = claims("alice@example.com");
+            odd["name"] = ignored.clone();
+            let identity = auth.authenticate(&headers(&hs256(odd))).unwrap();
+            assert_eq!(identity.name_of(&alice), None, "{ignored}");
+        }
+        for bad in ["02", "0", "..", "a b", ""] {
+            assert_eq!(auth.authenticate(&headers(&hs256(claims(bad)))), Err(AuthError::BadSubject), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn users_services_and_every_way_a_token_is_wrong() {
         let (_dir, args) = files(SECRET, "s3rvice-t0ken");
         let auth = Authenticator::from_args(&args, None).unwrap();
@@ -147,13 +173,13 @@ mod tests {
         assert_eq!(auth.authenticate(&headers("s3rvice-t0ken")), Ok(Identity::Service));
         assert_eq!(
             auth.authenticate(&headers(&hs256(claims("7")))),
-            Ok(Identity::User { id: UserId::from(7), send_any: false, read_any: false })
+            Ok(Identity::User { id: UserId::from(7), send_any: false, read_any: false, name: None })
         );
         let mut scoped = claims("7");
         scoped["scope"] = format!("openid {SEND_ANY} {READ_ANY}").into();
         assert_eq!(
             auth.authenticate(&headers(&hs256(scoped))),
-            Ok(Identity::User { id: UserId::from(7), send_any: true, read_any: true })
+            Ok(Identity::User { id: UserId::from(7), send_any: true, read_any: true, name: None })
         );
         let mut expired = claims("7");
         expired["exp"] = (now() - 120).into();
@@ -173,7 +199,7 @@ mod tests {
         let mut audience = claims("7");
         audience["aud"] = "other".into();
         assert_eq!(auth.authenticate(&headers(&hs256(audience))), Err(AuthError::WrongAudience));
-        for sub in ["0", "-1", "alice", ""] {
+        for sub in ["0", "-1", "02", ".."] {
             assert_eq!(auth.authenticate(&headers(&hs256(claims(sub)))), Err(AuthError::BadSubject), "{sub}");
         }
         let forged = jsonwebtoken::encode(
@@ -196,12 +222,12 @@ mod tests {
 
     #[test]
     fn what_each_identity_may_do() {
-        let user = Identity::User { id: UserId::from(7), send_any: false, read_any: false };
+        let user = Identity::User { id: UserId::from(7), send_any: false, read_any: false, name: None };
         assert!(user.may_read(&UserId::from(7)) && !user.may_read(&UserId::from(8)));
         assert_eq!(user.sender(None), Ok(UserId::from(7)));
         assert_eq!(user.sender(Some(UserId::from(7))), Ok(UserId::from(7)));
         assert_eq!(user.sender(Some(UserId::from(8))), Err(SendAs::Forbidden));
-        let any = Identity::User { id: UserId::from(7), send_any: true, read_any: true };
+        let any = Identity::User { id: UserId::from(7), send_any: true, read_any: true, name: None };
         assert!(any.may_read(&UserId::from(8)));
         assert_eq!(any.sender(Some(UserId::from(8))), Ok(UserId::from(8)));
         assert_eq!(Identity::Service.sender(Some(UserId::from(8))), Ok(UserId::from(8)));
@@ -235,7 +261,7 @@ mod tests {
         let claims = serde_json::json!({"sub": "7", "exp": now() + 600});
         let token =
             jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET).unwrap()).unwrap();
-        let user = Identity::User { id: UserId::from(7), send_any: false, read_any: false };
+        let user = Identity::User { id: UserId::from(7), send_any: false, read_any: false, name: None };
         assert_eq!(auth.authenticate(&headers(&token)), Ok(user.clone()));
         assert_eq!(auth.jwt.as_ref().unwrap().verified.len(), 1);
         assert_eq!(auth.authenticate(&headers(&token)), Ok(user));

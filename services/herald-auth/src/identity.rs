@@ -2,6 +2,9 @@
 
 use herald_model::UserId;
 
+/// The longest `name` claim a sender's notifications carry; a longer one is ignored.
+pub const MAX_NAME_CLAIM_BYTES: usize = 256;
+
 /// Who a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
@@ -11,8 +14,9 @@ pub enum Identity {
     Service,
     /// Another consumer of the same pipeline (the peer token).
     Peer,
-    /// A user, by a JWT.
-    User { id: UserId, send_any: bool, read_any: bool },
+    /// A user, by a JWT: its `sub`, its scopes, and its `name` claim when it has a usable one
+    /// (a string of at most [`MAX_NAME_CLAIM_BYTES`]).
+    User { id: UserId, send_any: bool, read_any: bool, name: Option<Box<str>> },
 }
 
 impl Identity {
@@ -34,6 +38,16 @@ impl Identity {
             (Identity::Peer, _) => Err(SendAs::Forbidden),
             (_, Some(from)) => Ok(from),
             (_, None) => Err(SendAs::Missing),
+        }
+    }
+}
+
+impl Identity {
+    /// The name this caller's token gives `user`: only a user's own `name` claim, for themself.
+    pub fn name_of(&self, user: &UserId) -> Option<&str> {
+        match self {
+            Identity::User { id, name, .. } if id == user => name.as_deref(),
+            _ => None,
         }
     }
 }
@@ -70,7 +84,7 @@ pub enum AuthError {
     WrongAudience,
     #[error("the token has no {0} claim")]
     MissingClaim(String),
-    #[error("the token's sub is not a user id (a positive integer)")]
+    #[error("the token's sub is not a valid user id")]
     BadSubject,
     #[error("the token is not a well-formed JWT")]
     NotAJwt,

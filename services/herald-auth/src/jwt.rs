@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::args::AuthArgs;
 use crate::error::AuthSetupError;
-use crate::identity::{AuthError, Identity};
+use crate::identity::{AuthError, Identity, MAX_NAME_CLAIM_BYTES};
 use crate::secret_file::{self, Trim};
 use crate::{LEEWAY_SECS, MIN_SECRET_BYTES, READ_ANY, SEND_ANY};
 use herald_model::UserId;
@@ -16,6 +16,10 @@ struct Claims {
     sub: Option<serde_json::Value>,
     #[serde(default)]
     scope: Option<String>,
+    /// The user's display name: any JSON value, so that an unusable one is ignored rather than
+    /// failing the token.
+    #[serde(default)]
+    name: Option<serde_json::Value>,
     #[serde(default)]
     exp: Option<f64>,
     #[serde(default)]
@@ -214,7 +218,13 @@ impl Jwt {
         .ok_or(AuthError::BadSubject)?;
         let scopes = data.claims.scope.clone().unwrap_or_default();
         let has = |scope: &str| scopes.split_ascii_whitespace().any(|s| s == scope);
-        Ok((Identity::User { id, send_any: has(SEND_ANY), read_any: has(READ_ANY) }, data.claims))
+        let name = match &data.claims.name {
+            Some(serde_json::Value::String(n)) if !n.trim().is_empty() && n.len() <= MAX_NAME_CLAIM_BYTES => {
+                Some(n.as_str().into())
+            }
+            _ => None,
+        };
+        Ok((Identity::User { id, send_any: has(SEND_ANY), read_any: has(READ_ANY), name }, data.claims))
     }
 }
 
@@ -240,7 +250,7 @@ mod tests {
     #[test]
     fn a_remembered_token_still_expires_and_the_table_stays_bounded() {
         let cache = VerifiedTokens::default();
-        let user = Identity::User { id: UserId::from(7), send_any: false, read_any: false };
+        let user = Identity::User { id: UserId::from(7), send_any: false, read_any: false, name: None };
         let now = 1_000_000;
         cache.insert([1; 32], VerifiedToken { identity: user.clone(), exp: now + 60, nbf: now - 5 }, now);
         assert_eq!(cache.get(&[1; 32], now), Some(user.clone()));

@@ -24,7 +24,7 @@ mod token;
 pub use args::AuthArgs;
 pub use authenticator::Authenticator;
 pub use error::AuthSetupError;
-pub use identity::{AuthError, Identity, SendAs};
+pub use identity::{AuthError, Identity, MAX_NAME_CLAIM_BYTES, SendAs};
 pub use jwt::{KeyUse, VERIFIED_TOKENS, key_algorithm};
 pub use token::{BearerToken, PeerToken};
 

@@ -6,8 +6,8 @@ use herald_model::{Notification, Record, User, decode_record};
 /// A notification from user 1 (Emma) to user `to` (Bruno), sent now.
 pub fn notification(to: u64, message: &str) -> Notification {
     Notification::new(
-        User { id: 1.into(), name: "Emma".into() },
-        User { id: to.into(), name: "Bruno".into() },
+        User { id: 1.into(), name: Some("Emma".into()) },
+        User { id: to.into(), name: Some("Bruno".into()) },
         message.into(),
     )
 }

@@ -105,12 +105,14 @@ fn p_of(user: u64, partitions: i32) -> i32 {
 }
 
 #[tokio::test]
-async fn rejects_ids_that_are_not_positive_integers() {
+async fn rejects_ids_that_break_the_rule() {
     let (app, _, _) = mk_app(PartitionHistory::default());
-    for bad in ["abc", "0", "-1", "1.5", "%2B1", "99999999999999999999999"] {
+    let too_long = "a".repeat(129);
+    for bad in ["0", "02", "-1", "%2B1", "99999999999999999999999", "..", "%2E", "a%20b", "a%2Fb", "%C3%A9", &too_long]
+    {
         let (status, _, body) = get_json(&app, &format!("/notifications/{bad}"), &[]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
-        assert_eq!(body["message"], "userID must be a positive integer");
+        assert_eq!(body["message"], herald_model::UserId::RULE);
     }
 }
 

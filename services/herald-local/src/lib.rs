@@ -332,16 +332,20 @@ fn print_table(
             if shown.is_empty() { "-".into() } else { shown }
         );
     }
-    let user = herald_model::UserId::from(2);
+    // Any valid id is a user (there is no directory in local mode): the app's own ids.
+    let user = herald_model::UserId::parse("alice").unwrap_or_else(|| herald_model::UserId::from(2));
     let partition = partition_for_user(&user, args.partitions);
     let reader =
         owner.get(&partition).cloned().unwrap_or_else(|| rows.first().map(|r| r.1.clone()).unwrap_or_default());
     println!();
-    println!("Send a notification (form or JSON; users 1 Emma, 2 Bruno, 3 Rick, 4 Lena):");
-    println!("  curl -X POST {producer_url}/send -d fromID=1 -d toID={user} -d message='Hello Bruno'");
     println!(
-        "  curl -X POST {producer_url}/send -H 'Content-Type: application/json' -d '{{\"fromID\":3,\"toID\":{user},\"message\":\"Hi Bruno\"}}'"
+        "Send a notification (form or JSON; user ids are your app's own: 1-128 characters of A-Z a-z 0-9 . _ - ~ : @ +, or numbers):"
     );
+    println!("  curl -X POST {producer_url}/send -d fromID=bob -d toID={user} -d message='Hello Alice'");
+    println!(
+        "  curl -X POST {producer_url}/send -H 'Content-Type: application/json' -d '{{\"fromID\":\"u_8f3k2\",\"toID\":\"{user}\",\"message\":\"Hi Alice\"}}'"
+    );
+    println!("  (in a form body `+` is a space: send an id with `+` as %2B, e.g. -d toID=alice%2Bwork)");
     println!(
         "Read them from any consumer (each answers for every user, asking the holder of the user's partition; user {user} is on partition {partition}, held by this one):"
     );
@@ -362,7 +366,7 @@ fn print_table(
     );
     println!("Send so that a retry is shown once (the same Idempotency-Key from the same sender makes the same id):");
     println!(
-        "  curl -X POST {producer_url}/send -H 'Idempotency-Key: order-42/shipped' -d fromID=1 -d toID={user} -d message='Shipped'"
+        "  curl -X POST {producer_url}/send -H 'Idempotency-Key: order-42/shipped' -d fromID=shop -d toID={user} -d message='Shipped'"
     );
     println!("Metrics: the METRICS column (each component serves /metrics on a port of its own).");
     println!("Press Ctrl-C to stop.");

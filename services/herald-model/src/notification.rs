@@ -1,7 +1,8 @@
 //! The notification and the Kafka record contract it travels in:
 //!
-//! - key: the recipient's user id as a decimal string (`"2"`);
-//! - value: `{"id","from":{"id","name"},"to":{"id","name"},"message","sentAt"}` as JSON.
+//! - key: the recipient's user id as written in a path (`"2"`, `"alice"`; see [`UserId`]);
+//! - value: `{"id","from":{"id","name"},"to":{"id","name"},"message","sentAt"}` as JSON, each
+//!   `name` only when known (a directory's, or the sender's token's).
 //!
 //! Reading a record without copying it is [`crate::record`]'s business; keeping it in memory,
 //! [`crate::packed`]'s.
@@ -18,11 +19,19 @@ use crate::user_id::UserId;
 /// Upper bound of a notification's message, in bytes (UTF-8).
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 
-/// A user of the directory: who sends and who receives notifications.
+/// Who sends or receives a notification: the id, and the name when one is known.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,
-    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl User {
+    /// A user known only by id.
+    pub fn anonymous(id: UserId) -> Self {
+        Self { id, name: None }
+    }
 }
 
 /// One notification, as it travels through Kafka.
@@ -59,13 +68,13 @@ impl Notification {
 /// (The owned form of [`decode_record`], which makes the checks.)
 pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Notification, DecodeError> {
     let Record { id, sent_at, fields, .. } = decode_record(key, value)?;
-    let user = |u: BorrowedUser<'_>| User { id: u.id, name: u.name.into_owned() };
+    let user = |u: BorrowedUser<'_>| User { id: u.id, name: u.name.map(|n| n.into_owned()) };
     Ok(Notification { id, from: user(fields.from), to: user(fields.to), message: fields.message.into_owned(), sent_at })
 }
-/// The seed's user directory, used when no users file is given.
+/// The seed's four users: the directory of the seed-compatibility tests and examples.
 pub fn seed_users() -> Vec<User> {
     [(1, "Emma"), (2, "Bruno"), (3, "Rick"), (4, "Lena")]
         .into_iter()
-        .map(|(id, name)| User { id: UserId::from(id), name: name.to_string() })
+        .map(|(id, name)| User { id: UserId::from(id), name: Some(name.to_string()) })
         .collect()
 }

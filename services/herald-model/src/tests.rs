@@ -12,6 +12,7 @@ use crate::record::*;
 use crate::time::*;
 use crate::user_id::UserId;
 use chrono::SubsecRound;
+use proptest::strategy::Strategy;
 
 fn mk_notification() -> Notification {
     let users = seed_users();
@@ -57,8 +58,12 @@ fn rejects_poison_records() {
     let mut empty = n.clone();
     empty.message.clear();
     assert_eq!(decode(Some(b"2"), Some(&empty.encode())), Err(DecodeError::EmptyMessage));
-    let wrong_type = br#"{"id":"6f1c0d5e-8a57-4c1e-9a4e-0d3a1b2c3d4e","from":{"id":"1","name":"E"},"to":{"id":2,"name":"B"},"message":"m","sentAt":"2026-01-01T00:00:00Z"}"#;
-    assert!(matches!(decode(Some(b"2"), Some(wrong_type)), Err(DecodeError::InvalidJson(_))));
+    for id in ["1.5", "true", r#""02""#, r#""a b""#, "0"] {
+        let wrong = format!(
+            r#"{{"id":"6f1c0d5e-8a57-4c1e-9a4e-0d3a1b2c3d4e","from":{{"id":{id},"name":"E"}},"to":{{"id":2,"name":"B"}},"message":"m","sentAt":"2026-01-01T00:00:00Z"}}"#
+        );
+        assert!(matches!(decode(Some(b"2"), Some(wrong.as_bytes())), Err(DecodeError::InvalidJson(_))), "{id}");
+    }
 }
 
 #[test]
@@ -89,8 +94,18 @@ fn served(r: &Record<'_>) -> Vec<u8> {
     out
 }
 
-fn encoded(id: u128, (from, to): (u64, u64), (sender, recipient): (&str, &str), message: &str, ms: i64) -> Vec<u8> {
-    let user = |id: u64, name: &str| User { id: id.into(), name: name.to_string() };
+fn encoded(id: u128, (from, to): (u64, u64), names: (&str, &str), message: &str, ms: i64) -> Vec<u8> {
+    encoded_for(id, (from.into(), to.into()), (Some(names.0), Some(names.1)), message, ms)
+}
+
+fn encoded_for(
+    id: u128,
+    (from, to): (UserId, UserId),
+    (sender, recipient): (Option<&str>, Option<&str>),
+    message: &str,
+    ms: i64,
+) -> Vec<u8> {
+    let user = |id: UserId, name: Option<&str>| User { id, name: name.map(str::to_string) };
     let sent_at = DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
     let (from, to) = (user(from, sender), user(to, recipient));
     Notification { id: Uuid::from_u128(id), from, to, message: message.into(), sent_at }.encode()
@@ -122,16 +137,21 @@ proptest::proptest! {
     fn exact_reading_agrees_with_the_parser(
         id in proptest::prelude::any::<u128>(),
         users in proptest::prop_oneof![
-            (0u64..100_000, 0u64..100_000),
-            proptest::prelude::any::<(u64, u64)>()
+            (0u64..100_000, 0u64..100_000).prop_map(|(a, b)| (a.to_string(), b.to_string())),
+            proptest::prelude::any::<(u64, u64)>().prop_map(|(a, b)| (a.to_string(), b.to_string())),
+            // Text ids, some of them invalid ("02", ".."): those are numbers 0, refused by both.
+            ("[A-Za-z0-9._~:@+-]{1,12}", "[A-Za-z0-9._~:@+-]{1,12}")
         ],
         // Printable ASCII (with `"` and `\`), other scripts, a control character.
         names in ("[ -~é✓\u{1}]{0,12}", "[ -~é✓\u{1}]{0,12}"),
+        named in proptest::prelude::any::<(bool, bool)>(),
         message in "[ -~é✓\u{1}]{0,40}",
         ms in -62_000_000_000_000i64..250_000_000_000_000,
         edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..3),
     ) {
-        let mut value = encoded(id, users, (&names.0, &names.1), &message, ms);
+        let user = |raw: &str| UserId::parse(raw).unwrap_or(UserId::from(0));
+        let names = (named.0.then_some(names.0.as_str()), named.1.then_some(names.1.as_str()));
+        let mut value = encoded_for(id, (user(&users.0), user(&users.1)), names, &message, ms);
         for (at, byte) in edits {
             let i = at.index(value.len());
             value[i] = byte;
@@ -158,6 +178,53 @@ fn times_are_written_as_format_time_writes_them() {
     }
     let t = DateTime::<Utc>::from_timestamp_millis(1_780_000_000_123).unwrap();
     assert_eq!(time_text(&t, &mut buf), Some("2026-05-28T20:26:40.123Z"));
+}
+
+#[test]
+fn text_ids_are_read_exactly_and_packed_and_served_as_strings() {
+    let longest = format!("{}@x", "a._-~:+".repeat(18));
+    assert_eq!(longest.len(), 128);
+    for (from, to) in [("alice", "bob@example.com"), ("7", "u_8f3k2"), (longest.as_str(), "+"), ("a", "2")] {
+        let (from, to) = (UserId::parse(from).unwrap(), UserId::parse(to).unwrap());
+        let value = encoded_for(5, (from.clone(), to.clone()), (Some("A"), Some("B")), "hi", 1_780_000_000_123);
+        let exact = parse_exact(&value).expect("the producer's form, with a text id");
+        assert_eq!(Some(&exact), serde_json::from_slice::<Borrowed<'_>>(&value).ok().as_ref());
+        let r = decode_record(Some(to.key().as_bytes()), Some(&value)).unwrap();
+        assert_eq!(r.to, to);
+        assert_eq!(String::from_utf8(served(&r)).unwrap(), String::from_utf8(value.clone()).unwrap());
+        let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!(v["to"]["id"].is_number(), to.as_number().is_some());
+        // Another key, or the id's number written as a key of another form: not this user's.
+        assert!(decode_record(Some(b"alice "), Some(&value)).is_err());
+    }
+}
+
+#[test]
+fn users_without_names_are_written_read_and_served_without_them() {
+    let alice = UserId::parse("alice").unwrap();
+    let to = User::anonymous(alice.clone());
+    for from in [User::anonymous(UserId::from(7)), User { id: UserId::from(7), name: Some("Sam".into()) }] {
+        let n =
+            Notification { id: Uuid::from_u128(9), from, to: to.clone(), message: "hi".into(), sent_at: Utc::now() };
+        let value = n.encode();
+        let text = String::from_utf8(value.clone()).unwrap();
+        assert!(text.contains(r#""to":{"id":"alice"},"#), "{text}");
+        let exact = parse_exact(&value).expect("the producer's form, without a name");
+        assert_eq!(Some(&exact), serde_json::from_slice::<Borrowed<'_>>(&value).ok().as_ref());
+        let r = decode_record(Some(b"alice"), Some(&value)).unwrap();
+        assert_eq!(String::from_utf8(served(&r)).unwrap(), text);
+        assert_eq!(
+            decode(Some(b"alice"), Some(&value)).unwrap(),
+            Notification { sent_at: n.sent_at.trunc_subsecs(3), ..n }
+        );
+    }
+    // A null name is no name; an empty one is kept.
+    let null = br#"{"id":"00000000-0000-0000-0000-000000000009","from":{"id":7,"name":null},"to":{"id":"alice","name":""},"message":"hi","sentAt":"2026-01-01T00:00:00.000Z"}"#;
+    let r = decode_record(Some(b"alice"), Some(null)).unwrap();
+    assert_eq!(
+        String::from_utf8(served(&r)).unwrap(),
+        r#"{"id":"00000000-0000-0000-0000-000000000009","from":{"id":7},"to":{"id":"alice","name":""},"message":"hi","sentAt":"2026-01-01T00:00:00.000Z"}"#
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use herald_auth::{AuthError, Authenticator, SendAs};
 use herald_kit::http::{EdgeArgs, HttpMetrics, JsonError, ReadyCheck, with_operational_routes};
-use herald_model::{MAX_MARKER_IDS, Notification, ReadMarker, UserId};
+use herald_model::{MAX_MARKER_IDS, Notification, ReadMarker, User, UserId};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use uuid::Uuid;
@@ -28,7 +28,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub directory: Arc<Directory>,
+    /// The user directory, when one is configured: only its users, with its names.
+    pub directory: Option<Arc<Directory>>,
     pub sender: Arc<Sender>,
     pub auth: Arc<Authenticator>,
     pub metrics: ProducerMetrics,
@@ -198,7 +199,9 @@ async fn handle_mark_read(
         }
         _ => return Err(AppError::BadMarker("give either ids or \"all\": true".into())),
     };
-    state.directory.get(&user).ok_or(AppError::UserNotFound)?;
+    if let Some(directory) = &state.directory {
+        directory.get(&user).ok_or(AppError::UserNotFound)?;
+    }
     let marker = ReadMarker { user, ids, all, at: chrono::Utc::now() };
     Ok(state.sender.send_marker(&marker).await?)
 }
@@ -260,13 +263,24 @@ async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
         SendAs::Missing => AppError::NoSender,
         SendAs::Forbidden => AppError::Forbidden(req.from_id.clone().unwrap_or_else(|| UserId::from(0))),
     })?;
-    let from = state.directory.get(&from_id).ok_or(AppError::UserNotFound)?;
-    let to = state.directory.get(&req.to_id).ok_or(AppError::UserNotFound)?;
-    let mut notification = Notification::new(from.clone(), to.clone(), req.message);
+    let (from, to) = match &state.directory {
+        Some(directory) => {
+            let from = directory.get(&from_id).ok_or(AppError::UserNotFound)?;
+            let to = directory.get(&req.to_id).ok_or(AppError::UserNotFound)?;
+            (from.clone(), to.clone())
+        }
+        // No directory: any valid id; the sender's name only from their own token, never from
+        // the request body.
+        None => {
+            let name = identity.name_of(&from_id).map(str::to_string);
+            (User { id: from_id, name }, User::anonymous(req.to_id))
+        }
+    };
+    let mut notification = Notification::new(from, to, req.message);
     if let Some(key) = key {
         // A retry writes the same id again; consumers keep the first and show it once. The same
         // key for other content would be dropped by them as well: refused while remembered.
-        notification.id = idempotent_id(&from.id, key);
+        notification.id = idempotent_id(&notification.from.id, key);
         if state.keys.check(&notification, Instant::now()) == Check::Conflict {
             return Err(AppError::KeyReused);
         }

@@ -120,8 +120,8 @@ mod tests {
 
     fn sent(id: Uuid, to: u64, message: &str) -> Notification {
         let mut n = Notification::new(
-            User { id: 1.into(), name: "Emma".into() },
-            User { id: to.into(), name: "Bruno".into() },
+            User { id: 1.into(), name: Some("Emma".into()) },
+            User { id: to.into(), name: Some("Bruno".into()) },
             message.into(),
         );
         n.id = id;

@@ -19,7 +19,6 @@ use herald_kit::kafka::KafkaArgs;
 use herald_kit::telemetry::LogArgs;
 use herald_model::duration::parse_duration;
 use herald_model::partition::PartitionHistory;
-use herald_model::seed_users;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -44,8 +43,9 @@ pub struct Args {
     #[arg(long, env = "HERALD_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
 
-    /// JSON file with the user directory (`[{"id":1,"name":"Emma"}, ...]`); the seed's four
-    /// users when not given.
+    /// JSON file with a user directory (`[{"id":1,"name":"Emma"}, {"id":"alice","name":"Alice"}]`):
+    /// only its users may send and receive (others are a 404), and notifications carry their
+    /// names. Without one (the default) any valid user id is accepted.
     #[arg(long, env = "HERALD_USERS_FILE")]
     pub users_file: Option<PathBuf>,
 
@@ -117,11 +117,7 @@ pub struct Producer {
 impl Producer {
     /// Validates the flags, loads the directory and token and creates the Kafka client.
     pub fn new(args: &Args) -> Result<Self, Error> {
-        let directory = match &args.users_file {
-            Some(path) => Directory::load(path)?,
-            None => Directory::new(seed_users())
-                .map_err(|problem| DirectoryError::Invalid { path: "<seed>".into(), problem })?,
-        };
+        let directory = args.users_file.as_deref().map(Directory::load).transpose()?;
         let auth = Authenticator::from_args(&args.auth, None)?;
         if !auth.required() {
             tracing::warn!(
@@ -134,7 +130,7 @@ impl Producer {
         let sender = Sender::new(&args.kafka, args.send_timeout, metrics.client_replacements.clone())?
             .with_partition_history(args.partition_history.clone().unwrap_or_default());
         tracing::info!(
-            users = directory.len(),
+            directory_users = directory.as_ref().map(Directory::len),
             auth = %auth.describe(),
             topic = %args.kafka.topic,
             bootstrap_servers = %args.kafka.bootstrap_servers,
@@ -143,7 +139,7 @@ impl Producer {
         );
         Ok(Self {
             state: AppState {
-                directory: Arc::new(directory),
+                directory: directory.map(Arc::new),
                 sender: Arc::new(sender),
                 auth: Arc::new(auth),
                 metrics,

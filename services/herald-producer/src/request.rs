@@ -123,10 +123,11 @@ fn parse_json(body: &[u8]) -> Result<RawFields, BadRequest> {
 }
 
 fn user_id(field: &str, input: Option<IdInput>) -> Result<UserId, BadRequest> {
-    let invalid = || bad(format!("{field} must be a positive integer"));
+    let invalid = || bad(UserId::rule_for(field));
     match input.ok_or_else(|| bad(format!("{field} is required")))? {
         IdInput::Text(s) => UserId::parse(s.trim()),
         IdInput::Json(serde_json::Value::Number(n)) => n.as_u64().filter(|id| *id > 0).map(UserId::from),
+        // Surrounding whitespace is trimmed as a person may type it; inside, the rule applies.
         IdInput::Json(serde_json::Value::String(s)) => UserId::parse(s.trim()),
         IdInput::Json(_) => None,
     }
@@ -190,19 +191,19 @@ mod tests {
         let cases: &[(BodyFormat, &[u8], &str)] = &[
             (Form, b"fromID=1&message=m", "toID is required"),
             (Form, b"fromID=1&toID=2", "message is required"),
-            (Form, b"fromID=abc&toID=2&message=m", "fromID must be a positive integer"),
-            (Form, b"fromID=0&toID=2&message=m", "fromID must be a positive integer"),
-            (Form, b"fromID=-3&toID=2&message=m", "fromID must be a positive integer"),
-            (Form, b"fromID=1&toID=99999999999999999999999&message=m", "toID must be a positive integer"),
+            (Form, b"fromID=a+b&toID=2&message=m", "fromID must be 1-128 characters"),
+            (Form, b"fromID=0&toID=2&message=m", "fromID must be 1-128 characters"),
+            (Form, b"fromID=-3&toID=2&message=m", "fromID must be 1-128 characters"),
+            (Form, b"fromID=1&toID=99999999999999999999999&message=m", "toID must be 1-128 characters"),
             (Form, b"fromID=1&toID=2&message=+++", "message must not be empty"),
             (Form, b"fromID=1&fromID=2&toID=2&message=m", "fromID is given more than once"),
             (Form, b"fromID=1&toID=2&message=%FF%FE", "message is not valid UTF-8"),
-            (Json, b"{\"fromID\":1.5,\"toID\":2,\"message\":\"m\"}", "fromID must be a positive integer"),
-            (Json, b"{\"fromID\":-1,\"toID\":2,\"message\":\"m\"}", "fromID must be a positive integer"),
-            (Json, b"{\"fromID\":true,\"toID\":2,\"message\":\"m\"}", "fromID must be a positive integer"),
+            (Json, b"{\"fromID\":1.5,\"toID\":2,\"message\":\"m\"}", "fromID must be 1-128 characters"),
+            (Json, b"{\"fromID\":-1,\"toID\":2,\"message\":\"m\"}", "fromID must be 1-128 characters"),
+            (Json, b"{\"fromID\":true,\"toID\":2,\"message\":\"m\"}", "fromID must be 1-128 characters"),
             (Json, b"{\"fromID\":1,\"toID\":2,\"message\":7}", "message must be a string"),
             (Json, b"{\"fromID\":1,\"toID\":null,\"message\":\"m\"}", "toID is required"),
-            (Json, b"{\"fromID\":0,\"toID\":2,\"message\":\"m\"}", "fromID must be a positive integer"),
+            (Json, b"{\"fromID\":0,\"toID\":2,\"message\":\"m\"}", "fromID must be 1-128 characters"),
             (Json, b"{\"fromID\":1,\"fromID\":1,\"toID\":2,\"message\":\"m\"}", "duplicate field `fromID`"),
             (Json, b"[1,2,3]", "body is not a valid JSON object"),
             (Json, b"{\"fromID\":1", "body is not a valid JSON object"),
@@ -212,6 +213,22 @@ mod tests {
         for (format, body, expect) in cases {
             let got = err(*format, body);
             assert!(got.contains(expect), "{}: got {got:?}, want {expect:?}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn text_ids_are_taken_in_forms_and_json() {
+        let r = ok(BodyFormat::Form, "fromID=%20alice%40example.com&toID=u_8f3k2&message=hi");
+        assert_eq!(r.from_id, UserId::parse("alice@example.com"));
+        assert_eq!(r.to_id, UserId::parse("u_8f3k2").unwrap());
+        // `+` in a form is a space: a `+` in an id is sent as %2B.
+        assert!(err(BodyFormat::Form, b"toID=a+b&message=m").contains("toID must be 1-128 characters"));
+        assert_eq!(ok(BodyFormat::Form, "toID=a%2Bb&message=m").to_id, UserId::parse("a+b").unwrap());
+        let r = ok(BodyFormat::Json, r#"{"fromID":"alice","toID":" bob ","message":"hi"}"#);
+        assert_eq!((r.from_id, r.to_id), (UserId::parse("alice"), UserId::parse("bob").unwrap()));
+        for bad in [r#""02""#, r#""+2""#, r#""..""#, r#""a/b""#, "0", r#""""#] {
+            let body = format!(r#"{{"toID":{bad},"message":"m"}}"#);
+            assert!(err(BodyFormat::Json, body.as_bytes()).contains("toID must be 1-128 characters"), "{bad}");
         }
     }
 

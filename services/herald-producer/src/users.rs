@@ -10,9 +10,7 @@ use herald_model::{User, UserId};
 pub enum DirectoryError {
     #[error("reading users file {path}: {source}")]
     Read { path: String, source: std::io::Error },
-    #[error(
-        "parsing users file {path}: expected a JSON array of {{\"id\": <positive integer>, \"name\": <string>}}: {source}"
-    )]
+    #[error("parsing users file {path}: expected a JSON array of {{\"id\": <user id>, \"name\": <string>}}: {source}")]
     Parse { path: String, source: serde_json::Error },
     #[error("users file {path}: {problem}")]
     Invalid { path: String, problem: String },
@@ -25,15 +23,15 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// A directory of the given users; ids must be positive and unique, names non-empty.
+    /// A directory of the given users; ids must be valid and unique, each with a non-empty name.
     pub fn new(users: Vec<User>) -> Result<Self, String> {
         let mut by_id = HashMap::with_capacity(users.len());
         for user in users {
             if user.id == UserId::from(0) {
-                return Err("user id 0 is not allowed: ids are positive integers".into());
+                return Err(format!("user id 0 is not allowed: {}", UserId::RULE_TEXT));
             }
-            if user.name.trim().is_empty() {
-                return Err(format!("user {} has an empty name", user.id));
+            if user.name.as_deref().is_none_or(|name| name.trim().is_empty()) {
+                return Err(format!("user {} has no name", user.id));
             }
             let id = user.id.clone();
             if by_id.insert(id.clone(), user).is_some() {
@@ -81,10 +79,11 @@ mod tests {
 
     #[test]
     fn loads_a_users_file() {
-        let f = write(r#"[{"id":1,"name":"Emma"},{"id":42,"name":"Zoe"}]"#);
+        let f = write(r#"[{"id":1,"name":"Emma"},{"id":42,"name":"Zoe"},{"id":"alice@example.com","name":"Alice"}]"#);
         let d = Directory::load(f.path()).unwrap();
-        assert_eq!(d.len(), 2);
-        assert_eq!(d.get(&UserId::from(42)).unwrap().name, "Zoe");
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.get(&UserId::parse("alice@example.com").unwrap()).unwrap().name.as_deref(), Some("Alice"));
+        assert_eq!(d.get(&UserId::from(42)).unwrap().name.as_deref(), Some("Zoe"));
         assert!(d.get(&UserId::from(2)).is_none());
     }
 
@@ -93,8 +92,12 @@ mod tests {
         for (content, expect) in [
             ("not json", "expected a JSON array"),
             (r#"[{"id":-1,"name":"x"}]"#, "expected a JSON array"),
-            (r#"[{"id":0,"name":"x"}]"#, "id 0"),
-            (r#"[{"id":1,"name":" "}]"#, "empty name"),
+            (r#"[{"id":0,"name":"x"}]"#, "expected a JSON array"),
+            (r#"[{"id":"02","name":"x"}]"#, "expected a JSON array"),
+            (r#"[{"id":"a b","name":"x"}]"#, "expected a JSON array"),
+            (r#"[{"id":1,"name":" "}]"#, "no name"),
+            (r#"[{"id":1}]"#, "no name"),
+            (r#"[{"id":"1","name":"a"},{"id":1,"name":"b"}]"#, "more than once"),
             (r#"[{"id":1,"name":"a"},{"id":1,"name":"b"}]"#, "more than once"),
             ("[]", "no users"),
         ] {

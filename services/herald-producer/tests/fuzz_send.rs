@@ -144,7 +144,7 @@ fn the_router_answers_every_body_with_200_or_a_4xx_json_message() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("notifications", 3, 1).unwrap();
-    let users: Vec<User> = (1..=100).map(|id| User { id: id.into(), name: format!("user{id}") }).collect();
+    let users: Vec<User> = (1..=100).map(|id| User { id: id.into(), name: Some(format!("user{id}")) }).collect();
     let app = rt.block_on(async {
         let kafka = KafkaArgs {
             bootstrap_servers: cluster.bootstrap_servers(),
@@ -154,7 +154,7 @@ fn the_router_answers_every_body_with_200_or_a_4xx_json_message() {
         let registry = Registry::new();
         let metrics = ProducerMetrics::register(&registry).unwrap();
         let state = AppState {
-            directory: Arc::new(Directory::new(users).unwrap()),
+            directory: Some(Arc::new(Directory::new(users).unwrap())),
             sender: Arc::new(Sender::new(&kafka, Duration::from_secs(5), metrics.client_replacements.clone()).unwrap()),
             auth: Arc::new(herald_auth::Authenticator::open()),
             metrics,

@@ -62,7 +62,7 @@ fn mk_app(bootstrap: &str, token: Option<&str>, timeout: Duration) -> App {
     let registry = Registry::new();
     let metrics = ProducerMetrics::register(&registry).unwrap();
     let state = AppState {
-        directory: Arc::new(Directory::new(seed_users()).unwrap()),
+        directory: Some(Arc::new(Directory::new(seed_users()).unwrap())),
         sender: Arc::new(Sender::new(&kafka, timeout, metrics.client_replacements.clone()).unwrap()),
         auth: Arc::new(authenticator(token)),
         metrics,
@@ -133,7 +133,8 @@ async fn client_mistakes_get_4xx_with_a_message() {
     // No broker is needed: none of these reach Kafka.
     let app = mk_app("127.0.0.1:1", None, Duration::from_millis(200));
     let cases: Vec<(Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
-        (FORM, b"fromID=1&toID=abc&message=x".to_vec(), StatusCode::BAD_REQUEST, "toID must be a positive integer"),
+        (FORM, b"fromID=1&toID=02&message=x".to_vec(), StatusCode::BAD_REQUEST, "toID must be 1-128 characters"),
+        (FORM, b"fromID=1&toID=abc&message=x".to_vec(), StatusCode::NOT_FOUND, "User not found"),
         (JSON, b"{\"fromID\":1}".to_vec(), StatusCode::BAD_REQUEST, "toID is required"),
         (JSON, b"{not json".to_vec(), StatusCode::BAD_REQUEST, "body is not a valid JSON object"),
         (FORM, b"fromID=1&toID=99&message=x".to_vec(), StatusCode::NOT_FOUND, "User not found"),
@@ -158,7 +159,7 @@ async fn client_mistakes_get_4xx_with_a_message() {
         assert!(a.json["message"].as_str().unwrap().contains(message), "{}", a.json);
     }
     let text = metrics_text(&app).await;
-    assert!(text.contains(r#"herald_producer_notifications_total{outcome="rejected"} 8"#), "{text}");
+    assert!(text.contains(r#"herald_producer_notifications_total{outcome="rejected"} 9"#), "{text}");
     assert!(text.contains(r#"herald_producer_notifications_total{outcome="sent"} 0"#), "{text}");
 }
 

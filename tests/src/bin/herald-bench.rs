@@ -280,10 +280,10 @@ async fn prefill(bootstrap: &str, topic: &str, records: usize, users: u64) {
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let from = User { id: 1.into(), name: "Emma".into() };
+    let from = User { id: 1.into(), name: Some("Emma".into()) };
     let mut pending = std::collections::VecDeque::new();
     for i in 0..records {
-        let to = User { id: ((i as u64 % users) + 1).into(), name: format!("user{}", i as u64 % users + 1) };
+        let to = User { id: ((i as u64 % users) + 1).into(), name: Some(format!("user{}", i as u64 % users + 1)) };
         let note = Notification::new(from.clone(), to, format!("notification number {i} with some text"));
         let (key, payload) = (note.key(), note.encode());
         pending.push_back(producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)).expect("enqueue"));
