@@ -121,6 +121,14 @@ impl Setup {
         process::Service::start("herald-producer", &[], &env)
     }
 
+    /// A producer without a user directory (the default since open ids): any valid id sends and
+    /// receives, names only from the sender's own token.
+    pub fn open_producer(&self, extra: &[(&'static str, String)]) -> process::Service {
+        let mut env = self.common_env();
+        env.extend_from_slice(extra);
+        process::Service::start("herald-producer", &[], &env)
+    }
+
     /// Starts a consumer of the group on the next free consumer port.
     pub fn consumer(&self, extra: &[(&'static str, String)]) -> process::Service {
         // The next slot whose port is free: a killed consumer's slot is taken again.
