@@ -95,6 +95,11 @@ impl Http {
             .await
     }
 
+    /// A POST of a JSON body exactly as given.
+    pub async fn post_raw_json(&self, url: &str, body: Vec<u8>) -> Result<Answer, String> {
+        self.request("POST", url, Some("application/json"), body).await
+    }
+
     /// A send between users of any id form, as JSON (`from`/`to` as given: numbers or strings).
     pub async fn send_between(
         &self,

@@ -3,6 +3,8 @@
 //! ones — sent, read from every consumer, paged, streamed, marked read and restored after every
 //! consumer restarted; a JWT with a string `sub` sending as itself; the directory on and off.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -64,7 +64,7 @@ async fn form_and_json_sends_are_readable_with_partition_and_offset() {
         none.json,
         serde_json::json!({"message": "No notifications found for user", "notifications": [], "unread": 0})
     );
-    let bad = http.get(&format!("{}/notifications/bob", consumer.url)).await.unwrap();
+    let bad = http.get(&format!("{}/notifications/02", consumer.url)).await.unwrap();
     assert_eq!(bad.status, 400);
 }
 
@@ -335,7 +335,7 @@ async fn records_of_unknown_kinds_and_fields_are_skipped_not_dead_lettered() {
     let known = String::from_utf8(n.encode()).unwrap();
     // A newer producer's notification: new fields at the top and inside `from`.
     let newer = known
-        .replacen(r#""message":"newer""#, r#""message":"newer","title":"T","data":{"k":[1,2]}"#, 1)
+        .replacen(r#""message":"newer""#, r#""message":"newer","priority":"high","extra":{"k":[1,2]}"#, 1)
         .replacen(r#""name":"Emma""#, r#""name":"Emma","avatar":"a.png""#, 1);
     let mut at = vec![kafka::produce_with_headers(&raw, &s.topic, b"2", newer.as_bytes(), &[]).await];
     // A kind this version does not know (say, a newer inbox action).
@@ -363,11 +363,11 @@ async fn records_of_unknown_kinds_and_fields_are_skipped_not_dead_lettered() {
     .await;
     let ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [n.id.to_string().as_str(), labelled.id.to_string().as_str(), sent[0].id.as_str()]);
-    // The newer notification is served as this version knows it (no title, data or avatar)...
+    // The newer notification is served as this version knows it (no priority, extra or avatar)...
     let first = &items[0];
     assert_eq!(first["message"], "newer");
     assert_eq!(first["from"], serde_json::json!({"id": 1, "name": "Emma"}));
-    assert!(first.get("title").is_none() && first.get("data").is_none(), "{first}");
+    assert!(first.get("priority").is_none() && first.get("extra").is_none(), "{first}");
     // ... and the marker with an unknown field marked it read.
     assert_eq!(first["read"], true, "{first}");
     assert_eq!(items[1]["read"], false);

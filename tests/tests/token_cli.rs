@@ -115,6 +115,28 @@ fn minted_tokens_are_accepted_by_the_services_verifier() {
             verify(&auth, &token),
             Ok(Identity::User { id: 7.into(), send_any: true, read_any: true, name: None })
         );
+        // A string sub and a name claim.
+        let (ok, token, err) = mint(
+            &key,
+            &[
+                "--sub",
+                "alice@example.com",
+                "--name",
+                "Alice",
+                "--issuer",
+                "https://id.example",
+                "--audience",
+                "herald",
+            ],
+        );
+        assert!(ok, "{algorithm}: {err}");
+        let alice = herald_model::UserId::parse("alice@example.com").unwrap();
+        assert_eq!(
+            verify(&auth, &token),
+            Ok(Identity::User { id: alice, send_any: false, read_any: false, name: Some("Alice".into()) })
+        );
+        let (ok, _, err) = mint(&key, &["--sub", "02"]);
+        assert!(!ok && err.contains("must be 1-128 characters"), "{algorithm}: {err}");
         let (_, wrong_audience, _) = mint(&key, &["--sub", "7", "--issuer", "https://id.example", "--audience", "x"]);
         assert!(verify(&auth, &wrong_audience).unwrap_err().contains("audience"), "{algorithm}");
         // The key never reaches the output.

@@ -61,8 +61,11 @@ impl Cursor {
     }
 }
 
+/// Most categories one read may filter by.
+pub const MAX_CATEGORIES: usize = 20;
+
 /// What a read asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Query {
     /// `None`: every stored notification, without `next` (the answer as before pages existed).
     pub limit: Option<usize>,
@@ -70,12 +73,42 @@ pub struct Query {
     /// `?partition=P`: only what one partition holds — a consumer's request to another for its
     /// part of a merged read (a user of a grown topic), never a client's.
     pub partition: Option<i32>,
+    /// `?category=a,b`: only notifications of one of these categories (pages, cursors and
+    /// `unread` included).
+    pub categories: Option<Vec<String>>,
+}
+
+impl Query {
+    /// Whether the filter lets `entry` through.
+    pub fn matches(&self, entry: &Stored) -> bool {
+        match &self.categories {
+            None => true,
+            Some(wanted) => entry.packed().category().is_some_and(|c| wanted.iter().any(|w| w == c)),
+        }
+    }
+
+    /// The query string this member would send for the same read (`limit`, `before`,
+    /// `category`), written anew from what it understood; empty when there is none.
+    pub fn to_query_string(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(limit) = self.limit {
+            parts.push(format!("limit={limit}"));
+            if let Some(before) = &self.before {
+                parts.push(format!("before={}", before.encode()));
+            }
+        }
+        if let Some(categories) = &self.categories {
+            // Categories are a-z 0-9 . _ - only: nothing to escape.
+            parts.push(format!("category={}", categories.join(",")));
+        }
+        if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+    }
 }
 
 /// Parses the query string of a read; the error is the message of a 400.
 pub fn parse_query(raw: Option<&str>) -> Result<Query, String> {
     let mut query = Query::default();
-    let (mut limit, mut before, mut partition) = (None, None, None);
+    let (mut limit, mut before, mut partition, mut category) = (None, None, None, None);
     for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_encoding::percent_decode_str(value)
@@ -85,6 +118,7 @@ pub fn parse_query(raw: Option<&str>) -> Result<Query, String> {
             "limit" => &mut limit,
             "before" => &mut before,
             "partition" => &mut partition,
+            "category" => &mut category,
             _ => continue,
         };
         if slot.replace(value.into_owned()).is_some() {
@@ -104,6 +138,16 @@ pub fn parse_query(raw: Option<&str>) -> Result<Query, String> {
             return Err("before needs a limit".into());
         }
         query.before = Some(Cursor::decode(&raw).ok_or("before is not a cursor this API gave out")?);
+    }
+    if let Some(raw) = category {
+        let wanted: Vec<String> = raw.split(',').map(str::to_string).collect();
+        if wanted.len() > MAX_CATEGORIES {
+            return Err(format!("category holds at most {MAX_CATEGORIES} categories"));
+        }
+        for c in &wanted {
+            herald_model::content::check_category(c)?;
+        }
+        query.categories = Some(wanted);
     }
     if let Some(raw) = partition {
         if query.limit.is_some() {
@@ -269,6 +313,50 @@ mod tests {
         let same = Cursor { partition: 3, offset: 101, sent_at_ms: 0 };
         assert_eq!(order(&|e| same.is_after(e)), [true, false, false]);
         assert_eq!(order(&|e| same.is_before(e)), [false, false, true]);
+    }
+
+    #[test]
+    fn a_category_filter_selects_pages_and_travels_in_the_rebuilt_query() {
+        // Offsets 0..12; every third is "orders", every third + 1 "billing", the rest none.
+        let all: Vec<Stored> = (0..12)
+            .map(|i| {
+                let mut n = notification(2, &format!("m{i}"));
+                n.category = match i % 3 {
+                    0 => Some("orders".into()),
+                    1 => Some("billing".into()),
+                    _ => None,
+                };
+                decoded(&n, |r| Stored::new(r, 3, i))
+            })
+            .collect();
+        let mut query = parse_query(Some("limit=2&category=orders")).unwrap();
+        assert_eq!(query.categories, Some(vec!["orders".to_string()]));
+        let mut seen = Vec::new();
+        loop {
+            let (page, next) = select(all.iter(), &query, |e| query.matches(e));
+            seen.splice(0..0, offsets(&page));
+            match next {
+                Some(c) => {
+                    let rebuilt = Query { before: Some(c), ..query.clone() }.to_query_string();
+                    assert!(
+                        rebuilt.contains("category=orders") && rebuilt.starts_with("?limit=2&before="),
+                        "{rebuilt}"
+                    );
+                    query = parse_query(rebuilt.strip_prefix('?')).unwrap();
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, [0, 3, 6, 9]);
+        let both = parse_query(Some("category=orders,billing")).unwrap();
+        assert_eq!(all.iter().filter(|e| both.matches(e)).count(), 8);
+        assert_eq!(both.to_query_string(), "?category=orders,billing");
+        assert_eq!(Query::default().to_query_string(), "");
+        for bad in ["category=", "category=Orders", "category=a,,b", "category=a%20b"] {
+            assert!(parse_query(Some(bad)).unwrap_err().contains("category must be"), "{bad}");
+        }
+        let many = format!("category={}", vec!["a"; 21].join(","));
+        assert!(parse_query(Some(&many)).unwrap_err().contains("at most 20"));
     }
 
     #[test]

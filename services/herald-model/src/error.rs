@@ -13,6 +13,9 @@ pub enum DecodeError {
     KeyMismatch { key: String, recipient: UserId },
     #[error("notification has an empty message")]
     EmptyMessage,
+    /// A `title`, `url`, `category` or `data` that breaks its rule ([`crate::content`]).
+    #[error("notification content is invalid: {0}")]
+    InvalidContent(String),
 }
 
 impl DecodeError {
@@ -24,6 +27,7 @@ impl DecodeError {
             DecodeError::InvalidJson(_) => "invalid_json",
             DecodeError::KeyMismatch { .. } => "key_mismatch",
             DecodeError::EmptyMessage => "empty_message",
+            DecodeError::InvalidContent(_) => "invalid_content",
         }
     }
 }

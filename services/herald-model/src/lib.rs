@@ -2,6 +2,7 @@
 //! consumer keeps, read markers, the record contract's version rule, user ids, the partitioner and duration flags. The producer, the
 //! consumers, the token tool and the operator share them; nothing here opens a socket or a file.
 
+pub mod content;
 pub mod duration;
 pub mod error;
 pub mod marker;
@@ -13,6 +14,7 @@ pub mod time;
 pub mod user_id;
 pub mod version;
 
+pub use content::Data;
 pub use error::DecodeError;
 pub use marker::{DecodedMarker, MAX_MARKER_IDS, ReadMarker, decode_marker};
 pub use notification::{MAX_MESSAGE_BYTES, Notification, User, decode, seed_users};

@@ -1,8 +1,9 @@
 //! The notification and the Kafka record contract it travels in:
 //!
 //! - key: the recipient's user id as written in a path (`"2"`, `"alice"`; see [`UserId`]);
-//! - value: `{"id","from":{"id","name"},"to":{"id","name"},"message","sentAt"}` as JSON, each
-//!   `name` only when known (a directory's, or the sender's token's).
+//! - value: `{"id","from":{"id","name"},"to":{"id","name"},"message","title","url","category",
+//!   "data","sentAt"}` as JSON, each `name` only when known (a directory's, or the sender's
+//!   token's) and `title` to `data` only when given.
 //!
 //! Reading a record without copying it is [`crate::record`]'s business; keeping it in memory,
 //! [`crate::packed`]'s.
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::content::Data;
 use crate::error::DecodeError;
 use crate::record::{BorrowedUser, Record, decode_record};
 use crate::time::rfc3339_utc;
@@ -42,6 +44,15 @@ pub struct Notification {
     pub from: User,
     pub to: User,
     pub message: String,
+    /// Structured content (see [`crate::content`]), each left out of the record when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Data>,
     #[serde(with = "rfc3339_utc")]
     pub sent_at: DateTime<Utc>,
 }
@@ -49,7 +60,17 @@ pub struct Notification {
 impl Notification {
     /// A new notification with a fresh id, sent now.
     pub fn new(from: User, to: User, message: String) -> Self {
-        Self { id: Uuid::new_v4(), from, to, message, sent_at: Utc::now() }
+        Self {
+            id: Uuid::new_v4(),
+            from,
+            to,
+            message,
+            title: None,
+            url: None,
+            category: None,
+            data: None,
+            sent_at: Utc::now(),
+        }
     }
 
     /// The record key: the recipient's id in decimal.
@@ -69,7 +90,18 @@ impl Notification {
 pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Notification, DecodeError> {
     let Record { id, sent_at, fields, .. } = decode_record(key, value)?;
     let user = |u: BorrowedUser<'_>| User { id: u.id, name: u.name.map(|n| n.into_owned()) };
-    Ok(Notification { id, from: user(fields.from), to: user(fields.to), message: fields.message.into_owned(), sent_at })
+    let text = |t: Option<std::borrow::Cow<'_, str>>| t.map(|t| t.into_owned());
+    Ok(Notification {
+        id,
+        from: user(fields.from),
+        to: user(fields.to),
+        message: fields.message.into_owned(),
+        title: text(fields.title),
+        url: text(fields.url),
+        category: text(fields.category),
+        data: fields.data.map(|d| Data::compact(d.get())).transpose().map_err(DecodeError::InvalidContent)?,
+        sent_at,
+    })
 }
 /// The seed's four users: the directory of the seed-compatibility tests and examples.
 pub fn seed_users() -> Vec<User> {

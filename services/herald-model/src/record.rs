@@ -4,8 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::content::{MAX_DATA_BYTES, check_category, check_title, check_url};
 use crate::error::DecodeError;
 #[cfg(test)]
 use crate::time::format_time;
@@ -21,6 +23,23 @@ pub(crate) struct BorrowedUser<'a> {
     pub(crate) name: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// `data` as the record holds it, borrowed (compared by its text).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(transparent)]
+pub(crate) struct RawData<'a>(#[serde(borrow)] pub(crate) &'a RawValue);
+
+impl RawData<'_> {
+    pub(crate) fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for RawData<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
 /// A record value borrowing its strings (a string with escapes is the one that is copied), in the
 /// contract's field order, so that serializing it writes the contract's canonical form.
 #[derive(Debug, Deserialize, Serialize, PartialEq)]
@@ -33,6 +52,14 @@ pub(crate) struct Borrowed<'a> {
     pub(crate) to: BorrowedUser<'a>,
     #[serde(borrow)]
     pub(crate) message: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub(crate) title: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub(crate) category: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub(crate) data: Option<RawData<'a>>,
     #[serde(borrow)]
     pub(crate) sent_at: std::borrow::Cow<'a, str>,
 }
@@ -51,7 +78,7 @@ pub struct Record<'a> {
 }
 
 /// The fields of a notification record this version knows.
-const RECORD_FIELDS: &[&str] = &["id", "from", "to", "message", "sentAt"];
+const RECORD_FIELDS: &[&str] = &["id", "from", "to", "message", "title", "url", "category", "data", "sentAt"];
 
 /// Decodes a record without copying it and checks the record contract (see [`decode`]).
 pub fn decode_record<'a>(key: Option<&[u8]>, value: Option<&'a [u8]>) -> Result<Record<'a>, DecodeError> {
@@ -67,9 +94,30 @@ pub fn decode_record<'a>(key: Option<&[u8]>, value: Option<&'a [u8]>) -> Result<
     if fields.message.is_empty() {
         return Err(DecodeError::EmptyMessage);
     }
+    check_content(&fields).map_err(DecodeError::InvalidContent)?;
     // Kept as an instant: whatever form the record wrote it in, it is served in the contract's.
     let sent_at = parse_time(&fields.sent_at)?;
     Ok(Record { id: fields.id, to: fields.to.id.clone(), sent_at, unknown_fields, fields })
+}
+
+/// The structured content's rules, as the producer checks them; `data` is any JSON object of
+/// at most [`MAX_DATA_BYTES`] as written.
+fn check_content(fields: &Borrowed<'_>) -> Result<(), String> {
+    if let Some(title) = &fields.title {
+        check_title(title)?;
+    }
+    if let Some(url) = &fields.url {
+        check_url(url)?;
+    }
+    if let Some(category) = &fields.category {
+        check_category(category)?;
+    }
+    if let Some(data) = fields.data
+        && (!data.get().starts_with('{') || data.get().len() > MAX_DATA_BYTES)
+    {
+        return Err(format!("data must be a JSON object of at most {MAX_DATA_BYTES} bytes"));
+    }
+    Ok(())
 }
 
 /// The producer's exact form — `{"id":"…","from":{"id":U,"name":"…"},"to":{"id":U,"name":"…"},
@@ -90,6 +138,15 @@ pub(crate) fn parse_exact(value: &[u8]) -> Option<Borrowed<'_>> {
     let to_name = r.name()?;
     r.literal(br#","message":""#)?;
     let message = r.string()?;
+    let title = r.optional_string(br#","title":""#)?;
+    let url = r.optional_string(br#","url":""#)?;
+    let category = r.optional_string(br#","category":""#)?;
+    let data = if r.0.starts_with(br#","data":"#) {
+        r.take(8)?;
+        Some(RawData(r.object()?))
+    } else {
+        None
+    };
     r.literal(br#","sentAt":""#)?;
     let sent_at = r.string()?;
     r.literal(b"}")?;
@@ -98,6 +155,10 @@ pub(crate) fn parse_exact(value: &[u8]) -> Option<Borrowed<'_>> {
         from: BorrowedUser { id: from_id, name: from_name.map(Into::into) },
         to: BorrowedUser { id: to_id, name: to_name.map(Into::into) },
         message: message.into(),
+        title: title.map(Into::into),
+        url: url.map(Into::into),
+        category: category.map(Into::into),
+        data,
         sent_at: sent_at.into(),
     })
 }
@@ -128,6 +189,52 @@ impl<'a> Exact<'a> {
             n = n * 10 + u64::from(b - b'0');
         }
         Some(n)
+    }
+
+    /// `prefix` and a string, when the value goes on with `prefix`: `Some(None)` when it does
+    /// not, `None` when what follows `prefix` is not a plain string.
+    fn optional_string(&mut self, prefix: &[u8]) -> Option<Option<&'a str>> {
+        if !self.0.starts_with(prefix) {
+            return Some(None);
+        }
+        self.take(prefix.len())?;
+        self.string().map(Some)
+    }
+
+    /// A JSON object, as the parser's `RawValue` takes it: its extent found by counting brackets
+    /// outside strings, then checked by the parser (only this part).
+    fn object(&mut self) -> Option<&'a RawValue> {
+        if self.0.first() != Some(&b'{') {
+            return None;
+        }
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let mut end = None;
+        for (i, b) in self.0.iter().enumerate() {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if *b == b'\\' {
+                    escaped = true;
+                } else if *b == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        end = Some(i + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let text = std::str::from_utf8(self.take(end?)?).ok()?;
+        serde_json::from_str::<&RawValue>(text).ok()
     }
 
     /// After a user's id: `,"name":"…"}` or `}` (no name), and the name.
@@ -190,6 +297,10 @@ impl Record<'_> {
             from: user(&f.from),
             to: user(&f.to),
             message: f.message.as_ref().into(),
+            title: f.title.as_deref().map(Into::into),
+            url: f.url.as_deref().map(Into::into),
+            category: f.category.as_deref().map(Into::into),
+            data: f.data,
             sent_at: format_time(&self.sent_at).into(),
         };
         serde_json::to_vec(&fields).unwrap()

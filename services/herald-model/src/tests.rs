@@ -108,7 +108,7 @@ fn encoded_for(
     let user = |id: UserId, name: Option<&str>| User { id, name: name.map(str::to_string) };
     let sent_at = DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
     let (from, to) = (user(from, sender), user(to, recipient));
-    Notification { id: Uuid::from_u128(id), from, to, message: message.into(), sent_at }.encode()
+    Notification { id: Uuid::from_u128(id), sent_at, ..Notification::new(from, to, message.into()) }.encode()
 }
 
 #[test]
@@ -145,6 +145,7 @@ proptest::proptest! {
         // Printable ASCII (with `"` and `\`), other scripts, a control character.
         names in ("[ -~é✓\u{1}]{0,12}", "[ -~é✓\u{1}]{0,12}"),
         named in proptest::prelude::any::<(bool, bool)>(),
+        content in proptest::prelude::any::<(bool, bool)>(),
         message in "[ -~é✓\u{1}]{0,40}",
         ms in -62_000_000_000_000i64..250_000_000_000_000,
         edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..3),
@@ -152,6 +153,17 @@ proptest::proptest! {
         let user = |raw: &str| UserId::parse(raw).unwrap_or(UserId::from(0));
         let names = (named.0.then_some(names.0.as_str()), named.1.then_some(names.1.as_str()));
         let mut value = encoded_for(id, (user(&users.0), user(&users.1)), names, &message, ms);
+        if content.0 || content.1 {
+            // Structured content: the title and a data object holding the message (its brackets,
+            // quotes and escapes are what the exact reader must count right).
+            let mut n: Notification = serde_json::from_slice(&value).unwrap_or_else(|_| mk_notification());
+            n.title = content.0.then(|| message.clone());
+            n.category = content.0.then(|| "orders".to_string());
+            n.data = content.1.then(|| {
+                crate::content::Data::compact(&serde_json::json!({"m": message, "n": [{"a": "}"}]}).to_string()).unwrap()
+            });
+            value = n.encode();
+        }
         for (at, byte) in edits {
             let i = at.index(value.len());
             value[i] = byte;
@@ -204,8 +216,7 @@ fn users_without_names_are_written_read_and_served_without_them() {
     let alice = UserId::parse("alice").unwrap();
     let to = User::anonymous(alice.clone());
     for from in [User::anonymous(UserId::from(7)), User { id: UserId::from(7), name: Some("Sam".into()) }] {
-        let n =
-            Notification { id: Uuid::from_u128(9), from, to: to.clone(), message: "hi".into(), sent_at: Utc::now() };
+        let n = Notification { id: Uuid::from_u128(9), ..Notification::new(from, to.clone(), "hi".into()) };
         let value = n.encode();
         let text = String::from_utf8(value.clone()).unwrap();
         assert!(text.contains(r#""to":{"id":"alice"},"#), "{text}");
@@ -225,6 +236,73 @@ fn users_without_names_are_written_read_and_served_without_them() {
         String::from_utf8(served(&r)).unwrap(),
         r#"{"id":"00000000-0000-0000-0000-000000000009","from":{"id":7},"to":{"id":"alice","name":""},"message":"hi","sentAt":"2026-01-01T00:00:00.000Z"}"#
     );
+}
+
+fn structured(title: Option<&str>, url: Option<&str>, category: Option<&str>, data: Option<&str>) -> Notification {
+    Notification {
+        title: title.map(str::to_string),
+        url: url.map(str::to_string),
+        category: category.map(str::to_string),
+        data: data.map(|d| crate::content::Data::compact(d).unwrap()),
+        ..mk_notification()
+    }
+}
+
+#[test]
+fn structured_content_is_read_exactly_kept_and_served_byte_for_byte() {
+    let nested = r#"{"order":{"id":42,"lines":[{"sku":"a}b","qty":2}]},"note":"say \"hi\" {","n":1.50e3}"#;
+    for n in [
+        structured(Some("Your order shipped"), Some("https://shop.example/o/42?x=1#y"), Some("orders"), Some(nested)),
+        structured(Some("Only a title"), None, None, None),
+        structured(None, Some("/inbox/42"), None, None),
+        structured(None, None, Some("billing.invoices"), None),
+        structured(None, None, None, Some("{}")),
+        structured(Some("é ✓ \"quoted\""), None, None, Some(r#"{"k":[]}"#)),
+    ] {
+        let value = n.encode();
+        let text = String::from_utf8(value.clone()).unwrap();
+        // New fields after message and before sentAt, in the contract's order.
+        let at = |field: &str| text.find(&format!("\"{field}\":"));
+        let order: Vec<usize> =
+            ["message", "title", "url", "category", "data", "sentAt"].iter().filter_map(|f| at(f)).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+        let parsed = serde_json::from_slice::<Borrowed<'_>>(&value).ok();
+        // The exact reader takes strings without escapes (data may hold any); others are the
+        // parser's.
+        if n.title.as_deref().is_none_or(|t| !t.contains('"')) {
+            let exact = parse_exact(&value).expect("the producer's form with structured content");
+            assert_eq!(Some(&exact), parsed.as_ref(), "{text}");
+        } else {
+            assert!(parse_exact(&value).is_none());
+        }
+        let r = decode_record(Some(b"2"), Some(&value)).unwrap();
+        assert_eq!(String::from_utf8(served(&r)).unwrap(), text);
+        assert_eq!(Packed::new(&r.pack()).category(), n.category.as_deref());
+        assert_eq!(
+            decode(Some(b"2"), Some(&value)).unwrap(),
+            Notification { sent_at: n.sent_at.trunc_subsecs(3), ..n }
+        );
+    }
+    // Without them a record keeps today's bytes.
+    let plain = String::from_utf8(mk_notification().encode()).unwrap();
+    assert!(!plain.contains("title") && !plain.contains("data"), "{plain}");
+}
+
+#[test]
+fn records_whose_content_breaks_the_rules_are_invalid() {
+    let base = String::from_utf8(mk_notification().encode()).unwrap();
+    for (field, value) in [
+        ("url", r#""javascript:alert(1)""#),
+        ("url", r#""//evil.example""#),
+        ("category", r#""Not Valid""#),
+        ("data", "[1,2]"),
+        ("data", r#""text""#),
+        ("title", &format!("\"{}\"", "x".repeat(257))),
+    ] {
+        let value = base.replacen(",\"sentAt\"", &format!(",\"{field}\":{value},\"sentAt\""), 1);
+        let got = decode_record(Some(b"2"), Some(value.as_bytes()));
+        assert!(matches!(got, Err(DecodeError::InvalidContent(_))), "{field} {value}: {got:?}");
+    }
 }
 
 #[test]

@@ -277,6 +277,10 @@ async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
         }
     };
     let mut notification = Notification::new(from, to, req.message);
+    notification.title = req.content.title;
+    notification.url = req.content.url;
+    notification.category = req.content.category;
+    notification.data = req.content.data;
     if let Some(key) = key {
         // A retry writes the same id again; consumers keep the first and show it once. The same
         // key for other content would be dropped by them as well: refused while remembered.

@@ -102,13 +102,17 @@ impl Remembered {
     }
 }
 
-/// A digest of what a retry must repeat: the sender, the recipient and the message (not
-/// `sentAt`, which every retry renews).
+/// A digest of what a retry must repeat: the sender, the recipient and the content — message,
+/// title, url, category and data (not `sentAt`, which every retry renews).
 fn content_digest(n: &Notification) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     n.from.id.hash(&mut h);
     n.to.id.hash(&mut h);
     n.message.hash(&mut h);
+    n.title.hash(&mut h);
+    n.url.hash(&mut h);
+    n.category.hash(&mut h);
+    n.data.as_ref().map(herald_model::Data::get).hash(&mut h);
     h.finish()
 }
 
@@ -139,6 +143,16 @@ mod tests {
         retry.sent_at += chrono::Duration::seconds(5);
         assert_eq!(r.check(&retry, now), Check::Retry, "sentAt is renewed by every retry");
         assert_eq!(r.check(&sent(id, 2, "cancelled"), now), Check::Conflict);
+        for change in [
+            |n: &mut Notification| n.title = Some("t".into()),
+            |n: &mut Notification| n.url = Some("/o/1".into()),
+            |n: &mut Notification| n.category = Some("orders".into()),
+            |n: &mut Notification| n.data = Some(herald_model::Data::compact(r#"{"a":1}"#).unwrap()),
+        ] {
+            let mut other = sent(id, 2, "shipped");
+            change(&mut other);
+            assert_eq!(r.check(&other, now), Check::Conflict, "{other:?}");
+        }
         assert_eq!(r.check(&sent(id, 3, "cancelled"), now), Check::New, "another recipient");
     }
 

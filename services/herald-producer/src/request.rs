@@ -1,6 +1,7 @@
 //! Parsing and validating a `POST /send` body, form-encoded or JSON.
 
-use herald_model::{MAX_MESSAGE_BYTES, UserId};
+use herald_model::content::{check_category, check_title, check_url};
+use herald_model::{Data, MAX_MESSAGE_BYTES, UserId};
 use percent_encoding::percent_decode;
 use serde::Deserialize;
 
@@ -11,6 +12,17 @@ pub struct SendRequest {
     pub from_id: Option<UserId>,
     pub to_id: UserId,
     pub message: String,
+    pub content: Content,
+}
+
+/// The optional structured content of a send (see [`herald_model::content`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Content {
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub category: Option<String>,
+    /// JSON bodies only.
+    pub data: Option<Data>,
 }
 
 /// The body formats `/send` accepts.
@@ -56,6 +68,10 @@ struct RawFields {
     from_id: Option<IdInput>,
     to_id: Option<IdInput>,
     message: Option<String>,
+    title: Option<String>,
+    url: Option<String>,
+    category: Option<String>,
+    data: Option<Data>,
 }
 
 #[derive(Debug)]
@@ -73,13 +89,17 @@ fn parse_form(body: &[u8]) -> Result<RawFields, BadRequest> {
         };
         let name = decode_component(name).map_err(|_| bad("form field name is not valid UTF-8"))?;
         let slot = match name.as_str() {
-            "fromID" | "toID" | "message" => name,
+            "fromID" | "toID" | "message" | "title" | "url" | "category" => name,
+            "data" => return Err(bad("data is accepted in JSON bodies only")),
             _ => continue,
         };
         let value = decode_component(value).map_err(|_| bad(format!("{slot} is not valid UTF-8")))?;
         let duplicate = match slot.as_str() {
             "fromID" => fields.from_id.replace(IdInput::Text(value)).is_some(),
             "toID" => fields.to_id.replace(IdInput::Text(value)).is_some(),
+            "title" => fields.title.replace(value).is_some(),
+            "url" => fields.url.replace(value).is_some(),
+            "category" => fields.category.replace(value).is_some(),
             _ => fields.message.replace(value).is_some(),
         };
         if duplicate {
@@ -95,12 +115,17 @@ fn decode_component(raw: &[u8]) -> Result<String, std::str::Utf8Error> {
 }
 
 #[derive(Deserialize)]
-struct JsonBody {
+struct JsonBody<'a> {
     #[serde(rename = "fromID")]
     from_id: Option<serde_json::Value>,
     #[serde(rename = "toID")]
     to_id: Option<serde_json::Value>,
     message: Option<serde_json::Value>,
+    title: Option<serde_json::Value>,
+    url: Option<serde_json::Value>,
+    category: Option<serde_json::Value>,
+    #[serde(borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
 }
 
 fn parse_json(body: &[u8]) -> Result<RawFields, BadRequest> {
@@ -110,15 +135,23 @@ fn parse_json(body: &[u8]) -> Result<RawFields, BadRequest> {
     }
     let parsed: JsonBody =
         serde_json::from_slice(body).map_err(|e| bad(format!("body is not a valid JSON object: {e}")))?;
-    let message = match parsed.message {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) => Some(s),
-        Some(_) => return Err(bad("message must be a string")),
+    let string = |field: &str, value: Option<serde_json::Value>| match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(bad(format!("{field} must be a string"))),
+    };
+    let data = match parsed.data {
+        Some(raw) if raw.get() != "null" => Some(Data::compact(raw.get()).map_err(bad)?),
+        _ => None,
     };
     Ok(RawFields {
         from_id: parsed.from_id.filter(|v| !v.is_null()).map(IdInput::Json),
         to_id: parsed.to_id.filter(|v| !v.is_null()).map(IdInput::Json),
-        message,
+        message: string("message", parsed.message)?,
+        title: string("title", parsed.title)?,
+        url: string("url", parsed.url)?,
+        category: string("category", parsed.category)?,
+        data,
     })
 }
 
@@ -144,7 +177,24 @@ fn validate(raw: RawFields) -> Result<SendRequest, BadRequest> {
     if message.len() > MAX_MESSAGE_BYTES {
         return Err(bad(format!("message is {} bytes; at most {MAX_MESSAGE_BYTES} are allowed", message.len())));
     }
-    Ok(SendRequest { from_id, to_id, message })
+    // An empty optional field is the same as none (a form's `title=`).
+    let given = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let content = Content {
+        title: given(raw.title),
+        url: given(raw.url).map(|u| u.trim().to_string()),
+        category: given(raw.category).map(|c| c.trim().to_string()),
+        data: raw.data,
+    };
+    if let Some(title) = &content.title {
+        check_title(title).map_err(bad)?;
+    }
+    if let Some(url) = &content.url {
+        check_url(url).map_err(bad)?;
+    }
+    if let Some(category) = &content.category {
+        check_category(category).map_err(bad)?;
+    }
+    Ok(SendRequest { from_id, to_id, message, content })
 }
 
 #[cfg(test)]
@@ -174,13 +224,29 @@ mod tests {
     #[test]
     fn parses_forms_like_curl_sends_them() {
         let r = ok(BodyFormat::Form, "fromID=1&toID=2&message=Hello+there%21%20%C3%A9&extra=x");
-        assert_eq!(r, SendRequest { from_id: Some(1.into()), to_id: 2.into(), message: "Hello there! é".into() });
+        assert_eq!(
+            r,
+            SendRequest {
+                from_id: Some(1.into()),
+                to_id: 2.into(),
+                message: "Hello there! é".into(),
+                content: Content::default()
+            }
+        );
     }
 
     #[test]
     fn parses_json_with_numbers_or_digit_strings() {
         let r = ok(BodyFormat::Json, r#"{"fromID":1,"toID":"2","message":"hey","other":[1,{"a":2}]}"#);
-        assert_eq!(r, SendRequest { from_id: Some(1.into()), to_id: 2.into(), message: "hey".into() });
+        assert_eq!(
+            r,
+            SendRequest {
+                from_id: Some(1.into()),
+                to_id: 2.into(),
+                message: "hey".into(),
+                content: Content::default()
+            }
+        );
         let no_sender = ok(BodyFormat::Json, r#"{"toID":2,"message":"hey"}"#);
         assert_eq!(no_sender.from_id, None, "fromID may be left out (a user token's sub)");
     }
@@ -230,6 +296,36 @@ mod tests {
             let body = format!(r#"{{"toID":{bad},"message":"m"}}"#);
             assert!(err(BodyFormat::Json, body.as_bytes()).contains("toID must be 1-128 characters"), "{bad}");
         }
+    }
+
+    #[test]
+    fn structured_content_is_optional_and_checked() {
+        let r = ok(
+            BodyFormat::Json,
+            r#"{"toID":"a","message":"m","title":"T","url":"https://x.example/o","category":"orders","data":{ "b" : [1, 2] }}"#,
+        );
+        assert_eq!(r.content.title.as_deref(), Some("T"));
+        assert_eq!(r.content.url.as_deref(), Some("https://x.example/o"));
+        assert_eq!(r.content.category.as_deref(), Some("orders"));
+        assert_eq!(r.content.data.as_ref().map(Data::get), Some(r#"{"b":[1,2]}"#));
+        let r = ok(BodyFormat::Form, "toID=a&message=m&title=Hi+there&url=%2Fo%2F1&category=orders");
+        assert_eq!((r.content.title.as_deref(), r.content.url.as_deref()), (Some("Hi there"), Some("/o/1")));
+        let r = ok(BodyFormat::Form, "toID=a&message=m&title=&url=");
+        assert_eq!(r.content, Content::default(), "empty is none");
+        for (format, body, expect) in [
+            (BodyFormat::Json, r#"{"toID":"a","message":"m","url":"javascript:alert(1)"}"#, "url must be"),
+            (BodyFormat::Json, r#"{"toID":"a","message":"m","url":"//evil.example"}"#, "url must be"),
+            (BodyFormat::Json, r#"{"toID":"a","message":"m","category":"Big"}"#, "category must be"),
+            (BodyFormat::Json, r#"{"toID":"a","message":"m","title":7}"#, "title must be a string"),
+            (BodyFormat::Json, r#"{"toID":"a","message":"m","data":[1]}"#, "data must be a JSON object"),
+            (BodyFormat::Json, r#"{"toID":"a","message":"m","data":"x"}"#, "data must be a JSON object"),
+            (BodyFormat::Form, "toID=a&message=m&data=%7B%7D", "data is accepted in JSON bodies only"),
+        ] {
+            let got = err(format, body.as_bytes());
+            assert!(got.contains(expect), "{body}: {got}");
+        }
+        let long_title = format!(r#"{{"toID":"a","message":"m","title":"{}"}}"#, "é".repeat(257));
+        assert!(err(BodyFormat::Json, long_title.as_bytes()).contains("title is longer than 256"));
     }
 
     #[test]

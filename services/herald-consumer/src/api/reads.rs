@@ -193,13 +193,7 @@ async fn forward(
     query: &page::Query,
 ) -> Result<Response, ReadError> {
     // The query as this member understood it, written anew (never the caller's raw string).
-    let mut uri = format!("{}/notifications/{}", owner.trim_end_matches('/'), caller.user);
-    if let Some(limit) = query.limit {
-        uri.push_str(&format!("?limit={limit}"));
-        if let Some(before) = &query.before {
-            uri.push_str(&format!("&before={}", before.encode()));
-        }
-    }
+    let uri = format!("{}/notifications/{}{}", owner.trim_end_matches('/'), caller.user, query.to_query_string());
     let (parts, bytes) = from_holder(state, owner, partition, &uri, caller).await?;
     let answer = relay(&parts, Body::from(bytes), &RELAYED);
     if is_unavailable(&parts) {

@@ -69,7 +69,7 @@ pub fn render<'a>(
     since_ms: Option<i64>,
     query: &page::Query,
 ) -> Vec<u8> {
-    let shown = |e: &Stored| since_ms.is_none_or(|since| e.sent_at_ms >= since);
+    let shown = |e: &Stored| since_ms.is_none_or(|since| e.sent_at_ms >= since) && query.matches(e);
     let unread = entries.clone().filter(|e| !e.read && shown(e)).count();
     let (items, next) = page::select(entries, query, shown);
     let mut body = Vec::with_capacity(96 + items.iter().map(|e| len_hint(e)).sum::<usize>());
