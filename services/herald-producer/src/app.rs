@@ -19,11 +19,15 @@ use uuid::Uuid;
 use crate::idempotency::{Check, Remembered};
 use crate::kafka::{SendError, Sender};
 use crate::metrics::{Outcome, ProducerMetrics};
-use crate::request::{self, BodyFormat};
+use crate::request::{self, BodyFormat, Recipients};
 use crate::users::Directory;
 
 /// Largest accepted `/send` body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Largest accepted JSON body of `POST /send`: a bulk send to 1,000 recipients of the longest
+/// ids (131 KB of `toIDs`) with a full message, title, url and data.
+pub const MAX_JSON_BODY_BYTES: usize = 160 * 1024;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -62,6 +66,9 @@ pub enum AppError {
     BadRequest(#[from] request::BadRequest),
     #[error("User not found")]
     UserNotFound,
+    /// Recipients of a bulk send missing from the directory (nothing was sent).
+    #[error("Users not found: {}", shown_ids(.0))]
+    UsersNotFound(Vec<UserId>),
     #[error("Idempotency-Key was used for another notification")]
     KeyReused,
     #[error("notification not sent: {0}; try again")]
@@ -92,11 +99,22 @@ impl IntoResponse for AppError {
             AppError::ReadBody(_) | AppError::BadRequest(_) | AppError::BadIdempotencyKey | AppError::BadMarker(_) => {
                 JsonError::new(StatusCode::BAD_REQUEST, message).into_response()
             }
-            AppError::UserNotFound => JsonError::new(StatusCode::NOT_FOUND, message).into_response(),
+            AppError::UserNotFound | AppError::UsersNotFound(_) => {
+                JsonError::new(StatusCode::NOT_FOUND, message).into_response()
+            }
             AppError::KeyReused => JsonError::new(StatusCode::UNPROCESSABLE_ENTITY, message).into_response(),
             AppError::Unavailable(_) => JsonError::unavailable(message, Duration::from_secs(1)).into_response(),
         }
     }
+}
+
+/// The ids a 404 names: the first ten, and how many more.
+fn shown_ids(ids: &[UserId]) -> String {
+    let mut shown: Vec<String> = ids.iter().take(10).map(UserId::to_string).collect();
+    if ids.len() > 10 {
+        shown.push(format!("and {} more", ids.len() - 10));
+    }
+    shown.join(", ")
 }
 
 /// The body of a 200.
@@ -106,6 +124,41 @@ pub struct Sent {
     pub id: Uuid,
     pub partition: i32,
     pub offset: i64,
+}
+
+/// What became of one recipient's notification in a bulk send.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecipientResult {
+    #[serde(rename = "toID")]
+    pub to_id: UserId,
+    /// `sent` (acknowledged) or `failed` (not: send it again).
+    pub status: &'static str,
+    pub id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+}
+
+/// The body of a bulk send's answer: 200 when every notification was acknowledged, else 503.
+#[derive(Debug, Serialize)]
+pub struct BulkSent {
+    pub message: String,
+    pub results: Vec<RecipientResult>,
+}
+
+impl BulkSent {
+    fn failed(&self) -> usize {
+        self.results.iter().filter(|r| r.status != "sent").count()
+    }
+}
+
+/// What a send answered: one notification, or a bulk send's per-recipient results.
+#[derive(Debug)]
+pub enum Sends {
+    One(Sent),
+    Many(BulkSent),
 }
 
 /// The whole producer API (its metrics are served on their own listener).
@@ -124,10 +177,23 @@ pub fn router(state: AppState, http: HttpMetrics, edge: &EdgeArgs) -> Router {
 async fn send(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let start = Instant::now();
     match handle_send(&state, &headers, body).await {
-        Ok(sent) => {
+        Ok(Sends::One(sent)) => {
             state.metrics.count(Outcome::Sent);
             state.metrics.send_duration.observe(start.elapsed().as_secs_f64());
             axum::Json(sent).into_response()
+        }
+        Ok(Sends::Many(bulk)) => {
+            let failed = bulk.failed();
+            state.metrics.count_many(Outcome::Sent, (bulk.results.len() - failed) as u64);
+            state.metrics.count_many(Outcome::Failed, failed as u64);
+            state.metrics.send_duration.observe(start.elapsed().as_secs_f64());
+            if failed == 0 {
+                return axum::Json(bulk).into_response();
+            }
+            tracing::warn!(failed, recipients = bulk.results.len(), "a bulk send was not acknowledged in full");
+            let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(bulk)).into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            response
         }
         Err(error) => {
             state.metrics.count(error.outcome());
@@ -249,7 +315,14 @@ pub fn idempotent_id(from: &UserId, key: &str) -> Uuid {
     Uuid::new_v5(&IDEMPOTENT_IDS, format!("{from}\n{key}").as_bytes())
 }
 
-async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Sent, AppError> {
+/// The id of recipient `to`'s notification in a bulk send by `from` with an idempotency key: the
+/// same whether the whole request or only the failed recipients are sent again. (A newline is
+/// in no user id: the parts cannot run into each other.)
+pub fn bulk_idempotent_id(from: &UserId, key: &str, to: &UserId) -> Uuid {
+    Uuid::new_v5(&IDEMPOTENT_IDS, format!("{from}\n{key}\n{to}").as_bytes())
+}
+
+async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Sends, AppError> {
     let identity = state.auth.authenticate(headers)?;
     let key = idempotency_key(headers)?;
     let format = headers
@@ -257,49 +330,104 @@ async fn handle_send(state: &AppState, headers: &HeaderMap, body: Body) -> Resul
         .and_then(|v| v.to_str().ok())
         .and_then(BodyFormat::from_content_type)
         .ok_or(AppError::UnsupportedMediaType)?;
-    let bytes = read_body(headers, body, MAX_BODY_BYTES).await?;
+    let limit = match format {
+        BodyFormat::Json => MAX_JSON_BODY_BYTES,
+        BodyFormat::Form => MAX_BODY_BYTES,
+    };
+    let bytes = read_body(headers, body, limit).await?;
     let req = request::parse(format, &bytes)?;
     let from_id = identity.sender(req.from_id.clone()).map_err(|refused| match refused {
         SendAs::Missing => AppError::NoSender,
         SendAs::Forbidden => AppError::Forbidden(req.from_id.clone().unwrap_or_else(|| UserId::from(0))),
     })?;
-    let (from, to) = match &state.directory {
+    let bulk = matches!(req.to, Recipients::Many(_));
+    let (from, recipients) = match &state.directory {
         Some(directory) => {
-            let from = directory.get(&from_id).ok_or(AppError::UserNotFound)?;
-            let to = directory.get(&req.to_id).ok_or(AppError::UserNotFound)?;
-            (from.clone(), to.clone())
+            let from = directory.get(&from_id).ok_or(AppError::UserNotFound)?.clone();
+            let unknown: Vec<UserId> = req.to.all().iter().filter(|id| directory.get(id).is_none()).cloned().collect();
+            match unknown.len() {
+                0 => {}
+                _ if !bulk => return Err(AppError::UserNotFound),
+                _ => return Err(AppError::UsersNotFound(unknown)),
+            }
+            (from, req.to.all().iter().filter_map(|id| directory.get(id).cloned()).collect::<Vec<_>>())
         }
         // No directory: any valid id; the sender's name only from their own token, never from
         // the request body.
         None => {
             let name = identity.name_of(&from_id).map(str::to_string);
-            (User { id: from_id, name }, User::anonymous(req.to_id))
+            (User { id: from_id, name }, req.to.all().iter().cloned().map(User::anonymous).collect())
         }
     };
-    let mut notification = Notification::new(from, to, req.message);
-    notification.title = req.content.title;
-    notification.url = req.content.url;
-    notification.category = req.content.category;
-    notification.data = req.content.data;
-    if let Some(key) = key {
-        // A retry writes the same id again; consumers keep the first and show it once. The same
-        // key for other content would be dropped by them as well: refused while remembered.
-        notification.id = idempotent_id(&notification.from.id, key);
-        if state.keys.check(&notification, Instant::now()) == Check::Conflict {
-            return Err(AppError::KeyReused);
+    let now = Instant::now();
+    let mut notifications = Vec::with_capacity(recipients.len());
+    for to in recipients {
+        let mut n = Notification::new(from.clone(), to, req.message.clone());
+        n.title.clone_from(&req.content.title);
+        n.url.clone_from(&req.content.url);
+        n.category.clone_from(&req.content.category);
+        n.data.clone_from(&req.content.data);
+        if let Some(key) = key {
+            // A retry writes the same id again; consumers keep the first and show it once. The
+            // same key for other content would be dropped by them as well: refused while
+            // remembered, before anything is sent.
+            n.id = if bulk { bulk_idempotent_id(&n.from.id, key, &n.to.id) } else { idempotent_id(&n.from.id, key) };
+            if state.keys.check(&n, now) == Check::Conflict {
+                return Err(AppError::KeyReused);
+            }
+        }
+        notifications.push(n);
+    }
+    if !bulk {
+        let Some(notification) = notifications.pop() else { return Err(AppError::UserNotFound) };
+        let delivered = state.sender.send(&notification).await?;
+        if key.is_some() {
+            state.keys.remember(&notification, Instant::now());
+        }
+        tracing::debug!(id = %notification.id, partition = delivered.partition, offset = delivered.offset, "sent");
+        return Ok(Sends::One(Sent {
+            message: "Notification sent successfully!",
+            id: notification.id,
+            partition: delivered.partition,
+            offset: delivered.offset,
+        }));
+    }
+    // Every record in flight at once: the client's batching, not one round trip per recipient.
+    let outcomes = futures::future::join_all(notifications.iter().map(|n| state.sender.send(n))).await;
+    let mut results = Vec::with_capacity(notifications.len());
+    for (n, outcome) in notifications.iter().zip(outcomes) {
+        match outcome {
+            Ok(delivered) => {
+                if key.is_some() {
+                    state.keys.remember(n, Instant::now());
+                }
+                results.push(RecipientResult {
+                    to_id: n.to.id.clone(),
+                    status: "sent",
+                    id: n.id,
+                    partition: Some(delivered.partition),
+                    offset: Some(delivered.offset),
+                });
+            }
+            Err(error) => {
+                tracing::debug!(%error, "a bulk send's notification was not acknowledged");
+                results.push(RecipientResult {
+                    to_id: n.to.id.clone(),
+                    status: "failed",
+                    id: n.id,
+                    partition: None,
+                    offset: None,
+                });
+            }
         }
     }
-    let delivered = state.sender.send(&notification).await?;
-    if key.is_some() {
-        state.keys.remember(&notification, Instant::now());
-    }
-    tracing::debug!(id = %notification.id, partition = delivered.partition, offset = delivered.offset, "sent");
-    Ok(Sent {
-        message: "Notification sent successfully!",
-        id: notification.id,
-        partition: delivered.partition,
-        offset: delivered.offset,
-    })
+    let failed = results.iter().filter(|r| r.status != "sent").count();
+    let message = if failed == 0 {
+        "Notifications sent successfully!".to_string()
+    } else {
+        format!("{failed} of {} notifications not sent; send those with status \"failed\" again", results.len())
+    };
+    Ok(Sends::Many(BulkSent { message, results }))
 }
 
 #[cfg(test)]
@@ -315,6 +443,17 @@ mod tests {
         assert_ne!(id, idempotent_id(&UserId::from(1), "order-43"));
         // The separator keeps sender and key apart: (1, "2x") is not (12, "x").
         assert_ne!(idempotent_id(&UserId::from(1), "2x"), idempotent_id(&UserId::from(12), "x"));
+    }
+
+    #[test]
+    fn a_bulk_key_names_one_id_per_recipient() {
+        let (shop, key) = (UserId::parse("shop").unwrap(), "ship-7");
+        let alice = UserId::parse("alice").unwrap();
+        let id = bulk_idempotent_id(&shop, key, &alice);
+        assert_eq!(id, bulk_idempotent_id(&shop, key, &alice), "a retry, whole or in part");
+        assert_ne!(id, bulk_idempotent_id(&shop, key, &UserId::parse("bob").unwrap()));
+        assert_ne!(id, bulk_idempotent_id(&shop, "ship-8", &alice));
+        assert_ne!(id, idempotent_id(&shop, key), "not the single send's id");
     }
 
     #[test]

@@ -77,6 +77,11 @@ impl ProducerMetrics {
         self.counter(outcome).inc();
     }
 
+    /// `n` notifications with `outcome` (a bulk send's).
+    pub fn count_many(&self, outcome: Outcome, n: u64) {
+        self.counter(outcome).inc_by(n);
+    }
+
     pub fn sent(&self) -> u64 {
         self.counter(Outcome::Sent).get()
     }

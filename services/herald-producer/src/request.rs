@@ -10,9 +10,29 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendRequest {
     pub from_id: Option<UserId>,
-    pub to_id: UserId,
+    pub to: Recipients,
     pub message: String,
     pub content: Content,
+}
+
+/// Most recipients of one bulk send.
+pub const MAX_RECIPIENTS: usize = 1000;
+
+/// Who a send goes to: `toID`, or a JSON body's `toIDs` (1–[`MAX_RECIPIENTS`] distinct ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipients {
+    One(UserId),
+    Many(Vec<UserId>),
+}
+
+impl Recipients {
+    /// Every recipient, in the order given.
+    pub fn all(&self) -> &[UserId] {
+        match self {
+            Recipients::One(id) => std::slice::from_ref(id),
+            Recipients::Many(ids) => ids,
+        }
+    }
 }
 
 /// The optional structured content of a send (see [`herald_model::content`]).
@@ -67,6 +87,7 @@ pub fn parse(format: BodyFormat, body: &[u8]) -> Result<SendRequest, BadRequest>
 struct RawFields {
     from_id: Option<IdInput>,
     to_id: Option<IdInput>,
+    to_ids: Option<Vec<serde_json::Value>>,
     message: Option<String>,
     title: Option<String>,
     url: Option<String>,
@@ -120,6 +141,8 @@ struct JsonBody<'a> {
     from_id: Option<serde_json::Value>,
     #[serde(rename = "toID")]
     to_id: Option<serde_json::Value>,
+    #[serde(rename = "toIDs")]
+    to_ids: Option<serde_json::Value>,
     message: Option<serde_json::Value>,
     title: Option<serde_json::Value>,
     url: Option<serde_json::Value>,
@@ -144,9 +167,15 @@ fn parse_json(body: &[u8]) -> Result<RawFields, BadRequest> {
         Some(raw) if raw.get() != "null" => Some(Data::compact(raw.get()).map_err(bad)?),
         _ => None,
     };
+    let to_ids = match parsed.to_ids {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Array(ids)) => Some(ids),
+        Some(_) => return Err(bad("toIDs must be an array of user ids")),
+    };
     Ok(RawFields {
         from_id: parsed.from_id.filter(|v| !v.is_null()).map(IdInput::Json),
         to_id: parsed.to_id.filter(|v| !v.is_null()).map(IdInput::Json),
+        to_ids,
         message: string("message", parsed.message)?,
         title: string("title", parsed.title)?,
         url: string("url", parsed.url)?,
@@ -167,9 +196,30 @@ fn user_id(field: &str, input: Option<IdInput>) -> Result<UserId, BadRequest> {
     .ok_or_else(invalid)
 }
 
+/// `toIDs`: 1–[`MAX_RECIPIENTS`] valid, distinct ids.
+fn recipients(raw: Vec<serde_json::Value>) -> Result<Vec<UserId>, BadRequest> {
+    if raw.is_empty() || raw.len() > MAX_RECIPIENTS {
+        return Err(bad(format!("toIDs must hold 1 to {MAX_RECIPIENTS} user ids")));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(raw.len());
+    let mut ids = Vec::with_capacity(raw.len());
+    for (i, value) in raw.into_iter().enumerate() {
+        let id = user_id(&format!("toIDs[{i}]"), Some(IdInput::Json(value)))?;
+        if !seen.insert(id.clone()) {
+            return Err(bad(format!("toIDs[{i}] repeats a recipient: each may appear once")));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
 fn validate(raw: RawFields) -> Result<SendRequest, BadRequest> {
     let from_id = raw.from_id.map(|id| user_id("fromID", Some(id))).transpose()?;
-    let to_id = user_id("toID", raw.to_id)?;
+    let to = match (raw.to_id, raw.to_ids) {
+        (Some(_), Some(_)) => return Err(bad("give either toID or toIDs, not both")),
+        (None, Some(ids)) => Recipients::Many(recipients(ids)?),
+        (to_id, None) => Recipients::One(user_id("toID", to_id)?),
+    };
     let message = raw.message.ok_or_else(|| bad("message is required"))?;
     if message.trim().is_empty() {
         return Err(bad("message must not be empty"));
@@ -194,7 +244,7 @@ fn validate(raw: RawFields) -> Result<SendRequest, BadRequest> {
     if let Some(category) = &content.category {
         check_category(category).map_err(bad)?;
     }
-    Ok(SendRequest { from_id, to_id, message, content })
+    Ok(SendRequest { from_id, to, message, content })
 }
 
 #[cfg(test)]
@@ -228,7 +278,7 @@ mod tests {
             r,
             SendRequest {
                 from_id: Some(1.into()),
-                to_id: 2.into(),
+                to: Recipients::One(2.into()),
                 message: "Hello there! é".into(),
                 content: Content::default()
             }
@@ -242,7 +292,7 @@ mod tests {
             r,
             SendRequest {
                 from_id: Some(1.into()),
-                to_id: 2.into(),
+                to: Recipients::One(2.into()),
                 message: "hey".into(),
                 content: Content::default()
             }
@@ -286,15 +336,39 @@ mod tests {
     fn text_ids_are_taken_in_forms_and_json() {
         let r = ok(BodyFormat::Form, "fromID=%20alice%40example.com&toID=u_8f3k2&message=hi");
         assert_eq!(r.from_id, UserId::parse("alice@example.com"));
-        assert_eq!(r.to_id, UserId::parse("u_8f3k2").unwrap());
+        assert_eq!(r.to, Recipients::One(UserId::parse("u_8f3k2").unwrap()));
         // `+` in a form is a space: a `+` in an id is sent as %2B.
         assert!(err(BodyFormat::Form, b"toID=a+b&message=m").contains("toID must be 1-128 characters"));
-        assert_eq!(ok(BodyFormat::Form, "toID=a%2Bb&message=m").to_id, UserId::parse("a+b").unwrap());
+        assert_eq!(ok(BodyFormat::Form, "toID=a%2Bb&message=m").to.all(), [UserId::parse("a+b").unwrap()]);
         let r = ok(BodyFormat::Json, r#"{"fromID":"alice","toID":" bob ","message":"hi"}"#);
-        assert_eq!((r.from_id, r.to_id), (UserId::parse("alice"), UserId::parse("bob").unwrap()));
+        assert_eq!((r.from_id, r.to), (UserId::parse("alice"), Recipients::One(UserId::parse("bob").unwrap())));
         for bad in [r#""02""#, r#""+2""#, r#""..""#, r#""a/b""#, "0", r#""""#] {
             let body = format!(r#"{{"toID":{bad},"message":"m"}}"#);
             assert!(err(BodyFormat::Json, body.as_bytes()).contains("toID must be 1-128 characters"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bulk_sends_name_distinct_valid_recipients() {
+        let r = ok(BodyFormat::Json, r#"{"fromID":"shop","toIDs":["alice",2," bob "],"message":"m"}"#);
+        let want: Vec<UserId> = ["alice", "2", "bob"].iter().map(|i| UserId::parse(i).unwrap()).collect();
+        assert_eq!(r.to, Recipients::Many(want));
+        let thousand: Vec<String> = (1..=1000).map(|i| format!("u{i}")).collect();
+        let body = serde_json::json!({"toIDs": thousand, "message": "m"}).to_string();
+        assert_eq!(ok(BodyFormat::Json, &body).to.all().len(), 1000);
+        let too_many: Vec<String> = (1..=1001).map(|i| format!("u{i}")).collect();
+        let body = serde_json::json!({"toIDs": too_many, "message": "m"}).to_string();
+        for (body, expect) in [
+            (body.as_str(), "toIDs must hold 1 to 1000"),
+            (r#"{"toIDs":[],"message":"m"}"#, "toIDs must hold 1 to 1000"),
+            (r#"{"toIDs":"a","message":"m"}"#, "toIDs must be an array"),
+            (r#"{"toIDs":["a","02"],"message":"m"}"#, "toIDs[1] must be 1-128 characters"),
+            (r#"{"toIDs":["a","b","a"],"message":"m"}"#, "toIDs[2] repeats a recipient"),
+            (r#"{"toIDs":["2",2],"message":"m"}"#, "toIDs[1] repeats a recipient"),
+            (r#"{"toID":"a","toIDs":["b"],"message":"m"}"#, "either toID or toIDs"),
+        ] {
+            let got = err(BodyFormat::Json, body.as_bytes());
+            assert!(got.contains(expect), "{body}: {got}");
         }
     }
 

@@ -16,7 +16,7 @@ use herald_model::{MAX_MESSAGE_BYTES, User, UserId};
 use herald_producer::app::{AppState, router};
 use herald_producer::kafka::Sender;
 use herald_producer::metrics::ProducerMetrics;
-use herald_producer::request::{BodyFormat, parse};
+use herald_producer::request::{BodyFormat, Recipients, parse};
 use herald_producer::users::Directory;
 use http_body_util::BodyExt;
 use prometheus::Registry;
@@ -60,7 +60,7 @@ fn check_parse(format: BodyFormat, body: &[u8]) {
     match parse(format, body) {
         Ok(r) => {
             let zero = UserId::from(0);
-            assert!(r.from_id.as_ref().is_none_or(|f| *f > zero) && r.to_id > zero);
+            assert!(r.from_id.as_ref().is_none_or(|f| *f > zero) && r.to.all().iter().all(|t| *t > zero));
             assert!(!r.message.is_empty() && r.message.len() <= MAX_MESSAGE_BYTES);
         }
         Err(e) => assert!(!e.0.is_empty() && e.0.len() < 300, "{e:?}"),
@@ -86,10 +86,10 @@ proptest! {
         // Exactly what was generated comes out, in both formats.
         let json = serde_json::json!({"fromID": from, "toID": to, "message": message}).to_string();
         let r = parse(BodyFormat::Json, json.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e:?}: {json}")))?;
-        prop_assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(UserId::from(from)), UserId::from(to), message.as_str()));
+        prop_assert_eq!((r.from_id, r.to, r.message.as_str()), (Some(UserId::from(from)), Recipients::One(UserId::from(to)), message.as_str()));
         let form = format!("fromID={from}&toID={to}&message={}", form_urlencoded(&message));
         let r = parse(BodyFormat::Form, form.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e:?}: {form}")))?;
-        prop_assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(UserId::from(from)), UserId::from(to), message.as_str()));
+        prop_assert_eq!((r.from_id, r.to, r.message.as_str()), (Some(UserId::from(from)), Recipients::One(UserId::from(to)), message.as_str()));
     }
 
     #[test]
@@ -123,7 +123,10 @@ fn deep_nesting_is_skipped_or_refused_and_duplicates_are_client_errors() {
         // In an unknown field: skipped without recursion (no stack overflow), the rest is used.
         let body = format!(r#"{{"fromID": 1, "toID": 2, "message": "hi", "x": {}}}"#, nest(depth));
         let r = parse(BodyFormat::Json, body.as_bytes()).unwrap();
-        assert_eq!((r.from_id, r.to_id, r.message.as_str()), (Some(UserId::from(1)), UserId::from(2), "hi"));
+        assert_eq!(
+            (r.from_id, r.to, r.message.as_str()),
+            (Some(UserId::from(1)), Recipients::One(UserId::from(2)), "hi")
+        );
         // Where a value is read: a client error naming the field.
         let body = format!(r#"{{"fromID": {}, "toID": 2, "message": "hi"}}"#, nest(depth));
         let e = parse(BodyFormat::Json, body.as_bytes()).unwrap_err();
