@@ -24,7 +24,8 @@ pub struct ProducerSpec {
     /// one of the two.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token_secret_ref: Option<KeyRef>,
-    /// ConfigMap key holding the user directory (`[{"id":1,"name":"Emma"}, ...]`).
+    /// ConfigMap key holding a user directory (`[{"id":1,"name":"Emma"},{"id":"alice","name":"Alice"}]`):
+    /// only its users send and receive, with its names. Without one any valid user id is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users_config_map_ref: Option<KeyRef>,
 }

@@ -37,7 +37,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 #[derive(Parser)]
 #[command(name = "herald-bench", about = "Herald benchmarks (figures, not pass/fail)")]
 struct Args {
-    /// Which benchmark: send, consume, latency, auth, scaling or all.
+    /// Which benchmark: send, bulk, consume, latency, auth, scaling or all.
     #[arg(default_value = "all")]
     which: String,
     /// Load duration of the send benchmark.
@@ -58,6 +58,15 @@ struct Args {
     /// Extra librdkafka property `KEY=VALUE` for herald-consumer in the consume benchmark.
     #[arg(long = "consumer-property")]
     consumer_properties: Vec<String>,
+    /// The consume benchmark's records carry a title, url, category and data, and text user ids.
+    #[arg(long)]
+    structured: bool,
+    /// Recipients per request of the bulk benchmark.
+    #[arg(long, default_value_t = 100)]
+    bulk_recipients: usize,
+    /// Connections of the bulk benchmark.
+    #[arg(long, default_value_t = 8)]
+    bulk_connections: usize,
 }
 
 #[tokio::main]
@@ -65,6 +74,9 @@ async fn main() {
     let args = Args::parse();
     if matches!(args.which.as_str(), "send" | "all") {
         bench_send(&args).await;
+    }
+    if matches!(args.which.as_str(), "bulk" | "all") {
+        bench_bulk(&args).await;
     }
     if matches!(args.which.as_str(), "consume" | "all") {
         bench_consume(&args).await;
@@ -153,6 +165,47 @@ async fn bench_send(args: &Args) {
     println!("  raw rdkafka producer 20000 in flight: {ceiling:.0} records/s (the ceiling)");
     let rate = ok as f64 / took.as_secs_f64();
     println!("  ratio /send : raw   {:.2} (same concurrency), {:.2} (ceiling)", rate / same, rate / ceiling);
+}
+
+/// Bulk sends through one producer (no directory): `--bulk-connections` connections each sending
+/// one request of `--bulk-recipients` recipients at a time, in notifications/s, next to a raw
+/// rdkafka producer with as many records in flight (connections × recipients).
+async fn bench_bulk(args: &Args) {
+    let s = Setup::new(Storage::Memory, 6, 4).await;
+    let http = Http::new();
+    let producer = s.open_producer(&[("RUST_LOG", "warn".into())]);
+    wait_ready(&http, &producer, Duration::from_secs(60)).await;
+    let addr = producer.url.trim_start_matches("http://").to_string();
+    let (connections, recipients) = (args.bulk_connections, args.bulk_recipients);
+    let message = "x".repeat(100);
+    let host = addr.clone();
+    let request: MakeRequest = Arc::new(move |c, _| {
+        let to: Vec<String> = (0..recipients).map(|i| format!("member-{c}-{i}")).collect();
+        let body = serde_json::json!({"fromID": "newsroom", "toIDs": to, "message": message, "category": "news"});
+        hyper::Request::post("/send")
+            .header("host", &host)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("request")
+    });
+    let _ = run_requests(&addr, connections, Duration::from_secs(2), request.clone()).await;
+    let (latencies, errors, took) = run_requests(&addr, connections, args.duration, request).await;
+    let mut sorted = latencies;
+    sorted.sort_unstable();
+    let requests = sorted.len();
+    let rate = (requests * recipients) as f64 / took.as_secs_f64();
+    println!(
+        "\nbulk: {connections} connections, {recipients} recipients per request, for {:.1} s (nisshi, memory storage, 6 partitions)",
+        took.as_secs_f64()
+    );
+    println!(
+        "  bulk /send 200s     {requests} requests ({rate:.0} notifications/s), other answers or errors: {errors}"
+    );
+    println!("  request latency ms  p50 {:.2}  p99 {:.2}", percentile(&sorted, 0.50), percentile(&sorted, 0.99));
+    let in_flight = connections * recipients;
+    let raw = raw_send(&s, "x".repeat(100).as_str(), (requests * recipients).max(50_000), in_flight).await;
+    println!("  raw rdkafka producer {in_flight} in flight: {raw:.0} records/s");
+    println!("  ratio bulk : raw    {:.2} (target >= 0.6)", rate / raw);
 }
 
 /// Sends `n` records with at most `window` in flight through a raw rdkafka producer configured
@@ -272,8 +325,9 @@ async fn run_requests(
     (all, errors, start.elapsed())
 }
 
-/// Writes `records` notifications for `users` recipients (round robin) to `topic`.
-async fn prefill(bootstrap: &str, topic: &str, records: usize, users: u64) {
+/// Writes `records` notifications for `users` recipients (round robin) to `topic`; `structured`:
+/// with a title, url, category and data, between text user ids.
+async fn prefill(bootstrap: &str, topic: &str, records: usize, users: u64, structured: bool) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("partitioner", "murmur2_random")
@@ -283,8 +337,21 @@ async fn prefill(bootstrap: &str, topic: &str, records: usize, users: u64) {
     let from = User { id: 1.into(), name: Some("Emma".into()) };
     let mut pending = std::collections::VecDeque::new();
     for i in 0..records {
-        let to = User { id: ((i as u64 % users) + 1).into(), name: Some(format!("user{}", i as u64 % users + 1)) };
-        let note = Notification::new(from.clone(), to, format!("notification number {i} with some text"));
+        let n = i as u64 % users + 1;
+        let (from, to) = if structured {
+            let id = |raw: String| herald_model::UserId::parse(&raw).expect("a valid id");
+            (User::anonymous(id("shop".into())), User::anonymous(id(format!("member-{n}@example.com"))))
+        } else {
+            (from.clone(), User { id: n.into(), name: Some(format!("user{n}")) })
+        };
+        let mut note = Notification::new(from, to, format!("notification number {i} with some text"));
+        if structured {
+            note.title = Some(format!("Order {i} shipped"));
+            note.url = Some(format!("/orders/{i}"));
+            note.category = Some("orders".into());
+            note.data =
+                herald_model::Data::compact(&format!(r#"{{"orderId":{i},"items":[{{"sku":"a-1","qty":2}}]}}"#)).ok();
+        }
         let (key, payload) = (note.key(), note.encode());
         pending.push_back(producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)).expect("enqueue"));
         if pending.len() >= 20_000 {
@@ -336,8 +403,13 @@ async fn bench_consume(args: &Args) {
     let topic = herald_tests::unique("consume");
     kafka::create_topic(&bootstrap, &topic, 6).await;
 
-    prefill(&bootstrap, &topic, args.records, args.users).await;
-    println!("\nconsume: {} records for {} users on 6 partitions (nisshi, memory storage)", args.records, args.users);
+    prefill(&bootstrap, &topic, args.records, args.users, args.structured).await;
+    println!(
+        "\nconsume: {} {} records for {} users on 6 partitions (nisshi, memory storage)",
+        args.records,
+        if args.structured { "structured (title, url, category, data; text ids)" } else { "plain" },
+        args.users
+    );
 
     // Raw rdkafka consumer: the ceiling.
     let raw: BaseConsumer = ClientConfig::new()
@@ -604,7 +676,7 @@ async fn bench_auth(args: &Args) {
     // longer the log: that would be measured instead).
     let read_topic = herald_tests::unique("auth-reads");
     kafka::create_topic(&s.broker.bootstrap(), &read_topic, 6).await;
-    prefill(&s.broker.bootstrap(), &read_topic, 20_000, USERS).await;
+    prefill(&s.broker.bootstrap(), &read_topic, 20_000, USERS, false).await;
     let consumers: Vec<_> = kinds
         .iter()
         .map(|(_, env, _, _)| {

@@ -156,7 +156,9 @@ pub async fn gather(state: &AppState, caller: &Caller, partitions: &[i32]) -> Re
             }
             parse_part(user, &bytes).map_err(|why| {
                 state.peer.count(ForwardOutcome::Failed);
-                tracing::warn!(partition = p, owner, %why, "a peer's part of a merged read is not understood");
+                // Why can quote a record's key (a user id): debug only.
+                tracing::warn!(partition = p, owner, "a peer's part of a merged read is not understood");
+                tracing::debug!(partition = p, %why, "why the peer's part is not understood");
                 ReadError::unavailable(format!(
                     "the owner of partition {p} answered what this consumer cannot read: {why}"
                 ))
