@@ -12,19 +12,23 @@ use crate::user_id::UserId;
 /// ([`UserId::pack_into`]: a number in 9 bytes, a text id in its length + 2) and the strings
 /// unescaped, without JSON's field names and quotes — about half the record's size for short
 /// messages — written back in the contract's form when served ([`Packed::write_json`]). Layout:
-/// id (16 bytes) | from name length (u32 LE; [`ABSENT`] when unknown) | to name length | message
-/// length | title length | url length | category length | data length (each u32 LE, [`ABSENT`]
-/// when not given) | from id | to id | from name | to name | message | title | url | category |
-/// data. The time is not in it: whoever keeps it keeps the time beside it, for ordering without a
-/// lookup.
+/// id (16 bytes) | which of the seven strings are there (one byte, bit i for string i) | the
+/// length of each one there (u32 LE) | from id | to id | the strings there, in order: from name,
+/// to name, message, title, url, category, data. A plain notification with both names pays 13
+/// bytes for this table. The time is not in it: whoever keeps it keeps the time beside it, for
+/// ordering without a lookup.
 #[derive(Debug, Clone, Copy)]
 pub struct Packed<'a>(&'a [u8]);
 
-/// A length meaning "not there" (a real one is below 4 GiB: a Kafka record is).
-const ABSENT: u32 = u32::MAX;
-
 /// The strings after the ids, in order.
 const STRINGS: usize = 7;
+/// Where the category is among them.
+const CATEGORY: usize = 5;
+/// Where the presence byte is.
+const PRESENT: usize = 16;
+
+/// Where each string is, `(start, end)`, when it is there.
+type Spans = [Option<(usize, usize)>; STRINGS];
 
 /// The fields of a [`Packed`] notification, located.
 struct Parts<'a> {
@@ -35,8 +39,6 @@ struct Parts<'a> {
 }
 
 impl<'a> Packed<'a> {
-    const LENGTHS: usize = 16 + 4 * STRINGS;
-
     /// Bytes written by [`Record::pack`].
     pub fn new(bytes: &'a [u8]) -> Self {
         Self(bytes)
@@ -54,27 +56,42 @@ impl<'a> Packed<'a> {
         Uuid::from_bytes(self.array(0))
     }
 
+    /// Where the ids start, and each string's `(start, end)` when it is there — the ids skipped,
+    /// not read. `None` only for bytes [`Record::pack`] did not write.
+    fn locate(&self) -> Option<(usize, Spans)> {
+        let present = *self.0.get(PRESENT)?;
+        let ids = PRESENT + 1 + 4 * present.count_ones() as usize;
+        let used_from = UserId::packed_len(self.0.get(ids..)?)?;
+        let used_to = UserId::packed_len(self.0.get(ids + used_from..)?)?;
+        let (mut length_at, mut at) = (PRESENT + 1, ids + used_from + used_to);
+        let mut spans: Spans = [None; STRINGS];
+        for (i, span) in spans.iter_mut().enumerate() {
+            if present & (1 << i) == 0 {
+                continue;
+            }
+            let end = at + u32::from_le_bytes(self.array(length_at)) as usize;
+            *span = Some((at, end));
+            (length_at, at) = (length_at + 4, end);
+        }
+        Some((ids, spans))
+    }
+
+    fn text(&self, span: Option<(usize, usize)>) -> Option<&'a str> {
+        // Written from `&str`s by `Record::pack`.
+        span.and_then(|(from, to)| self.0.get(from..to)).and_then(|b| std::str::from_utf8(b).ok())
+    }
+
     /// The notification's category, if it has one (read for every item a filtered read looks at).
     pub fn category(&self) -> Option<&'a str> {
-        self.parts().and_then(|p| p.strings[5])
+        self.locate().and_then(|(_, spans)| self.text(spans[CATEGORY]))
     }
 
     /// The fields after the id (`None` only for bytes [`Record::pack`] did not write).
     fn parts(&self) -> Option<Parts<'a>> {
-        let (from, used_from) = UserId::unpack(self.0.get(Self::LENGTHS..)?)?;
-        let (to, used_to) = UserId::unpack(self.0.get(Self::LENGTHS + used_from..)?)?;
-        let mut at = Self::LENGTHS + used_from + used_to;
-        let mut strings = [None; STRINGS];
-        for (i, slot) in strings.iter_mut().enumerate() {
-            let len = u32::from_le_bytes(self.array(16 + 4 * i));
-            if len == ABSENT {
-                continue;
-            }
-            let end = at + len as usize;
-            *slot = Some(std::str::from_utf8(self.0.get(at..end)?).ok()?);
-            at = end;
-        }
-        Some(Parts { from, to, strings })
+        let (ids, spans) = self.locate()?;
+        let (from, used_from) = UserId::unpack(self.0.get(ids..)?)?;
+        let (to, _) = UserId::unpack(self.0.get(ids + used_from..)?)?;
+        Some(Parts { from, to, strings: spans.map(|span| self.text(span)) })
     }
 
     /// Writes the notification, sent at `sent_at_ms`, in the record contract's form: its fields
@@ -122,12 +139,14 @@ impl Record<'_> {
             f.data.as_ref().map(RawData::get),
         ];
         let total: usize = strings.iter().map(|s| s.map_or(0, str::len)).sum();
-        let mut out = Vec::with_capacity(Packed::LENGTHS + 2 * 16 + total);
+        let mut out = Vec::with_capacity(PRESENT + 1 + 4 * STRINGS + 2 * 16 + total);
         out.extend_from_slice(self.id.as_bytes());
-        for s in &strings {
+        let present =
+            strings.iter().enumerate().fold(0u8, |mask, (i, s)| if s.is_some() { mask | 1 << i } else { mask });
+        out.push(present);
+        for s in strings.iter().flatten() {
             // A Kafka record is smaller than 2 GiB, and so is each of its strings.
-            let len = s.map_or(ABSENT, |s| u32::try_from(s.len()).unwrap_or(ABSENT - 1));
-            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
         }
         f.from.id.pack_into(&mut out);
         self.to.pack_into(&mut out);

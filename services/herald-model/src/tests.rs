@@ -283,6 +283,15 @@ fn structured_content_is_read_exactly_kept_and_served_byte_for_byte() {
             Notification { sent_at: n.sent_at.trunc_subsecs(3), ..n }
         );
     }
+    // The shape the consume bench writes (text ids, no names, every field) takes the exact way.
+    let shop = User::anonymous(UserId::parse("shop").unwrap());
+    let member = User::anonymous(UserId::parse("member-7@example.com").unwrap());
+    let mut n = Notification::new(shop, member, "notification number 7 with some text".into());
+    n.title = Some("Order 7 shipped".into());
+    n.url = Some("/orders/7".into());
+    n.category = Some("orders".into());
+    n.data = crate::content::Data::compact(r#"{"orderId":7,"items":[{"sku":"a-1","qty":2}]}"#).ok();
+    assert!(parse_exact(&n.encode()).is_some(), "{}", String::from_utf8_lossy(&n.encode()));
     // Without them a record keeps today's bytes.
     let plain = String::from_utf8(mk_notification().encode()).unwrap();
     assert!(!plain.contains("title") && !plain.contains("data"), "{plain}");

@@ -141,6 +141,16 @@ impl UserId {
         }
     }
 
+    /// How many bytes the id [`UserId::pack_into`] wrote at the start of `bytes` takes, without
+    /// reading it.
+    pub fn packed_len(bytes: &[u8]) -> Option<usize> {
+        match bytes.split_first()? {
+            (&PACKED_NUMBER, _) => Some(9),
+            (&PACKED_TEXT, rest) => rest.first().map(|len| 2 + usize::from(*len)),
+            _ => None,
+        }
+    }
+
     /// An id written by [`UserId::pack_into`] at the start of `bytes`, and how many bytes it took.
     pub fn unpack(bytes: &[u8]) -> Option<(Self, usize)> {
         match bytes.split_first()? {
@@ -304,6 +314,7 @@ mod tests {
             id.pack_into(&mut out);
             out.push(9);
             let (back, used) = UserId::unpack(&out[1..]).unwrap();
+            assert_eq!(UserId::packed_len(&out[1..]), Some(used));
             assert_eq!((back, used + 2), (id, out.len()));
         }
         assert_eq!(UserId::unpack(&[]), None);
