@@ -109,11 +109,10 @@ impl Http {
         message: &str,
     ) -> Result<Answer, String> {
         let body = serde_json::json!({"fromID": from, "toID": to, "message": message}).to_string();
-        self.request("POST", &format!("{producer}/send"), Some("application/json"), body.into_bytes()).await
+        self.post_raw_json(&format!("{producer}/send"), body.into_bytes()).await
     }
 
     pub async fn send_json(&self, producer: &str, from: u64, to: u64, message: &str) -> Result<Answer, String> {
-        let body = serde_json::json!({"fromID": from, "toID": to, "message": message}).to_string();
-        self.request("POST", &format!("{producer}/send"), Some("application/json"), body.into_bytes()).await
+        self.send_between(producer, from, to, message).await
     }
 }

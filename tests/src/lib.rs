@@ -115,10 +115,9 @@ impl Setup {
     }
 
     pub fn producer(&self, extra: &[(&'static str, String)]) -> process::Service {
-        let mut env = self.common_env();
-        env.push(("HERALD_USERS_FILE", self.users_file.path().display().to_string()));
+        let mut env = vec![("HERALD_USERS_FILE", self.users_file.path().display().to_string())];
         env.extend_from_slice(extra);
-        process::Service::start("herald-producer", &[], &env)
+        self.open_producer(&env)
     }
 
     /// A producer without a user directory (the default since open ids): any valid id sends and

@@ -51,6 +51,37 @@ fn item_ids(answer: &Value) -> Vec<String> {
     answer["notifications"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap().to_string()).collect()
 }
 
+/// Every one of `consumers` answers for every id: complete (`sent`), with the ids as given (no
+/// directory: the id alone), each sender as `senders` says; `read_user`'s notifications all
+/// read, everyone else's unread.
+async fn check_everywhere(
+    http: &Http,
+    consumers: &[String],
+    sent: &BTreeMap<String, Vec<String>>,
+    senders: &BTreeMap<String, Value>,
+    read_user: Option<&str>,
+    when: &str,
+) {
+    for c in consumers {
+        for to in ids() {
+            let answer = inbox(http, c, &to, "").await;
+            let mut got = item_ids(&answer);
+            let mut want = sent[&path_id(&to)].clone();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "{to} on {c} {when}");
+            let read = read_user == Some(path_id(&to).as_str());
+            for n in answer["notifications"].as_array().unwrap() {
+                assert_eq!(n["to"], json!({"id": to}), "no directory: the id alone, as given");
+                assert_eq!(n["from"], senders[n["id"].as_str().unwrap()]);
+                assert_eq!(n["read"], json!(read), "{to} on {c} {when}");
+            }
+            let unread = if read { 0 } else { want.len() };
+            assert_eq!(answer["unread"], json!(unread), "{to} on {c} {when}: {answer}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn string_ids_are_sent_read_paged_streamed_marked_and_restored() {
     let s = Setup::new(Storage::Memory, 3, 4).await;
@@ -62,39 +93,20 @@ async fn string_ids_are_sent_read_paged_streamed_marked_and_restored() {
     // Recipient i gets i + 1 notifications from an app id; the sender has no name (no directory,
     // no token).
     let mut sent: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Each notification's sender as it is served.
+    let mut senders: BTreeMap<String, Value> = BTreeMap::new();
     for (i, to) in ids().iter().enumerate() {
         for k in 0..=i {
             let a = http.send_between(&producer.url, "billing.app", to, &format!("m{i}-{k}")).await.unwrap();
             assert_eq!(a.status, 200, "{to}: {}", a.text);
             sent.entry(path_id(to)).or_default().push(a.json["id"].as_str().unwrap().to_string());
+            senders.insert(a.json["id"].as_str().unwrap().to_string(), json!({"id": "billing.app"}));
         }
     }
 
     // Every consumer answers for every id, complete, with the ids as they were given.
-    let check_all = |consumers: Vec<String>, read_all: Option<String>| {
-        let (http, sent) = (http.clone(), sent.clone());
-        async move {
-            for c in &consumers {
-                for to in ids() {
-                    let answer = inbox(&http, c, &to, "").await;
-                    let mut got = item_ids(&answer);
-                    let mut want = sent[&path_id(&to)].clone();
-                    got.sort();
-                    want.sort();
-                    assert_eq!(got, want, "{to} on {c}");
-                    for n in answer["notifications"].as_array().unwrap() {
-                        assert_eq!(n["to"], json!({"id": to}), "no directory: the id alone, as given");
-                        assert_eq!(n["from"], json!({"id": "billing.app"}));
-                    }
-                    let all_read = read_all.as_deref() == Some(path_id(&to).as_str());
-                    let unread = if all_read { 0 } else { want.len() };
-                    assert_eq!(answer["unread"], json!(unread), "{to} on {c}: {answer}");
-                }
-            }
-        }
-    };
     let urls = |cs: &[herald_tests::process::Service]| cs.iter().map(|c| c.url.clone()).collect::<Vec<_>>();
-    check_all(urls(&consumers), None).await;
+    check_everywhere(&http, &urls(&consumers), &sent, &senders, None, "").await;
 
     // Pages of two, following the cursor, add up to the whole inbox (the 128-byte id has 1).
     let paged = ids()[5].clone();
@@ -124,7 +136,7 @@ async fn string_ids_are_sent_read_paged_streamed_marked_and_restored() {
         .await
         .unwrap();
     assert_eq!(a.status, 200, "{}", a.text);
-    check_all(urls(&consumers), Some(path_id(&longest))).await;
+    check_everywhere(&http, &urls(&consumers), &sent, &senders, Some(&path_id(&longest)), "after the marker").await;
 
     // A live stream for an e-mail address.
     let alice = ids()[1].clone();
@@ -135,6 +147,7 @@ async fn string_ids_are_sent_read_paged_streamed_marked_and_restored() {
     assert_eq!(a.status, 200, "{}", a.text);
     let live_id = a.json["id"].as_str().unwrap().to_string();
     sent.get_mut(&path_id(&alice)).unwrap().push(live_id.clone());
+    senders.insert(live_id.clone(), json!({"id": 7}));
     loop {
         let event = stream.next(Duration::from_secs(15)).await.expect("the live notification").expect("open");
         let Ok(data) = serde_json::from_str::<Value>(&event.data) else { continue };
@@ -150,24 +163,7 @@ async fn string_ids_are_sent_read_paged_streamed_marked_and_restored() {
         c.kill9();
     }
     let replacements = start_consumers(&http, &s, 2).await;
-    let check_all = |consumers: Vec<String>| {
-        let (http, sent, longest) = (http.clone(), sent.clone(), path_id(&longest));
-        async move {
-            for c in &consumers {
-                for to in ids() {
-                    let answer = inbox(&http, c, &to, "").await;
-                    let mut got = item_ids(&answer);
-                    let mut want = sent[&path_id(&to)].clone();
-                    got.sort();
-                    want.sort();
-                    assert_eq!(got, want, "{to} on {c} after the restart");
-                    let read = path_id(&to) == longest;
-                    assert!(answer["notifications"].as_array().unwrap().iter().all(|n| n["read"] == json!(read)));
-                }
-            }
-        }
-    };
-    check_all(urls(&replacements)).await;
+    check_everywhere(&http, &urls(&replacements), &sent, &senders, Some(&path_id(&longest)), "after the restart").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

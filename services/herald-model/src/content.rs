@@ -68,6 +68,25 @@ pub fn check_category(category: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err("category must be 1-64 characters of a-z 0-9 . _ -".to_string()) }
 }
 
+/// The structured strings that are given, each under its rule: what the producer checks of a
+/// request and a consumer of every record.
+pub fn check_strings(title: Option<&str>, url: Option<&str>, category: Option<&str>) -> Result<(), String> {
+    title.map_or(Ok(()), check_title)?;
+    url.map_or(Ok(()), check_url)?;
+    category.map_or(Ok(()), check_category)
+}
+
+/// `data`'s JSON text (valid JSON already): an object of at most [`MAX_DATA_BYTES`].
+pub fn check_data(json: &str) -> Result<(), String> {
+    if !json.starts_with('{') {
+        return Err("data must be a JSON object".into());
+    }
+    if json.len() > MAX_DATA_BYTES {
+        return Err(format!("data is {} bytes; at most {MAX_DATA_BYTES} are allowed", json.len()));
+    }
+    Ok(())
+}
+
 /// `data`: a JSON object, kept and served byte for byte as given (compact).
 #[derive(Clone)]
 pub struct Data(Box<RawValue>);
@@ -77,16 +96,8 @@ impl Data {
     /// changed: key order and number forms stay as given); `Err` when it is not an object or is
     /// larger than [`MAX_DATA_BYTES`] compact.
     pub fn compact(raw: &str) -> Result<Self, String> {
-        if !raw.trim_start().starts_with('{') {
-            return Err("data must be a JSON object".into());
-        }
         let compact = compact_json(raw);
-        if compact.len() > MAX_DATA_BYTES {
-            return Err(format!(
-                "data is {} bytes as compact JSON; at most {MAX_DATA_BYTES} are allowed",
-                compact.len()
-            ));
-        }
+        check_data(&compact)?;
         RawValue::from_string(compact).map(Self).map_err(|e| format!("data is not valid JSON: {e}"))
     }
 

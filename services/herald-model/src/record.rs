@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::content::{MAX_DATA_BYTES, check_category, check_title, check_url};
+use crate::content::{check_data, check_strings};
 use crate::error::DecodeError;
 #[cfg(test)]
 use crate::time::format_time;
@@ -100,24 +100,10 @@ pub fn decode_record<'a>(key: Option<&[u8]>, value: Option<&'a [u8]>) -> Result<
     Ok(Record { id: fields.id, to: fields.to.id.clone(), sent_at, unknown_fields, fields })
 }
 
-/// The structured content's rules, as the producer checks them; `data` is any JSON object of
-/// at most [`MAX_DATA_BYTES`] as written.
+/// The structured content's rules, as the producer checks them ([`crate::content`]).
 fn check_content(fields: &Borrowed<'_>) -> Result<(), String> {
-    if let Some(title) = &fields.title {
-        check_title(title)?;
-    }
-    if let Some(url) = &fields.url {
-        check_url(url)?;
-    }
-    if let Some(category) = &fields.category {
-        check_category(category)?;
-    }
-    if let Some(data) = fields.data
-        && (!data.get().starts_with('{') || data.get().len() > MAX_DATA_BYTES)
-    {
-        return Err(format!("data must be a JSON object of at most {MAX_DATA_BYTES} bytes"));
-    }
-    Ok(())
+    check_strings(fields.title.as_deref(), fields.url.as_deref(), fields.category.as_deref())?;
+    fields.data.map_or(Ok(()), |data| check_data(data.get()))
 }
 
 /// The producer's exact form — `{"id":"…","from":{"id":U,"name":"…"},"to":{"id":U,"name":"…"},
@@ -201,40 +187,15 @@ impl<'a> Exact<'a> {
         self.string().map(Some)
     }
 
-    /// A JSON object, as the parser's `RawValue` takes it: its extent found by counting brackets
-    /// outside strings, then checked by the parser (only this part).
+    /// A JSON object, read by the JSON parser itself in one pass (it stops at the object's end).
     fn object(&mut self) -> Option<&'a RawValue> {
         if self.0.first() != Some(&b'{') {
             return None;
         }
-        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-        let mut end = None;
-        for (i, b) in self.0.iter().enumerate() {
-            if in_string {
-                if escaped {
-                    escaped = false;
-                } else if *b == b'\\' {
-                    escaped = true;
-                } else if *b == b'"' {
-                    in_string = false;
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_string = true,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth = depth.checked_sub(1)?;
-                    if depth == 0 {
-                        end = Some(i + 1);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let text = std::str::from_utf8(self.take(end?)?).ok()?;
-        serde_json::from_str::<&RawValue>(text).ok()
+        let mut values = serde_json::Deserializer::from_slice(self.0).into_iter::<&RawValue>();
+        let object = values.next()?.ok()?;
+        self.take(values.byte_offset())?;
+        Some(object)
     }
 
     /// After a user's id: `,"name":"…"}` or `}` (no name), and the name.

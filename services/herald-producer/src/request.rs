@@ -1,6 +1,6 @@
 //! Parsing and validating a `POST /send` body, form-encoded or JSON.
 
-use herald_model::content::{check_category, check_title, check_url};
+use herald_model::content::check_strings;
 use herald_model::{Data, MAX_MESSAGE_BYTES, UserId};
 use percent_encoding::percent_decode;
 use serde::Deserialize;
@@ -235,15 +235,7 @@ fn validate(raw: RawFields) -> Result<SendRequest, BadRequest> {
         category: given(raw.category).map(|c| c.trim().to_string()),
         data: raw.data,
     };
-    if let Some(title) = &content.title {
-        check_title(title).map_err(bad)?;
-    }
-    if let Some(url) = &content.url {
-        check_url(url).map_err(bad)?;
-    }
-    if let Some(category) = &content.category {
-        check_category(category).map_err(bad)?;
-    }
+    check_strings(content.title.as_deref(), content.url.as_deref(), content.category.as_deref()).map_err(bad)?;
     Ok(SendRequest { from_id, to, message, content })
 }
 
